@@ -1,0 +1,160 @@
+"""List and watch query parameters, validated the way the kube-apiserver validates them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+from .status import bad_request
+
+SUPPORTED_FIELDS = frozenset({"metadata.name"})
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    """The parsed query of a list or watch request."""
+
+    label_selector: LabelSelector
+    field_selector: FieldSelector
+    limit: int
+    continue_token: ContinueToken | None
+    resource_version: str | None
+    resource_version_match: str | None
+    watch: bool
+    allow_bookmarks: bool
+    timeout_seconds: int | None
+    send_initial_events: bool | None
+    include_object: str | None
+
+    def matches_name(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Whether an object with this name and labels passes both selectors."""
+        return self.label_selector.matches(labels) and self.field_selector.matches({"metadata.name": name})
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueToken:
+    """Where the next page starts: after `start`, in the listing at `resource_version`."""
+
+    resource_version: int
+    start: str
+
+    def encode(self) -> str:
+        """The opaque token, in the kube-apiserver's format (base64url of a small JSON)."""
+        raw = json.dumps({"v": "meta.k8s.io/v1", "rv": self.resource_version, "start": self.start + "\x00"})
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode(token: str) -> ContinueToken:
+        """Parse a token; 400 BadRequest when it is not one of ours."""
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            if data.get("v") != "meta.k8s.io/v1":
+                raise ValueError("unsupported continue version")
+            rv = int(data["rv"])
+            start = str(data["start"]).removesuffix("\x00")
+        except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise bad_request(f"continue key is not valid: {exc}") from None
+        if rv <= 0:
+            raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        return ContinueToken(rv, start)
+
+
+def _bool(query: Mapping[str, str], key: str) -> bool | None:
+    value = query.get(key)
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise bad_request(f'{key}: Invalid value: "{value}": must be a boolean')
+
+
+def _int(query: Mapping[str, str], key: str) -> int | None:
+    value = query.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f'{key}: Invalid value: "{value}": must be an integer') from None
+    if number < 0:
+        raise bad_request(f"{key}: Invalid value: {number}: must be greater than or equal to 0")
+    return number
+
+
+def parse_list_options(query: Mapping[str, str], *, force_watch: bool = False) -> ListOptions:
+    """Parse and validate list/watch query parameters; 400 BadRequest on anything invalid."""
+    try:
+        labels = parse_label_selector(query.get("labelSelector", ""))
+    except SelectorError as exc:
+        raise bad_request(f"unable to parse labelSelector: {exc}") from None
+    try:
+        fields = parse_field_selector(query.get("fieldSelector", ""), SUPPORTED_FIELDS)
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from None
+    watch = force_watch or bool(_bool(query, "watch"))
+    rv = query.get("resourceVersion") or None
+    rv_match = query.get("resourceVersionMatch") or None
+    token_text = query.get("continue") or None
+    send_initial = _bool(query, "sendInitialEvents")
+    allow_bookmarks = bool(_bool(query, "allowWatchBookmarks"))
+
+    if rv is not None and rv != "0":
+        try:
+            if int(rv) < 0:
+                raise ValueError(rv)
+        except ValueError:
+            raise bad_request(f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer') from None
+    if rv_match is not None and rv_match not in ("Exact", "NotOlderThan"):
+        raise bad_request(f'resourceVersionMatch: Unsupported value: "{rv_match}": supported values: "Exact", "NotOlderThan"')
+    if watch:
+        if token_text:
+            raise bad_request("continue: Forbidden: continue is not supported for watch")
+        if send_initial is not None:
+            if rv_match != "NotOlderThan":
+                raise bad_request(
+                    "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+                )
+            if send_initial and not allow_bookmarks:
+                raise bad_request("allowWatchBookmarks: Forbidden: sendInitialEvents requires allowWatchBookmarks=true")
+        elif rv_match is not None:
+            raise bad_request(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch "
+                "unless sendInitialEvents is provided"
+            )
+    else:
+        if send_initial is not None:
+            raise bad_request("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list")
+        if rv_match is not None and rv is None:
+            raise bad_request(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+            )
+        if token_text and rv is not None and rv != "0":
+            raise bad_request("resourceVersion: Forbidden: specifying resource version is not allowed when using continue")
+        if rv_match == "Exact" and rv == "0":
+            raise bad_request(
+                'resourceVersionMatch: Forbidden: resourceVersionMatch "Exact" is forbidden for resourceVersion "0"'
+            )
+
+    return ListOptions(
+        label_selector=labels,
+        field_selector=fields,
+        limit=_int(query, "limit") or 0,
+        continue_token=ContinueToken.decode(token_text) if token_text else None,
+        resource_version=rv,
+        resource_version_match=rv_match,
+        watch=watch,
+        allow_bookmarks=allow_bookmarks,
+        timeout_seconds=_int(query, "timeoutSeconds"),
+        send_initial_events=send_initial,
+        include_object=query.get("includeObject"),
+    )

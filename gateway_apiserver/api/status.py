@@ -1,0 +1,105 @@
+"""Kubernetes `Status` error objects, the only error shape a client ever sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+GROUP = "cluster.core.oam.dev"
+RESOURCE = "clustergateways"
+
+# HTTP code -> Kubernetes StatusReason, as in k8s.io/apimachinery/pkg/api/errors.
+_REASONS: dict[int, str] = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Expired",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    501: "NotImplemented",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class StatusError(Exception):
+    """An error that is answered to the client as a Kubernetes Status object."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason if reason is not None else _REASONS.get(code, "Unknown")
+        self.details = details
+        self.headers = headers or {}
+
+    def to_status(self) -> dict[str, Any]:
+        """The Status object for this error."""
+        return status_object(self.code, self.message, reason=self.reason, details=self.details)
+
+
+def status_object(code: int, message: str, *, reason: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build a `v1.Status` failure object."""
+    status: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason if reason is not None else _REASONS.get(code, "Unknown"),
+        "code": code,
+    }
+    if details:
+        status["details"] = details
+    return status
+
+
+def status_response(error: StatusError) -> web.Response:
+    """Render a StatusError as an aiohttp response."""
+    body = json.dumps(error.to_status(), separators=(",", ":")).encode()
+    return web.Response(status=error.code, body=body, content_type="application/json", headers=error.headers)
+
+
+def not_found(name: str, message: str | None = None) -> StatusError:
+    """404 for a ClusterGateway, with the kube-apiserver's wording unless a reason is given."""
+    return StatusError(
+        404,
+        message or f'{RESOURCE}.{GROUP} "{name}" not found',
+        details={"name": name, "group": GROUP, "kind": RESOURCE},
+    )
+
+
+def method_not_allowed(method: str, what: str) -> StatusError:
+    """405 for verbs the read-only resource does not support."""
+    return StatusError(
+        405,
+        f"the server does not allow this method on the requested resource: {method} is not supported on {what}",
+    )
+
+
+def bad_request(message: str) -> StatusError:
+    """400 BadRequest."""
+    return StatusError(400, message)
+
+
+def expired(message: str) -> StatusError:
+    """410 Gone / Expired, as for a too old resourceVersion or continue token."""
+    return StatusError(410, message, reason="Expired")

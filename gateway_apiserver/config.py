@@ -1,0 +1,204 @@
+"""Command-line configuration, with flags compatible with cluster-gateway where they overlap."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+FEATURE_GATES: dict[str, bool] = {
+    "HealthinessCheck": False,
+    "SecretCache": True,
+    "ClientIdentityPenetration": False,
+    "OCMClusterCache": True,
+}
+# Go's strconv.ParseBool, as the reference's flags parse booleans.
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+# Flags of the reference that this build accepts but cannot honour yet: refusing them beats
+# silently running without the security they promise.
+NOT_YET_SUPPORTED = {
+    "requestheader_client_ca_file": "--requestheader-client-ca-file",
+    "requestheader_allowed_names": "--requestheader-allowed-names",
+    "client_ca_file": "--client-ca-file",
+    "cluster_gateway_proxy_config": "--cluster-gateway-proxy-config",
+    "authorize_proxy_subpath": "--authorize-proxy-subpath",
+}
+
+
+class ConfigError(Exception):
+    """An invalid flag or configuration; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the server needs to start."""
+
+    secret_namespace: str = "vela-system"
+    secure_port: int = 9443
+    bind_address: str = "0.0.0.0"
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    cert_dir: Path = Path("apiserver.local.config/certificates")
+    kubeconfig: Path | None = None
+    feature_gates: dict[str, bool] = field(default_factory=lambda: dict(FEATURE_GATES))
+    standalone: bool = False
+    secrets_dir: Path | None = None
+    kubeconfig_clusters: Path | None = None
+    service_name: str = "gateway-apiserver"
+    log_level: str = "info"
+    bookmark_interval: float = 60.0
+    min_request_timeout: int = 1800
+
+
+def parse_bool(value: str) -> bool:
+    """Parse a boolean the way Go flags do."""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+
+
+def parse_feature_gates(text: str) -> dict[str, bool]:
+    """`A=true,B=false` over the defaults; unknown gates and bad values are errors."""
+    gates = dict(FEATURE_GATES)
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--feature-gates: missing bool value for {key}")
+        if key not in FEATURE_GATES:
+            raise ConfigError(f"--feature-gates: unrecognized feature gate: {key}")
+        if value not in _TRUE | _FALSE:
+            raise ConfigError(f"--feature-gates: invalid value of {key}={value}, err: invalid syntax")
+        gates[key] = value in _TRUE
+    return gates
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser (also used to check the README's commands)."""
+    p = _Parser(
+        prog="gateway-apiserver",
+        description="Multi-cluster Kubernetes API gateway: serves clustergateways.cluster.core.oam.dev "
+        "from Secrets, as an aggregated API server or standalone.",
+    )
+    boolean = {"nargs": "?", "const": True, "type": parse_bool, "metavar": "BOOL"}
+    p.add_argument("--secret-namespace", default="vela-system", help="namespace of the cluster Secrets (default: %(default)s)")
+    p.add_argument("--secure-port", type=int, default=9443, help="HTTPS port (default: %(default)s)")
+    p.add_argument("--bind-address", default=None, help="address to listen on (default: 0.0.0.0; 127.0.0.1 when standalone)")
+    p.add_argument("--tls-cert-file", type=Path, help="serving certificate (PEM, may hold the chain)")
+    p.add_argument("--tls-private-key-file", type=Path, help="serving private key (PEM)")
+    p.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=Path("apiserver.local.config/certificates"),
+        help="where a self-signed certificate is written when no --tls-cert-file is given (default: %(default)s)",
+    )
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig of the hosting cluster (default: in-cluster configuration)")
+    p.add_argument(
+        "--feature-gates",
+        default="",
+        help="comma-separated Gate=bool pairs: " + ", ".join(f"{k}={str(v).lower()}" for k, v in FEATURE_GATES.items()),
+    )
+    p.add_argument(
+        "--standalone",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="serve Secrets from files instead of a hosting cluster; binds 127.0.0.1, no delegated auth",
+    )
+    p.add_argument("--secrets-dir", type=Path, help="standalone: directory of Secret manifests (YAML/JSON)")
+    p.add_argument(
+        "--kubeconfig-clusters", type=Path, help="standalone: turn each context of this kubeconfig into a ClusterGateway"
+    )
+    p.add_argument(
+        "--service-name",
+        default="gateway-apiserver",
+        help="Service name the self-signed certificate covers (default: %(default)s)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
+    p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks (default: %(default)s)")
+    p.add_argument(
+        "--min-request-timeout",
+        type=int,
+        default=1800,
+        help="a watch without timeoutSeconds lasts between 1x and 2x this many seconds (default: %(default)s)",
+    )
+    # Accepted for compatibility with cluster-gateway; refused until implemented (see NOT_YET_SUPPORTED).
+    p.add_argument("--requestheader-client-ca-file", type=Path, help="(not supported yet)")
+    p.add_argument("--requestheader-allowed-names", help="(not supported yet)")
+    p.add_argument("--client-ca-file", type=Path, help="(not supported yet)")
+    p.add_argument("--cluster-gateway-proxy-config", type=Path, help="(not supported yet)")
+    p.add_argument("--authorize-proxy-subpath", default=None, **boolean, help="(not supported yet)")  # type: ignore[arg-type]
+    return p
+
+
+def parse_config(argv: list[str]) -> Config:
+    """Parse and validate the command line; ConfigError with a one-line message otherwise."""
+    ns = build_parser().parse_args(argv)
+    for attr, flag in NOT_YET_SUPPORTED.items():
+        if getattr(ns, attr) not in (None, False):
+            raise ConfigError(f"{flag} is not supported by this build yet")
+    if not 0 < ns.secure_port < 65536:
+        raise ConfigError(f"--secure-port {ns.secure_port} must be between 1 and 65535")
+    if (ns.tls_cert_file is None) != (ns.tls_private_key_file is None):
+        raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
+    for flag, path in (
+        ("--tls-cert-file", ns.tls_cert_file),
+        ("--tls-private-key-file", ns.tls_private_key_file),
+        ("--kubeconfig", ns.kubeconfig),
+        ("--kubeconfig-clusters", ns.kubeconfig_clusters),
+    ):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+    if ns.secrets_dir is not None and not ns.secrets_dir.is_dir():
+        raise ConfigError(f"--secrets-dir {ns.secrets_dir}: no such directory")
+    bind = ns.bind_address
+    if ns.standalone:
+        if ns.secrets_dir is None and ns.kubeconfig_clusters is None:
+            raise ConfigError("--standalone needs --secrets-dir and/or --kubeconfig-clusters")
+        if ns.kubeconfig is not None:
+            raise ConfigError("--kubeconfig names a hosting cluster; it cannot be used with --standalone")
+        bind = bind or "127.0.0.1"
+        if not _is_loopback(bind):
+            raise ConfigError(f"--bind-address {bind}: standalone mode has no authentication, so it binds loopback only")
+    else:
+        if ns.secrets_dir is not None or ns.kubeconfig_clusters is not None:
+            raise ConfigError("--secrets-dir and --kubeconfig-clusters need --standalone")
+        bind = bind or "0.0.0.0"
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        raise ConfigError(f"--bind-address {bind}: not an IP address") from None
+    if ns.bookmark_interval <= 0 or ns.min_request_timeout <= 0:
+        raise ConfigError("--bookmark-interval and --min-request-timeout must be positive")
+    return Config(
+        secret_namespace=ns.secret_namespace,
+        secure_port=ns.secure_port,
+        bind_address=bind,
+        tls_cert_file=ns.tls_cert_file,
+        tls_private_key_file=ns.tls_private_key_file,
+        cert_dir=ns.cert_dir,
+        kubeconfig=ns.kubeconfig,
+        feature_gates=parse_feature_gates(ns.feature_gates),
+        standalone=bool(ns.standalone),
+        secrets_dir=ns.secrets_dir,
+        kubeconfig_clusters=ns.kubeconfig_clusters,
+        service_name=ns.service_name,
+        log_level=ns.log_level,
+        bookmark_interval=ns.bookmark_interval,
+        min_request_timeout=ns.min_request_timeout,
+    )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"

@@ -1,0 +1,259 @@
+"""Secret → ClusterGateway conversion: pure functions, compatible with cluster-gateway's format."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from .model import (
+    ANNOTATION_HEALTHY,
+    ANNOTATION_HEALTHY_REASON,
+    ANNOTATION_PROXY_CONFIGURATION,
+    GROUP_VERSION,
+    KIND,
+    LABEL_CREDENTIAL_TYPE,
+    LABEL_ENDPOINT_TYPE,
+    ClusterCredential,
+    ClusterGateway,
+    CredentialType,
+    EndpointType,
+    encode,
+)
+
+# uuid5 namespace so a ClusterGateway uid is stable for a Secret uid but never equal to it.
+_UID_NAMESPACE = uuid.UUID("7c1f5d2e-4a8b-5f3c-9e6d-0b1a2c3d4e5f")
+_PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
+_EXEC_API_VERSIONS = frozenset({"client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"})
+# Go's strconv.ParseBool, which the reference uses for the healthy annotation.
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+
+
+class ConversionError(ValueError):
+    """The Secret does not describe a usable cluster; the message says why."""
+
+
+def gateway_uid(secret_uid: str | None, namespace: str, name: str) -> str:
+    """A ClusterGateway uid derived deterministically from its Secret."""
+    seed = secret_uid or f"{namespace}/{name}"
+    return str(uuid.uuid5(_UID_NAMESPACE, seed))
+
+
+def _decode(data: Mapping[str, Any], key: str) -> bytes | None:
+    raw = data.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ConversionError(f"data[{key!r}] is not a base64 string")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConversionError(f"data[{key!r}] is not valid base64: {exc}") from None
+
+
+def _text(value: bytes, key: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise ConversionError(f"data[{key!r}] is not UTF-8 text") from None
+
+
+def _check_url(url: str, what: str, schemes: frozenset[str]) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise ConversionError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in schemes:
+        raise ConversionError(f"{what} {url!r} has scheme {parts.scheme or '(none)'!r}, want one of {', '.join(sorted(schemes))}")
+    if not parts.hostname:
+        raise ConversionError(f"{what} {url!r} has no host")
+    if parts.query or parts.fragment:
+        raise ConversionError(f"{what} {url!r} must not carry a query or fragment")
+    del port
+
+
+def _check_certificates(pem: bytes, what: str) -> None:
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise ConversionError(f"{what} is not a valid PEM certificate bundle: {exc}") from None
+    if not certs:
+        raise ConversionError(f"{what} holds no PEM certificate")
+
+
+def _check_private_key(pem: bytes, what: str) -> None:
+    try:
+        # Skipping RSA's slow consistency check keeps a 10,000-Secret sync fast; we only
+        # need to know the key is a parseable, unencrypted PEM key.
+        load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(f"{what} is not a valid unencrypted PEM private key: {exc}") from None
+
+
+def _credential(kind: CredentialType, data: Mapping[str, Any]) -> ClusterCredential:
+    if kind is CredentialType.SERVICE_ACCOUNT_TOKEN:
+        token = _decode(data, "token")
+        text = _text(token, "token").strip() if token is not None else ""
+        if not text:
+            raise ConversionError("ServiceAccountToken credential needs a non-empty data['token']")
+        return ClusterCredential(kind, token=text)
+    if kind is CredentialType.X509_CERTIFICATE:
+        cert, key = _decode(data, "tls.crt"), _decode(data, "tls.key")
+        if not cert or not key:
+            raise ConversionError("X509Certificate credential needs data['tls.crt'] and data['tls.key']")
+        _check_certificates(cert, "data['tls.crt']")
+        _check_private_key(key, "data['tls.key']")
+        return ClusterCredential(kind, client_certificate_pem=cert, client_key_pem=key)
+    raw = _decode(data, "exec")
+    if not raw:
+        raise ConversionError("Dynamic credential needs data['exec'] (a client-go ExecConfig as JSON)")
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise ConversionError(f"data['exec'] is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("command"), str) or not config["command"]:
+        raise ConversionError("data['exec'] must be a JSON object with a non-empty 'command'")
+    api_version = config.get("apiVersion")
+    if api_version not in _EXEC_API_VERSIONS:
+        raise ConversionError(f"data['exec'].apiVersion {api_version!r} is not one of {', '.join(sorted(_EXEC_API_VERSIONS))}")
+    return ClusterCredential(kind, exec_config=config)
+
+
+def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
+    """Convert one cluster Secret (Kubernetes JSON shape) into a ClusterGateway.
+
+    Raises ConversionError naming the problem: unknown type, missing endpoint, bad URL,
+    bad base64 or bad PEM. Credential material is kept out of `manifest` and `json`.
+    """
+    meta = secret.get("metadata") or {}
+    name = meta.get("name")
+    if not name:
+        raise ConversionError("the Secret has no metadata.name")
+    labels: dict[str, str] = dict(meta.get("labels") or {})
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    data: Mapping[str, Any] = secret.get("data") or {}
+
+    raw_type = labels.get(LABEL_CREDENTIAL_TYPE)
+    if raw_type is None:
+        raise ConversionError(f"missing label {LABEL_CREDENTIAL_TYPE}")
+    try:
+        credential_type = CredentialType(raw_type)
+    except ValueError:
+        raise ConversionError(
+            f"unknown credential type {raw_type!r} in label {LABEL_CREDENTIAL_TYPE} "
+            f"(want one of {', '.join(t.value for t in CredentialType)})"
+        ) from None
+    raw_endpoint_type = labels.get(LABEL_ENDPOINT_TYPE) or EndpointType.CONST.value
+    try:
+        endpoint_type = EndpointType(raw_endpoint_type)
+    except ValueError:
+        raise ConversionError(
+            f"unknown endpoint type {raw_endpoint_type!r} in label {LABEL_ENDPOINT_TYPE} "
+            f"(want one of {', '.join(t.value for t in EndpointType)})"
+        ) from None
+
+    address: str | None = None
+    ca_bundle: bytes | None = None
+    proxy_url: str | None = None
+    insecure = False
+    if endpoint_type is EndpointType.CONST:
+        raw = _decode(data, "endpoint")
+        address = _text(raw, "endpoint").removesuffix("\n").strip() if raw is not None else ""
+        if not address:
+            raise ConversionError("missing data['endpoint'] (the member cluster's API server URL)")
+        _check_url(address, "endpoint", frozenset({"https", "http"}))
+        ca_bundle = _decode(data, "ca.crt")
+        if ca_bundle is None:
+            ca_bundle = _decode(data, "ca")
+        if ca_bundle:
+            _check_certificates(ca_bundle, "data['ca.crt']" if "ca.crt" in data else "data['ca']")
+        else:
+            # As in the reference: no CA means no server verification. Shown as insecure: true.
+            ca_bundle, insecure = None, True
+        raw_proxy = _decode(data, "proxy-url")
+        if raw_proxy:
+            proxy_url = _text(raw_proxy, "proxy-url").strip()
+            _check_url(proxy_url, "proxy-url", _PROXY_SCHEMES)
+
+    credential = _credential(credential_type, data)
+
+    healthy = False
+    raw_healthy = annotations.get(ANNOTATION_HEALTHY)
+    if raw_healthy is not None:
+        if raw_healthy not in _GO_BOOLS:
+            raise ConversionError(f"annotation {ANNOTATION_HEALTHY}={raw_healthy!r} is not a boolean")
+        healthy = _GO_BOOLS[raw_healthy]
+    healthy_reason = annotations.get(ANNOTATION_HEALTHY_REASON, "")
+
+    gateway = ClusterGateway(
+        name=name,
+        uid=gateway_uid(meta.get("uid"), meta.get("namespace", ""), name),
+        resource_version=str(meta.get("resourceVersion", "")),
+        creation_timestamp=meta.get("creationTimestamp"),
+        labels=labels,
+        provider="",
+        endpoint_type=endpoint_type,
+        address=address,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        proxy_url=proxy_url,
+        healthy=healthy,
+        healthy_reason=healthy_reason,
+        credential=credential,
+        proxy_configuration=annotations.get(ANNOTATION_PROXY_CONFIGURATION),
+    )
+    return with_manifest(gateway)
+
+
+def _manifest(gw: ClusterGateway) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": gw.name, "uid": gw.uid, "resourceVersion": gw.resource_version}
+    if gw.creation_timestamp:
+        metadata["creationTimestamp"] = gw.creation_timestamp
+    if gw.labels:
+        metadata["labels"] = dict(gw.labels)
+    endpoint: dict[str, Any] = {"type": gw.endpoint_type.value}
+    if gw.endpoint_type is EndpointType.CONST:
+        const: dict[str, Any] = {"address": gw.address}
+        if gw.ca_bundle:
+            const["caBundle"] = base64.b64encode(gw.ca_bundle).decode()
+        if gw.insecure:
+            const["insecure"] = True
+        if gw.proxy_url:
+            const["proxy-url"] = gw.proxy_url
+        endpoint["const"] = const
+    status: dict[str, Any] = {"healthy": gw.healthy}
+    if gw.healthy_reason:
+        status["healthyReason"] = gw.healthy_reason
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "provider": gw.provider,
+            "access": {"endpoint": endpoint, "credential": {"type": gw.credential.type.value}},
+        },
+        "status": status,
+    }
+
+
+def with_manifest(gw: ClusterGateway) -> ClusterGateway:
+    """Return `gw` with its served manifest and JSON bytes (re)computed from its fields."""
+    manifest = _manifest(gw)
+    return dataclasses.replace(gw, manifest=manifest, json=encode(manifest))
+
+
+def with_resource_version(gw: ClusterGateway, resource_version: str) -> ClusterGateway:
+    """The same cluster at another resourceVersion (a deleted object carries the deletion's)."""
+    return with_manifest(dataclasses.replace(gw, resource_version=resource_version))

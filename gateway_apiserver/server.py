@@ -1,0 +1,120 @@
+"""Run the gateway: a Secret source feeding the registry, and the HTTPS server in front."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from .api.watch import WatchSettings
+from .app import build_app
+from .config import Config, ConfigError
+from .registry.cache import ClusterRegistry
+from .registry.source import SecretSource
+from .security.tls import ServingCert, ensure_self_signed, server_context
+
+log = logging.getLogger(__name__)
+
+
+def serving_hosts(config: Config) -> list[str]:
+    """Names the self-signed certificate covers: the in-cluster Service names and loopback."""
+    svc, ns = config.service_name, config.secret_namespace
+    hosts = ["localhost", "127.0.0.1", "::1"]
+    if not config.standalone:
+        hosts = [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", f"{svc}.{ns}", svc, *hosts]
+    return hosts
+
+
+async def build_source(config: Config) -> SecretSource:
+    """The Secret source for this configuration: files when standalone, the hosting cluster otherwise."""
+    if config.standalone:
+        from .registry.standalone import FileSecretSource
+
+        return FileSecretSource(config.secrets_dir, config.kubeconfig_clusters, config.secret_namespace)
+    from .registry.informer import SecretInformer, load_hosting_config
+
+    try:
+        hosting = await load_hosting_config(str(config.kubeconfig) if config.kubeconfig else None)
+    except Exception as exc:
+        raise ConfigError(f"cannot load the hosting cluster configuration: {exc}") from None
+    return SecretInformer(hosting, config.secret_namespace)
+
+
+class GatewayServer:
+    """One gateway process: start() it, stop() it; `port` is known once started."""
+
+    def __init__(self, config: Config, source: SecretSource | None = None) -> None:
+        self.config = config
+        self.registry = ClusterRegistry(config.secret_namespace)
+        self._source = source
+        self._source_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = config.secure_port
+        self.cert: ServingCert | None = None
+
+    async def start(self) -> None:
+        """Start the Secret source and the HTTPS listener."""
+        cfg = self.config
+        if cfg.tls_cert_file and cfg.tls_private_key_file:
+            self.cert = ServingCert(cfg.tls_cert_file, cfg.tls_private_key_file)
+        else:
+            self.cert = ensure_self_signed(Path(cfg.cert_dir), serving_hosts(cfg))
+        ssl_context = server_context(self.cert)
+        source = self._source or await build_source(cfg)
+        self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
+        app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout))
+        # handler_cancellation: a client leaving a watch must end its handler at once.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=logging.getLogger("gateway_apiserver.access"))
+        await self._runner.setup()
+        family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.bind_address, cfg.secure_port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context, shutdown_timeout=1.0)
+        await site.start()
+        log.info(
+            "serving on https://%s:%d (%s mode)",
+            cfg.bind_address,
+            self.port,
+            "standalone" if cfg.standalone else "hosting-cluster",
+        )
+
+    async def _supervise(self, source: SecretSource) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await source.run(self.registry)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the Secret source failed; restarting it in %.1fs", delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 30.0)
+
+    async def stop(self) -> None:
+        """Stop listening and stop the source."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._source_task is not None:
+            self._source_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._source_task
+            self._source_task = None
+
+
+async def serve_forever(config: Config) -> None:
+    """Run until cancelled (SIGINT/SIGTERM)."""
+    server = GatewayServer(config)
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
