@@ -69,14 +69,14 @@ class GatewayServer:
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout))
         # handler_cancellation: a client leaving a watch must end its handler at once.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=logging.getLogger("gateway_apiserver.access"))
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=logging.getLogger("gateway_apiserver.access"))
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((cfg.bind_address, cfg.secure_port))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, ssl_context=ssl_context, shutdown_timeout=1.0)
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
         await site.start()
         log.info(
             "serving on https://%s:%d (%s mode)",
