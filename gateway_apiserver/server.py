@@ -9,6 +9,7 @@ import random
 import socket
 from pathlib import Path
 
+import yaml
 from aiohttp import web
 
 from .api.watch import WatchSettings
@@ -45,6 +46,26 @@ async def build_source(config: Config) -> SecretSource:
     return SecretInformer(hosting, config.secret_namespace)
 
 
+def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) -> Path:
+    """A kubeconfig for the standalone server: no user, since standalone mode has no authentication."""
+    server_host = f"[{host}]" if ":" in host else host
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "gateway-apiserver",
+                "cluster": {"server": f"https://{server_host}:{port}", "certificate-authority": str(cert.cert_file.resolve())},
+            }
+        ],
+        "users": [{"name": "standalone", "user": {}}],
+        "contexts": [{"name": "gateway-apiserver", "context": {"cluster": "gateway-apiserver", "user": "standalone"}}],
+        "current-context": "gateway-apiserver",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 class GatewayServer:
     """One gateway process: start() it, stop() it; `port` is known once started."""
 
@@ -69,7 +90,9 @@ class GatewayServer:
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout))
         # handler_cancellation: a client leaving a watch must end its handler at once.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=logging.getLogger("gateway_apiserver.access"))
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=logging.getLogger("gateway_apiserver.access")
+        )
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
