@@ -81,12 +81,12 @@ class GatewayServer:
     async def start(self) -> None:
         """Start the Secret source and the HTTPS listener."""
         cfg = self.config
+        source = self._source or await build_source(cfg)  # configuration errors first, before any side effect
         if cfg.tls_cert_file and cfg.tls_private_key_file:
             self.cert = ServingCert(cfg.tls_cert_file, cfg.tls_private_key_file)
         else:
             self.cert = ensure_self_signed(Path(cfg.cert_dir), serving_hosts(cfg))
         ssl_context = server_context(self.cert)
-        source = self._source or await build_source(cfg)
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout))
         # handler_cancellation: a client leaving a watch must end its handler at once.

@@ -36,8 +36,12 @@ async def kubectl(gw: RunningGateway, *args: str, timeout: float = 30) -> tuple[
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "HOME": str(gw.kubeconfig.parent)}
     cache = gw.kubeconfig.parent / "kubectl-cache"
     proc = await asyncio.create_subprocess_exec(
-        "kubectl", f"--cache-dir={cache}", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        "kubectl",
+        f"--cache-dir={cache}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -81,8 +85,15 @@ async def test_kubectl_not_found_and_read_only(gateway: RunningGateway) -> None:
 async def test_kubectl_watch(gateway: RunningGateway) -> None:
     env = {**os.environ, "KUBECONFIG": str(gateway.kubeconfig), "HOME": str(gateway.kubeconfig.parent)}
     proc = await asyncio.create_subprocess_exec(
-        "kubectl", f"--cache-dir={gateway.kubeconfig.parent / 'kubectl-cache'}", "get", "clustergateways", "-w",
-        "--request-timeout=20s", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        "kubectl",
+        f"--cache-dir={gateway.kubeconfig.parent / 'kubectl-cache'}",
+        "get",
+        "clustergateways",
+        "-w",
+        "--request-timeout=20s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     assert proc.stdout is not None
     try:
@@ -122,9 +133,7 @@ async def test_kubernetes_dynamic_client(gateway: RunningGateway) -> None:
 
 
 async def test_kubernetes_asyncio_list_get_watch(gateway: RunningGateway) -> None:
-    async with kubernetes_asyncio.client.ApiClient(
-        await _async_config(gateway)
-    ) as api:
+    async with kubernetes_asyncio.client.ApiClient(await _async_config(gateway)) as api:
         custom = kubernetes_asyncio.client.CustomObjectsApi(api)
         listed = await custom.list_cluster_custom_object("cluster.core.oam.dev", "v1alpha1", "clustergateways")
         assert [i["metadata"]["name"] for i in listed["items"]] == ["member-1", "member-2"]
@@ -138,9 +147,14 @@ async def test_kubernetes_asyncio_list_get_watch(gateway: RunningGateway) -> Non
         events: list[tuple[str, str]] = []
 
         async def consume() -> None:
-            async for event in watch.stream(custom.list_cluster_custom_object, "cluster.core.oam.dev", "v1alpha1",
-                                            "clustergateways", resource_version=listed["metadata"]["resourceVersion"],
-                                            timeout_seconds=10):
+            async for event in watch.stream(
+                custom.list_cluster_custom_object,
+                "cluster.core.oam.dev",
+                "v1alpha1",
+                "clustergateways",
+                resource_version=listed["metadata"]["resourceVersion"],
+                timeout_seconds=10,
+            ):
                 events.append((event["type"], event["object"]["metadata"]["name"]))
                 if len(events) == 2:
                     watch.stop()

@@ -62,8 +62,8 @@ async def livez(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: ping plus every registered check (the registry's first sync)."""
-    checks: dict[str, Check] = {"ping": _ping}
-    checks.update(request.app[READY_CHECKS])
+    registered: dict[str, Check] = request.app[READY_CHECKS]
+    checks: dict[str, Check] = {"ping": _ping, **registered}
     name = request.match_info.get("check")
     if name is not None:
         if name not in checks:

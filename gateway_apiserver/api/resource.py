@@ -129,10 +129,16 @@ async def _list_or_watch(request: web.Request, *, force_watch: bool, name: str |
         registry.remember(snap)
     rv = str(snap.resource_version)
     if shape is Shape.TABLE:
-        doc = table(
-            items, include_object, version=table_version(accept), resource_version=rv, continue_token=token, remaining=remaining
+        return _json(
+            table(
+                items,
+                include_object,
+                version=table_version(accept),
+                resource_version=rv,
+                continue_token=token,
+                remaining=remaining,
+            )
         )
-        return _json(encode(doc))
     meta: dict[str, Any] = {"resourceVersion": rv}
     if token:
         meta["continue"] = token
@@ -163,7 +169,7 @@ async def get_one(request: web.Request) -> web.StreamResponse:
     include_object = parse_include_object(request.query.get("includeObject"))
     gw = request.app[REGISTRY].get(name)
     if shape is Shape.TABLE:
-        return _json(encode(table([gw], include_object, version=table_version(accept), resource_version=gw.resource_version)))
+        return _json(table([gw], include_object, version=table_version(accept), resource_version=gw.resource_version))
     if shape is Shape.PARTIAL_METADATA:
         return _json(encode(partial_object_metadata(gw)))
     return _json(gw.json)

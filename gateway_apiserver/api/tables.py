@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..registry.model import ClusterGateway, EndpointType
+from ..registry.model import ClusterGateway, EndpointType, encode
 from .status import bad_request
 
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
@@ -93,17 +93,20 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def age(timestamp: str | None, now: datetime) -> str:
-    """The AGE cell for an RFC 3339 creationTimestamp."""
+def _created_at(timestamp: str | None) -> datetime | None:
     if not timestamp:
-        return "<unknown>"
+        return None
     try:
         created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
-        return "<unknown>"
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    return human_duration((now - created).total_seconds())
+        return None
+    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+
+
+def age(timestamp: str | None, now: datetime) -> str:
+    """The AGE cell for an RFC 3339 creationTimestamp."""
+    created = _created_at(timestamp)
+    return "<unknown>" if created is None else human_duration((now - created).total_seconds())
 
 
 def partial_object_metadata(gw: ClusterGateway, version: str = "v1") -> dict[str, Any]:
@@ -111,24 +114,28 @@ def partial_object_metadata(gw: ClusterGateway, version: str = "v1") -> dict[str
     return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}", "metadata": gw.metadata()}
 
 
-def row(gw: ClusterGateway, include_object: str, now: datetime) -> dict[str, Any]:
-    """One Table row."""
-    endpoint = gw.address if gw.endpoint_type is EndpointType.CONST else f"https://{gw.name}"
-    cells: list[Any] = [
-        gw.name,
-        gw.provider,
-        gw.credential_type.value,
-        gw.endpoint_type.value,
-        gw.healthy,
-        age(gw.creation_timestamp, now),
-        endpoint,
-    ]
-    result: dict[str, Any] = {"cells": cells}
+def _row_parts(gw: ClusterGateway) -> tuple[bytes, bytes, datetime | None, bytes]:
+    """The encoded cells before and after AGE, the creation time, and the metadata object: once per object."""
+    parts: tuple[bytes, bytes, datetime | None, bytes] | None = gw.render_cache.get("table-row")
+    if parts is None:
+        endpoint = gw.address if gw.endpoint_type is EndpointType.CONST else f"https://{gw.name}"
+        head = encode([gw.name, gw.provider, gw.credential_type.value, gw.endpoint_type.value, gw.healthy])[:-1]
+        tail = encode([endpoint])[1:]
+        parts = (head, tail, _created_at(gw.creation_timestamp), encode(partial_object_metadata(gw)))
+        gw.render_cache["table-row"] = parts
+    return parts
+
+
+def row(gw: ClusterGateway, include_object: str, now: datetime) -> bytes:
+    """One encoded Table row: NAME, PROVIDER, CREDENTIAL-TYPE, ENDPOINT-TYPE, HEALTHY, AGE, ENDPOINT."""
+    head, tail, created, metadata = _row_parts(gw)
+    age_cell = "<unknown>" if created is None else human_duration((now - created).total_seconds())
+    out = b'{"cells":' + head + b',"' + age_cell.encode() + b'",' + tail
     if include_object == "Object":
-        result["object"] = gw.manifest
+        out += b',"object":' + gw.json
     elif include_object == "Metadata":
-        result["object"] = partial_object_metadata(gw)
-    return result
+        out += b',"object":' + metadata
+    return out + b"}"
 
 
 def table(
@@ -141,8 +148,8 @@ def table(
     remaining: int | None = None,
     with_columns: bool = True,
     now: datetime | None = None,
-) -> dict[str, Any]:
-    """A Table of `items`, with the list metadata of the listing it renders."""
+) -> bytes:
+    """An encoded Table of `items`, with the list metadata of the listing it renders."""
     when = now or datetime.now(UTC)
     metadata: dict[str, Any] = {}
     if resource_version is not None:
@@ -151,10 +158,18 @@ def table(
         metadata["continue"] = continue_token
     if remaining is not None:
         metadata["remainingItemCount"] = remaining
-    return {
-        "kind": "Table",
-        "apiVersion": f"meta.k8s.io/{version}",
-        "metadata": metadata,
-        "columnDefinitions": COLUMN_DEFINITIONS if with_columns else None,
-        "rows": [row(gw, include_object, when) for gw in items],
-    }
+    columns = _COLUMNS_JSON if with_columns else b"null"
+    return (
+        b'{"kind":"Table","apiVersion":"meta.k8s.io/'
+        + version.encode()
+        + b'","metadata":'
+        + encode(metadata)
+        + b',"columnDefinitions":'
+        + columns
+        + b',"rows":['
+        + b",".join(row(gw, include_object, when) for gw in items)
+        + b"]}"
+    )
+
+
+_COLUMNS_JSON = encode(COLUMN_DEFINITIONS)

@@ -43,7 +43,7 @@ def _renderer(
             # As the kube-apiserver, only the first event carries the column definitions.
             doc = table([gw], include_object, version=table_version, with_columns=first[0], now=datetime.now(UTC))
             first[0] = False
-            return encode(doc)
+            return doc
 
         def table_bookmark(rv: int, annotations: dict[str, str] | None) -> bytes:
             meta: dict[str, Any] = {"resourceVersion": str(rv)}

@@ -251,7 +251,7 @@ def _manifest(gw: ClusterGateway) -> dict[str, Any]:
 def with_manifest(gw: ClusterGateway) -> ClusterGateway:
     """Return `gw` with its served manifest and JSON bytes (re)computed from its fields."""
     manifest = _manifest(gw)
-    return dataclasses.replace(gw, manifest=manifest, json=encode(manifest))
+    return dataclasses.replace(gw, manifest=manifest, json=encode(manifest), render_cache={})
 
 
 def with_resource_version(gw: ClusterGateway, resource_version: str) -> ClusterGateway:

@@ -72,6 +72,8 @@ class ClusterGateway:
     proxy_configuration: str | None = field(default=None, repr=False)
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     json: bytes = field(default=b"", repr=False, compare=False)
+    # Presentation layers memoise encodings of this immutable object here (e.g. Table row parts).
+    render_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def credential_type(self) -> CredentialType:
@@ -93,6 +95,6 @@ class InvalidSecret:
     reason: str
 
 
-def encode(obj: Mapping[str, Any]) -> bytes:
+def encode(obj: Any) -> bytes:
     """Compact JSON encoding used for every object we serve."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()

@@ -313,7 +313,7 @@ def discover_with_python_client(server: TLSServer, cache_file: Path) -> Any:
     config.ssl_ca_cert = str(server.cert.ca_file)
     config.api_key = {"authorization": "Bearer any-token"}
     with client.ApiClient(config) as api:
-        dyn = dynamic.DynamicClient(api, cache_file=str(cache_file))  # type: ignore[no-untyped-call]
+        dyn = dynamic.DynamicClient(api, cache_file=str(cache_file))
         return dyn.resources.get(api_version="cluster.core.oam.dev/v1alpha1", kind="ClusterGateway")
 
 

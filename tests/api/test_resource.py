@@ -80,8 +80,10 @@ async def test_unconvertible_secret_is_404_naming_the_reason(gateway: RunningGat
     assert_status(body, 404, "NotFound", "Secret vela-system/broken cannot be converted: unknown credential type 'Kerberos'")
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", BASE), ("PUT", f"{BASE}/beta"), ("PATCH", f"{BASE}/beta"),
-                                              ("DELETE", f"{BASE}/beta"), ("DELETE", BASE)])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", BASE), ("PUT", f"{BASE}/beta"), ("PATCH", f"{BASE}/beta"), ("DELETE", f"{BASE}/beta"), ("DELETE", BASE)],
+)
 async def test_writes_are_405_method_not_allowed(gateway: RunningGateway, method: str, path: str) -> None:
     async with gateway.session() as s, s.request(method, path, json={"kind": "ClusterGateway"}) as resp:
         body = await resp.json()
@@ -149,15 +151,24 @@ async def test_expired_continue_token_is_410(gateway: RunningGateway) -> None:
     from gateway_apiserver.api.listing import ContinueToken
 
     token = ContinueToken(3, "alpha").encode()
-    assert_status(await get_json(gateway, f"{BASE}?limit=1&continue={token}", 410), 410, "Expired", "continue parameter is too old")
+    assert_status(
+        await get_json(gateway, f"{BASE}?limit=1&continue={token}", 410), 410, "Expired", "continue parameter is too old"
+    )
 
 
 async def test_table_output(gateway: RunningGateway) -> None:
     body = await get_json(gateway, f"{BASE}?labelSelector=env%3Dprod", Accept=TABLE_ACCEPT)
     assert body["kind"] == "Table" and body["apiVersion"] == "meta.k8s.io/v1"
     columns = [(c["name"], c["priority"]) for c in body["columnDefinitions"]]
-    assert columns == [("Name", 0), ("Provider", 0), ("Credential-Type", 0), ("Endpoint-Type", 0),
-                       ("Healthy", 0), ("Age", 0), ("Endpoint", 1)]
+    assert columns == [
+        ("Name", 0),
+        ("Provider", 0),
+        ("Credential-Type", 0),
+        ("Endpoint-Type", 0),
+        ("Healthy", 0),
+        ("Age", 0),
+        ("Endpoint", 1),
+    ]
     assert body["metadata"]["resourceVersion"] == "10"
     first = body["rows"][0]
     assert first["cells"][:5] == ["beta", "", "ServiceAccountToken", "Const", False]
@@ -166,7 +177,9 @@ async def test_table_output(gateway: RunningGateway) -> None:
     assert first["object"]["metadata"]["labels"]["env"] == "prod"
 
 
-@pytest.mark.parametrize(("include", "expected"), [("None", None), ("Metadata", "PartialObjectMetadata"), ("Object", "ClusterGateway")])
+@pytest.mark.parametrize(
+    ("include", "expected"), [("None", None), ("Metadata", "PartialObjectMetadata"), ("Object", "ClusterGateway")]
+)
 async def test_table_include_object(gateway: RunningGateway, include: str, expected: str | None) -> None:
     body = await get_json(gateway, f"{BASE}/beta?includeObject={include}", Accept=TABLE_ACCEPT)
     row = body["rows"][0]
@@ -179,7 +192,10 @@ async def test_table_v1beta1_when_asked_first(gateway: RunningGateway) -> None:
 
 
 async def test_partial_object_metadata_list(gateway: RunningGateway) -> None:
-    accept = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    accept = (
+        "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    )
     body = await get_json(gateway, BASE, Accept=accept)
     assert body["kind"] == "PartialObjectMetadataList"
     assert [i["metadata"]["name"] for i in body["items"]] == ["alpha", "beta", "delta", "gamma"]

@@ -11,10 +11,17 @@ from gateway_apiserver.api.status import StatusError
 from gateway_apiserver.registry.cache import ChangeEvent, ClusterRegistry
 
 
-def secret(name: str, rv: int, *, endpoint: str = "https://m:6443", env: str = "prod", cred: str = "ServiceAccountToken") -> dict[str, Any]:
+def secret(
+    name: str, rv: int, *, endpoint: str = "https://m:6443", env: str = "prod", cred: str = "ServiceAccountToken"
+) -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "namespace": "vela-system", "uid": f"uid-{name}", "resourceVersion": str(rv),
-                     "labels": {"cluster.core.oam.dev/cluster-credential-type": cred, "env": env}},
+        "metadata": {
+            "name": name,
+            "namespace": "vela-system",
+            "uid": f"uid-{name}",
+            "resourceVersion": str(rv),
+            "labels": {"cluster.core.oam.dev/cluster-credential-type": cred, "env": env},
+        },
         "data": {"endpoint": base64.b64encode(endpoint.encode()).decode(), "token": base64.b64encode(b"t").decode()},
     }
 
@@ -41,8 +48,10 @@ async def test_invalid_secret_is_skipped_in_lists_and_named_on_get(caplog: pytes
     registry.replace([secret("good", 1), secret("bad", 2, cred="Kerberos")], "2")
     assert names(registry) == ["good"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == ["skipping Secret vela-system/bad: unknown credential type 'Kerberos' in label "
-                        "cluster.core.oam.dev/cluster-credential-type (want one of ServiceAccountToken, X509Certificate, Dynamic)"]
+    assert warnings == [
+        "skipping Secret vela-system/bad: unknown credential type 'Kerberos' in label "
+        "cluster.core.oam.dev/cluster-credential-type (want one of ServiceAccountToken, X509Certificate, Dynamic)"
+    ]
     with pytest.raises(StatusError) as err:
         registry.get("bad")
     assert err.value.code == 404

@@ -22,13 +22,25 @@ def b64(value: str | bytes) -> str:
     return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
 
 
-def secret(name: str = "c1", cred: str = "ServiceAccountToken", *, labels: dict[str, str] | None = None,
-           annotations: dict[str, str] | None = None, **data: str | bytes) -> dict[str, Any]:
+def secret(
+    name: str = "c1",
+    cred: str = "ServiceAccountToken",
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **data: str | bytes,
+) -> dict[str, Any]:
     all_labels = {"cluster.core.oam.dev/cluster-credential-type": cred, **(labels or {})}
     return {
-        "metadata": {"name": name, "namespace": "vela-system", "uid": "11111111-2222-3333-4444-555555555555",
-                     "resourceVersion": "42", "creationTimestamp": "2026-11-01T10:00:00Z",
-                     "labels": all_labels, "annotations": annotations or {}},
+        "metadata": {
+            "name": name,
+            "namespace": "vela-system",
+            "uid": "11111111-2222-3333-4444-555555555555",
+            "resourceVersion": "42",
+            "creationTimestamp": "2026-11-01T10:00:00Z",
+            "labels": all_labels,
+            "annotations": annotations or {},
+        },
         "data": {KEYS.get(k, k): b64(v) for k, v in data.items()},
     }
 
@@ -49,16 +61,24 @@ class TestCredentialTypes:
         assert gw.manifest["spec"]["access"]["credential"] == {"type": "ServiceAccountToken"}
 
     def test_x509_certificate(self) -> None:
-        gw = secret_to_cluster_gateway(secret(cred="X509Certificate", endpoint="https://m:6443", ca_crt=CA.cert_pem,
-                                              tls_crt=CLIENT.cert_pem, tls_key=CLIENT.key_pem))
+        gw = secret_to_cluster_gateway(
+            secret(
+                cred="X509Certificate",
+                endpoint="https://m:6443",
+                ca_crt=CA.cert_pem,
+                tls_crt=CLIENT.cert_pem,
+                tls_key=CLIENT.key_pem,
+            )
+        )
         assert gw.credential_type is CredentialType.X509_CERTIFICATE
         assert gw.credential.client_certificate_pem == CLIENT.cert_pem
         assert gw.credential.client_key_pem == CLIENT.key_pem
 
     def test_dynamic_exec(self) -> None:
         exec_config = {"apiVersion": "client.authentication.k8s.io/v1", "command": "get-token", "args": ["--x"]}
-        gw = secret_to_cluster_gateway(secret(cred="Dynamic", endpoint="https://m:6443", ca_crt=CA.cert_pem,
-                                              exec=json.dumps(exec_config)))
+        gw = secret_to_cluster_gateway(
+            secret(cred="Dynamic", endpoint="https://m:6443", ca_crt=CA.cert_pem, exec=json.dumps(exec_config))
+        )
         assert gw.credential_type is CredentialType.DYNAMIC
         assert gw.credential.exec_config == exec_config
 
@@ -66,12 +86,22 @@ class TestCredentialTypes:
         for s in (
             token_secret(),
             secret(cred="X509Certificate", endpoint="https://m", tls_crt=CLIENT.cert_pem, tls_key=CLIENT.key_pem),
-            secret(cred="Dynamic", endpoint="https://m",
-                   exec=json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "secret-cmd"})),
+            secret(
+                cred="Dynamic",
+                endpoint="https://m",
+                exec=json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "secret-cmd"}),
+            ),
         ):
             gw = secret_to_cluster_gateway(s)
             served = gw.json.decode() + served_text(gw.manifest) + repr(gw)
-            for needle in (TOKEN, "PRIVATE KEY", CLIENT.cert_pem.decode().splitlines()[1], "secret-cmd", "serviceAccountToken", "x509"):
+            for needle in (
+                TOKEN,
+                "PRIVATE KEY",
+                CLIENT.cert_pem.decode().splitlines()[1],
+                "secret-cmd",
+                "serviceAccountToken",
+                "x509",
+            ):
                 assert needle not in served
 
 
@@ -121,9 +151,14 @@ class TestMetadataAndStatus:
         assert secret_to_cluster_gateway(token_secret()).uid == secret_to_cluster_gateway(token_secret()).uid
 
     def test_health_annotations(self) -> None:
-        gw = secret_to_cluster_gateway(token_secret(annotations={
-            "status.cluster.core.oam.dev/healthy": "true",
-            "status.cluster.core.oam.dev/healthy-reason": "ConnectionTimeout"}))
+        gw = secret_to_cluster_gateway(
+            token_secret(
+                annotations={
+                    "status.cluster.core.oam.dev/healthy": "true",
+                    "status.cluster.core.oam.dev/healthy-reason": "ConnectionTimeout",
+                }
+            )
+        )
         assert gw.manifest["status"] == {"healthy": True, "healthyReason": "ConnectionTimeout"}
 
     def test_unhealthy_by_default(self) -> None:
@@ -139,16 +174,25 @@ class TestMetadataAndStatus:
         (secret(endpoint="ftp://m", token=TOKEN), "has scheme 'ftp'"),
         (secret(endpoint="https://m:99999", token=TOKEN), "is not a valid URL"),
         (secret(endpoint="https://m", token=""), "needs a non-empty data['token']"),
-        (secret(endpoint="https://m", ca_crt=b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", token=TOKEN),
-         "data['ca.crt'] is not a valid PEM certificate bundle"),
-        (secret(cred="X509Certificate", endpoint="https://m", tls_crt=CLIENT.cert_pem, tls_key=b"garbage"),
-         "data['tls.key'] is not a valid unencrypted PEM private key"),
-        (secret(cred="X509Certificate", endpoint="https://m", tls_crt=CLIENT.cert_pem), "needs data['tls.crt'] and data['tls.key']"),
+        (
+            secret(endpoint="https://m", ca_crt=b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", token=TOKEN),
+            "data['ca.crt'] is not a valid PEM certificate bundle",
+        ),
+        (
+            secret(cred="X509Certificate", endpoint="https://m", tls_crt=CLIENT.cert_pem, tls_key=b"garbage"),
+            "data['tls.key'] is not a valid unencrypted PEM private key",
+        ),
+        (
+            secret(cred="X509Certificate", endpoint="https://m", tls_crt=CLIENT.cert_pem),
+            "needs data['tls.crt'] and data['tls.key']",
+        ),
         (secret(cred="Dynamic", endpoint="https://m", exec="{not json"), "data['exec'] is not valid JSON"),
         (secret(cred="Dynamic", endpoint="https://m", exec='{"apiVersion": "v9", "command": "x"}'), "apiVersion 'v9'"),
         (secret(endpoint="https://m", token=TOKEN, proxy_url="gopher://p"), "proxy-url 'gopher://p' has scheme"),
-        (secret(endpoint="https://m", token=TOKEN, labels={"cluster.core.oam.dev/cluster-endpoint-type": "Tunnel"}),
-         "unknown endpoint type 'Tunnel'"),
+        (
+            secret(endpoint="https://m", token=TOKEN, labels={"cluster.core.oam.dev/cluster-endpoint-type": "Tunnel"}),
+            "unknown endpoint type 'Tunnel'",
+        ),
         (token_secret(annotations={"status.cluster.core.oam.dev/healthy": "yes"}), "is not a boolean"),
     ],
 )

@@ -1,0 +1,499 @@
+"""`FakeKubeAPIServer`: an in-process kube-apiserver over real TLS, faithful for core/v1 Secrets.
+
+It speaks the real protocol (Status errors, list pagination with continue tokens, label and
+field selectors, watch with bookmarks, timeoutSeconds, 410 Expired as an ERROR event after a
+compaction, selector transitions turned into ADDED/DELETED as the watch cache does), so code
+tested against it can be trusted against real clusters. Storage and selectors are in
+`kube_store.py`. Routes are a plain table (`add_route`) so later tests can add endpoints
+(TokenReview, SubjectAccessReview) and kinds (`store.register_kind`) to the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import secrets as token_gen
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from .kube_store import SECRETS, Event, KindInfo, KubeStore, Obj, StatusError, selector, status_object
+from .pki import CertKey, issue_server_cert, make_ca, server_ssl_context
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+USER = web.RequestKey("user", dict[str, Any])  # request[USER]: the authenticated user of a request
+
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-fake",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+def _truthy(value: str | None) -> bool:
+    # kubernetes-asyncio sends Python's str(True) == "True"; kube accepts any strconv.ParseBool form.
+    return (value or "").lower() in ("1", "t", "true")
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
+
+
+def _typed(info: KindInfo, obj: Obj) -> Obj:
+    # Single objects and watch events carry kind/apiVersion; list items do not (as on the real server).
+    return {"kind": info.kind, "apiVersion": "v1", **obj}
+
+
+def _encode_data(data: Mapping[str, str | bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode() for k, v in data.items()}
+
+
+class _WatchConn:
+    """One open watch: its request and the queue the store's listener feeds (None = cut)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    def cut(self) -> None:
+        """Abort the TCP connection mid-stream (no terminating chunk), as a crash or a reset would."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        self.queue.put_nowait(None)
+
+
+class FakeKubeAPIServer:
+    """A kube-apiserver for tests, on https://127.0.0.1:<random port> with its own CA and a bearer token."""
+
+    def __init__(self, *, token: str | None = None, bookmark_interval: float | None = 1.0) -> None:
+        self.ca: CertKey = make_ca("fake-kube-apiserver-ca")
+        self.serving: CertKey = issue_server_cert(
+            self.ca, dns_names=("localhost", "kubernetes.default.svc"), ip_addresses=("127.0.0.1",)
+        )
+        self.token = token or token_gen.token_urlsafe(24)
+        # token -> user info (TokenReview-shaped), so later tests can add users and review tokens.
+        self.users: dict[str, dict[str, Any]] = {
+            self.token: {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]}
+        }
+        self.anonymous_paths: set[str] = {"/version", "/healthz", "/livez", "/readyz"}
+        self.store = KubeStore()
+        self.store.register_kind(SECRETS)
+        self.api_groups: list[Obj] = []  # entries of GET /apis
+        self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs; None disables them
+        self.default_watch_timeout: float | None = None  # when the client sends no timeoutSeconds
+        self.hang_watches = False  # accept watches, then never answer (not even headers)
+        self.list_requests = 0
+        self.watch_requests = 0
+        self.requests: list[str] = []  # "METHOD /path?query", in arrival order
+        self._faults: list[tuple[int, Callable[[web.Request], bool]]] = []
+        self.routes: list[tuple[str, str, Handler]] = []
+        self._port = 0
+        self._runner: web.AppRunner | None = None
+        self._watches: set[_WatchConn] = set()
+        self.register_routes()
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """Add an endpoint; takes effect at the next start()."""
+        self.routes.append((method, path, handler))
+
+    def register_routes(self) -> None:
+        """The built-in endpoints: discovery, version, and namespaced/cluster-wide resource CRUD + watch."""
+        self.add_route("GET", "/version", self._version)
+        self.add_route("GET", "/healthz", self._ok)
+        self.add_route("GET", "/livez", self._ok)
+        self.add_route("GET", "/readyz", self._ok)
+        self.add_route("GET", "/api", self._api_versions)
+        self.add_route("GET", "/api/v1", self._api_resources)
+        self.add_route("GET", "/apis", self._api_groups)
+        self.add_route("GET", "/api/v1/{resource}", self._collection_get)
+        self.add_route("GET", "/api/v1/namespaces/{namespace}/{resource}", self._collection_get)
+        self.add_route("POST", "/api/v1/namespaces/{namespace}/{resource}", self._create)
+        self.add_route("GET", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._get)
+        self.add_route("PUT", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._update)
+        self.add_route("DELETE", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._delete)
+
+    def authenticate(self, request: web.Request) -> dict[str, Any] | None:
+        """The user behind a request's bearer token, or None."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return self.users.get(token.strip()) if scheme.lower() == "bearer" else None
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        if request.path not in self.anonymous_paths:
+            user = self.authenticate(request)
+            if user is None:
+                return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
+            request[USER] = user
+        for i, (code, when) in enumerate(self._faults):
+            if when(request):
+                del self._faults[i]
+                return _json(status_object(code, "InternalError", f"injected failure {code}"), code)
+        try:
+            return await handler(request)
+        except StatusError as exc:
+            return _json(exc.status, exc.code)
+        except web.HTTPNotFound:
+            return _json(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
+        except web.HTTPMethodNotAllowed as exc:
+            return _json(status_object(405, "MethodNotAllowed", str(exc)), 405)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1: a random port the first time, the same port after a stop()."""
+        app = web.Application(middlewares=[self._middleware])
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, handler)
+        # handler_cancellation: a watch handler must notice its client leaving.
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port, ssl_context=server_ssl_context(self.serving))
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening; open watches are cut. The stored objects survive (they live "in etcd")."""
+        self.drop_watches()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def restart(self, *, compact: bool = False) -> None:
+        """Stop and start on the same port. With `compact`, history is lost as on a real restart
+        whose watch cache starts fresh: watches from older RVs then get 410."""
+        await self.stop()
+        if compact:
+            self.compact()
+        await self.start()
+
+    async def __aenter__(self) -> FakeKubeAPIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The listening port (0 before the first start)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server URL, e.g. https://127.0.0.1:43117."""
+        return f"https://127.0.0.1:{self._port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA that signed the serving certificate."""
+        return self.ca.cert_pem
+
+    def write_kubeconfig(self, path: Path | str, *, token: str | None = None) -> Path:
+        """Write a kubeconfig (server, CA data, bearer token) loadable by client libraries and kubectl."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "fake",
+                    "cluster": {"server": self.url, "certificate-authority-data": base64.b64encode(self.ca_pem).decode()},
+                }
+            ],
+            "users": [{"name": "fake-admin", "user": {"token": token or self.token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-admin"}}],
+            "current-context": "fake",
+        }
+        target = Path(path)
+        target.write_text(yaml.safe_dump(config))
+        return target
+
+    # --- control API for tests ----------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        """The current global resourceVersion."""
+        return self.store.rv
+
+    def create_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        data: Mapping[str, str | bytes] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        type: str = "Opaque",
+    ) -> Obj:
+        """Create a Secret; `data` values are raw (the fake base64-encodes them). Returns the stored object."""
+        meta: Obj = {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})}
+        body: Obj = {"metadata": meta, "data": _encode_data(data or {}), "type": type}
+        return self.store.create("secrets", namespace, body)
+
+    def update_secret(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        data: Mapping[str, str | bytes] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        type: str | None = None,
+    ) -> Obj:
+        """Replace the given fields of a Secret (None keeps a field). Returns the stored object."""
+        old = self.store.get("secrets", namespace, name)
+        body: Obj = {**old, "metadata": dict(old["metadata"])}
+        body["metadata"].pop("resourceVersion")
+        if labels is not None:
+            body["metadata"]["labels"] = dict(labels)
+        if annotations is not None:
+            body["metadata"]["annotations"] = dict(annotations)
+        if data is not None:
+            body["data"] = _encode_data(data)
+        if type is not None:
+            body["type"] = type
+        return self.store.update("secrets", namespace, name, body)
+
+    def delete_secret(self, namespace: str, name: str) -> Obj:
+        """Delete a Secret; returns it as of its deletion."""
+        return self.store.delete("secrets", namespace, name)
+
+    def compact(self) -> None:
+        """Forget all history up to now: watches and continue tokens from older RVs get 410."""
+        self.store.compact()
+
+    def inject_failure(self, code: int = 500, *, count: int = 1, when: Callable[[web.Request], bool] | None = None) -> None:
+        """Answer the next `count` authenticated requests matching `when` (default: any) with a `code` Status."""
+        self._faults.extend([(code, when or (lambda request: True))] * count)
+
+    @staticmethod
+    def is_watch(request: web.Request) -> bool:
+        """A `when` predicate for inject_failure: watch requests only."""
+        return _truthy(request.query.get("watch"))
+
+    def drop_watches(self) -> None:
+        """Abruptly cut every open watch connection."""
+        for conn in list(self._watches):
+            conn.cut()
+
+    @property
+    def open_watches(self) -> int:
+        """How many watch requests are being served right now."""
+        return len(self._watches)
+
+    # --- handlers -------------------------------------------------------------------------------
+
+    async def _ok(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def _version(self, request: web.Request) -> web.StreamResponse:
+        return _json(KUBE_VERSION)
+
+    async def _api_versions(self, request: web.Request) -> web.StreamResponse:
+        address = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self._port}"}
+        return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
+
+    async def _api_resources(self, request: web.Request) -> web.StreamResponse:
+        verbs = ["create", "delete", "get", "list", "update", "watch"]
+        resources = [
+            {"name": k.resource, "singularName": k.kind.lower(), "namespaced": True, "kind": k.kind, "verbs": verbs}
+            for k in self.store.kinds.values()
+        ]
+        return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
+
+    async def _api_groups(self, request: web.Request) -> web.StreamResponse:
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self.api_groups})
+
+    async def _body(self, request: web.Request) -> Obj:
+        try:
+            body = json.loads(await request.read())
+        except ValueError as exc:
+            raise StatusError(400, "BadRequest", f"error decoding request body: {exc}") from None
+        if not isinstance(body, dict):
+            raise StatusError(400, "BadRequest", "the request body is not an object")
+        return body
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self.store.kind(m["resource"])
+        return _json(_typed(info, self.store.get(info.resource, m["namespace"], m["name"])))
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self.store.kind(m["resource"])
+        created = self.store.create(info.resource, m["namespace"], await self._body(request))
+        return _json(_typed(info, created), 201)
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self.store.kind(m["resource"])
+        updated = self.store.update(info.resource, m["namespace"], m["name"], await self._body(request))
+        return _json(_typed(info, updated))
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self.store.kind(m["resource"])
+        deleted = self.store.delete(info.resource, m["namespace"], m["name"])
+        details = {"name": m["name"], "kind": info.resource, "uid": deleted["metadata"]["uid"]}
+        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+
+    async def _collection_get(self, request: web.Request) -> web.StreamResponse:
+        info = self.store.kind(request.match_info["resource"])
+        namespace = request.match_info.get("namespace")
+        q = request.query
+        matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), info)
+        if _truthy(q.get("watch")):
+            return await self._watch(request, info, namespace, matcher)
+        self.list_requests += 1
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            raise StatusError(400, "BadRequest", f"invalid limit: {q.get('limit')}") from None
+        items, rv, cont, remaining = self.store.list_page(
+            info.resource,
+            namespace,
+            matcher,
+            limit=limit,
+            continue_token=q.get("continue", ""),
+            resource_version=q.get("resourceVersion", ""),
+            resource_version_match=q.get("resourceVersionMatch", ""),
+        )
+        meta: Obj = {"resourceVersion": str(rv)}
+        if cont:
+            meta["continue"] = cont
+            meta["remainingItemCount"] = remaining
+        return _json({"kind": f"{info.kind}List", "apiVersion": "v1", "metadata": meta, "items": items})
+
+    # --- watch ----------------------------------------------------------------------------------
+
+    def _initial_events(self, info: KindInfo, namespace: str | None, rv_param: str) -> list[Event]:
+        if rv_param in ("", "0"):
+            # "Start at most recent" (or "any"): synthetic ADDED for the current state.
+            objs = sorted(
+                (o for o in self.store.objects[info.resource].values() if namespace in (None, o["metadata"]["namespace"])),
+                key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+            )
+            return [Event(int(o["metadata"]["resourceVersion"]), info.resource, "ADDED", o, None) for o in objs]
+        try:
+            since = int(rv_param)
+        except ValueError:
+            raise StatusError(400, "BadRequest", f'invalid resource version "{rv_param}"') from None
+        return [e for e in self.store.events_after(since) if e.resource == info.resource]
+
+    def _to_watch_event(self, info: KindInfo, namespace: str | None, matcher: Callable[[Obj], bool], event: Event) -> Obj | None:
+        """The event this watcher sees, as the cacher computes it from old/new selector matches."""
+        if event.resource != info.resource or namespace not in (None, event.namespace):
+            return None
+        cur = event.type != "DELETED" and matcher(event.object)
+        old = event.previous is not None and matcher(event.previous)
+        if cur and not old:
+            return {"type": "ADDED", "object": _typed(info, event.object)}
+        if cur and old:
+            return {"type": "MODIFIED", "object": _typed(info, event.object)}
+        if old and event.previous is not None:
+            # Stopped matching (or deleted): DELETED with the previous content at the event's RV.
+            gone = {**event.previous, "metadata": {**event.previous["metadata"], "resourceVersion": str(event.rv)}}
+            return {"type": "DELETED", "object": _typed(info, gone)}
+        return None
+
+    async def _watch(
+        self, request: web.Request, info: KindInfo, namespace: str | None, matcher: Callable[[Obj], bool]
+    ) -> web.StreamResponse:
+        self.watch_requests += 1
+        q = request.query
+        conn = _WatchConn(request)
+        self._watches.add(conn)
+        listener = conn.queue.put_nowait
+        try:
+            if self.hang_watches:
+                await conn.queue.get()  # until drop_watches()/stop()
+                return web.Response(status=503)
+            error: StatusError | None = None
+            initial: list[Event] = []
+            try:
+                initial = self._initial_events(info, namespace, q.get("resourceVersion", ""))
+            except StatusError as exc:
+                if exc.code != 410:
+                    raise
+                error = exc
+            else:
+                # Subscribe in the same synchronous step as the snapshot: nothing missed, nothing twice.
+                self.store.listeners.append(listener)
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+
+            async def send(event: Obj) -> None:
+                await resp.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
+            if error is not None:
+                # The watch cache answers 200, then a single ERROR event with the Status.
+                await send({"type": "ERROR", "object": error.status})
+                await resp.write_eof()
+                return resp
+            for event in initial:
+                if (out := self._to_watch_event(info, namespace, matcher, event)) is not None:
+                    await send(out)
+            if not await self._stream(conn, send, info, namespace, matcher):
+                await resp.write_eof()
+            return resp
+        finally:
+            self._watches.discard(conn)
+            if listener in self.store.listeners:
+                self.store.listeners.remove(listener)
+
+    async def _stream(
+        self,
+        conn: _WatchConn,
+        send: Callable[[Obj], Awaitable[None]],
+        info: KindInfo,
+        namespace: str | None,
+        matcher: Callable[[Obj], bool],
+    ) -> bool:
+        """Send live events and bookmarks until timeoutSeconds (False) or a cut (True)."""
+        loop = asyncio.get_running_loop()
+        q = conn.request.query
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else self.default_watch_timeout
+        deadline = loop.time() + timeout if timeout else math.inf
+        interval = self.bookmark_interval if _truthy(q.get("allowWatchBookmarks")) else None
+        next_bookmark = loop.time() + interval if interval else math.inf
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return False  # timeoutSeconds: end the stream cleanly
+            if not conn.queue.empty():
+                event = conn.queue.get_nowait()
+            elif now >= next_bookmark and interval:
+                # The queue is drained, so every event up to the store's RV has been sent.
+                meta = {"resourceVersion": str(self.store.rv)}
+                await send({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": "v1", "metadata": meta}})
+                next_bookmark = now + interval
+                continue
+            else:
+                try:
+                    event = await asyncio.wait_for(conn.queue.get(), min(deadline, next_bookmark) - now)
+                except TimeoutError:
+                    continue
+            if event is None:
+                return True  # cut by drop_watches()/stop(); the transport is already gone
+            if (out := self._to_watch_event(info, namespace, matcher, event)) is not None:
+                await send(out)

@@ -1,0 +1,351 @@
+"""The fake kube-apiserver behaves like the real one, checked through real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import load_kube_config
+
+from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.pki import client_ssl_context
+
+NS = "vela-system"
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+async def core(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
+    """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig."""
+    config = client.Configuration()
+    await load_kube_config(str(kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=config)
+    async with client.ApiClient(config) as api_client:
+        yield client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+async def http(kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[aiohttp.ClientSession]:
+    """A raw HTTPS session trusting the fake's CA (no credentials)."""
+    connector = aiohttp.TCPConnector(ssl=client_ssl_context(kube_apiserver.ca_pem))
+    async with aiohttp.ClientSession(connector=connector, base_url=kube_apiserver.url) as session:
+        yield session
+
+
+async def read_events(resp: aiohttp.ClientResponse, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """The next `count` newline-delimited watch events."""
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            line = await resp.content.readline()
+            assert line, f"stream ended after {events}"
+            events.append(json.loads(line))
+    return events
+
+
+def error_body(exc: ApiException) -> dict[str, Any]:
+    """The Status object a kubernetes-asyncio ApiException carries."""
+    body: dict[str, Any] = json.loads(exc.body or b"{}")
+    return body
+
+
+def names(secret_list: Any) -> list[str]:
+    return [item.metadata.name for item in secret_list.items]
+
+
+async def test_list_label_selectors(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a", labels={"tier": "db", "env": "prod"})
+    kube_apiserver.create_secret(NS, "b", labels={"tier": "web", "env": "dev"})
+    kube_apiserver.create_secret(NS, "c", labels={"env": "prod"})
+    kube_apiserver.create_secret("other", "d", labels={"tier": "db"})
+    cases = {
+        "tier": ["a", "b"],
+        "!tier": ["c"],
+        "tier=db": ["a"],
+        "tier==db": ["a"],
+        "tier!=db": ["b", "c"],
+        "tier in (db, web)": ["a", "b"],
+        "tier notin (db)": ["b", "c"],
+        "env=prod,tier": ["a"],
+        "env in (prod),tier notin (web,db)": ["c"],
+        "": ["a", "b", "c"],
+    }
+    for sel, expected in cases.items():
+        assert names(await core.list_namespaced_secret(NS, label_selector=sel)) == expected, sel
+    with pytest.raises(ApiException) as err:
+        await core.list_namespaced_secret(NS, label_selector="tier in (db")
+    assert err.value.status == 400
+    everywhere = await core.list_secret_for_all_namespaces(label_selector="tier=db")
+    assert [(s.metadata.namespace, s.metadata.name) for s in everywhere.items] == [("other", "d"), (NS, "a")]
+
+
+async def test_list_field_selector_and_shape(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "x", labels={"k": "v"}, data={"token": "s3cret"}, annotations={"a": "b"})
+    kube_apiserver.create_secret(NS, "y")
+    assert names(await core.list_namespaced_secret(NS, field_selector="metadata.name=x")) == ["x"]
+    assert names(await core.list_namespaced_secret(NS, field_selector="metadata.name!=x")) == ["y"]
+    resp = await core.list_namespaced_secret(NS, _preload_content=False)
+    body = json.loads(await resp.read())
+    assert body["kind"] == "SecretList" and body["apiVersion"] == "v1"
+    assert body["metadata"] == {"resourceVersion": str(kube_apiserver.resource_version)}
+    item = body["items"][0]
+    assert "kind" not in item and "apiVersion" not in item  # as the real server
+    meta = item["metadata"]
+    assert meta["name"] == "x" and meta["namespace"] == NS and meta["labels"] == {"k": "v"}
+    assert meta["annotations"] == {"a": "b"} and len(meta["uid"]) == 36
+    assert meta["creationTimestamp"].endswith("Z") and len(meta["creationTimestamp"]) == 20
+    assert base64.b64decode(item["data"]["token"]) == b"s3cret" and item["type"] == "Opaque"
+    assert int(meta["resourceVersion"]) < int(body["metadata"]["resourceVersion"])
+
+
+async def test_pagination_is_a_consistent_snapshot(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    for i in range(5):
+        kube_apiserver.create_secret(NS, f"s{i}", labels={"l": "1"})
+    first = await core.list_namespaced_secret(NS, limit=2)
+    assert names(first) == ["s0", "s1"]
+    assert first.metadata.remaining_item_count == 3 and first.metadata._continue
+    # Changes after the first page must not show up in later pages of the same list.
+    kube_apiserver.delete_secret(NS, "s3")
+    kube_apiserver.create_secret(NS, "s2a")
+    second = await core.list_namespaced_secret(NS, limit=2, _continue=first.metadata._continue)
+    third = await core.list_namespaced_secret(NS, limit=2, _continue=second.metadata._continue)
+    assert names(second) + names(third) == ["s2", "s3", "s4"]
+    assert third.metadata._continue is None
+    assert first.metadata.resource_version == second.metadata.resource_version == third.metadata.resource_version
+    fresh = await core.list_namespaced_secret(NS)
+    assert names(fresh) == ["s0", "s1", "s2", "s2a", "s4"]
+
+
+async def test_expired_continue_token_is_410(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    for i in range(3):
+        kube_apiserver.create_secret(NS, f"s{i}")
+    first = await core.list_namespaced_secret(NS, limit=1)
+    kube_apiserver.create_secret(NS, "later")
+    kube_apiserver.compact()
+    with pytest.raises(ApiException) as err:
+        await core.list_namespaced_secret(NS, limit=1, _continue=first.metadata._continue)
+    assert err.value.status == 410
+    assert error_body(err.value)["reason"] == "Expired"
+
+
+async def test_list_resource_version_semantics(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    at = kube_apiserver.resource_version
+    kube_apiserver.create_secret(NS, "b")
+    exact = await core.list_namespaced_secret(NS, resource_version=str(at), resource_version_match="Exact")
+    assert names(exact) == ["a"] and exact.metadata.resource_version == str(at)
+    assert names(await core.list_namespaced_secret(NS, resource_version="0")) == ["a", "b"]
+    with pytest.raises(ApiException) as err:
+        await core.list_namespaced_secret(NS, resource_version=str(at + 100))
+    assert err.value.status == 504
+
+
+async def test_crud_statuses(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    body = {"metadata": {"name": "n", "labels": {"x": "1"}}, "stringData": {"k": "v"}}
+    created = await core.create_namespaced_secret(NS, body)
+    assert created.data == {"k": base64.b64encode(b"v").decode()} and created.type == "Opaque"
+    with pytest.raises(ApiException) as err:
+        await core.create_namespaced_secret(NS, body)
+    assert err.value.status == 409
+    assert error_body(err.value)["message"] == 'secrets "n" already exists'
+    got = await core.read_namespaced_secret("n", NS)
+    assert got.metadata.uid == created.metadata.uid
+    got.metadata.labels = {"x": "2"}
+    updated = await core.replace_namespaced_secret("n", NS, got)
+    assert int(updated.metadata.resource_version) > int(created.metadata.resource_version)
+    same = await core.replace_namespaced_secret("n", NS, updated)  # a no-op keeps the RV
+    assert same.metadata.resource_version == updated.metadata.resource_version
+    got.metadata.labels = {"x": "3"}  # still carries the old RV
+    with pytest.raises(ApiException) as err:
+        await core.replace_namespaced_secret("n", NS, got)
+    assert err.value.status == 409 and "the object has been modified" in error_body(err.value)["message"]
+    status = await core.delete_namespaced_secret("n", NS)
+    assert status.status == "Success" and status.details.uid == created.metadata.uid
+    for call in (core.read_namespaced_secret("n", NS), core.delete_namespaced_secret("n", NS)):
+        with pytest.raises(ApiException) as err:
+            await call
+        assert err.value.status == 404
+        assert error_body(err.value)["message"] == 'secrets "n" not found'
+
+
+async def test_authentication(kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {kube_apiserver.token}"}):
+        async with http.get(f"/api/v1/namespaces/{NS}/secrets", headers=headers) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["reason"] == "Unauthorized"
+    async with http.get("/version") as resp:
+        assert resp.status == 200 and (await resp.json())["major"] == "1"
+    auth = {"Authorization": f"Bearer {kube_apiserver.token}"}
+    async with http.get("/api", headers=auth) as resp:
+        assert (await resp.json())["versions"] == ["v1"]
+    async with http.get("/api/v1/namespaces/x/widgets", headers=auth) as resp:
+        assert resp.status == 404 and (await resp.json())["kind"] == "Status"
+
+
+async def test_watch_initial_live_bookmarks_and_timeout(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    kube_apiserver.create_secret("elsewhere", "z")
+    resp = await core.list_namespaced_secret(
+        NS, watch=True, allow_watch_bookmarks=True, timeout_seconds=2, _preload_content=False
+    )
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    (added,) = await read_events(resp, 1)
+    assert added["type"] == "ADDED" and added["object"]["kind"] == "Secret"
+    assert added["object"]["metadata"]["name"] == "a"
+    kube_apiserver.update_secret(NS, "a", labels={"v": "2"})
+    kube_apiserver.delete_secret(NS, "a")
+    modified, deleted = await read_events(resp, 2)
+    assert modified["type"] == "MODIFIED" and modified["object"]["metadata"]["labels"] == {"v": "2"}
+    assert deleted["type"] == "DELETED"
+    assert deleted["object"]["metadata"]["resourceVersion"] == str(kube_apiserver.resource_version)
+    (bookmark,) = await read_events(resp, 1)
+    assert bookmark == {
+        "type": "BOOKMARK",
+        "object": {"kind": "Secret", "apiVersion": "v1", "metadata": {"resourceVersion": str(kube_apiserver.resource_version)}},
+    }
+    async with asyncio.timeout(4):  # timeoutSeconds=2: the server ends the stream cleanly
+        rest = await resp.content.read()
+    assert all(json.loads(line)["type"] == "BOOKMARK" for line in rest.splitlines())
+    resp.close()
+
+
+async def test_watch_from_resource_version_replays_history(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    since = kube_apiserver.resource_version
+    kube_apiserver.create_secret(NS, "b")
+    kube_apiserver.delete_secret(NS, "a")
+    resp = await core.list_namespaced_secret(NS, watch=True, resource_version=str(since), _preload_content=False)
+    events = await read_events(resp, 2)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b"), ("DELETED", "a")]
+    resp.close()
+
+
+async def test_watch_too_old_is_error_event(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    old = kube_apiserver.resource_version
+    kube_apiserver.create_secret(NS, "b")
+    kube_apiserver.compact()
+    resp = await core.list_namespaced_secret(NS, watch=True, resource_version=str(old), _preload_content=False)
+    assert resp.status == 200
+    async with asyncio.timeout(3):
+        lines = (await resp.content.read()).splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": f"too old resource version: {old} ({kube_apiserver.resource_version})",
+                "reason": "Expired",
+                "code": 410,
+            },
+        }
+    ]
+
+
+async def test_watch_selector_transitions(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a", labels={"cluster": "yes"})
+    resp = await core.list_namespaced_secret(NS, watch=True, label_selector="cluster", _preload_content=False)
+    assert (await read_events(resp, 1))[0]["type"] == "ADDED"
+    kube_apiserver.update_secret(NS, "a", labels={})
+    kube_apiserver.create_secret(NS, "unrelated")
+    kube_apiserver.update_secret(NS, "a", labels={"cluster": "again"})
+    gone, back = await read_events(resp, 2)
+    assert gone["type"] == "DELETED" and gone["object"]["metadata"]["labels"] == {"cluster": "yes"}
+    assert back["type"] == "ADDED" and back["object"]["metadata"]["labels"] == {"cluster": "again"}
+    assert int(gone["object"]["metadata"]["resourceVersion"]) < int(back["object"]["metadata"]["resourceVersion"])
+    resp.close()
+
+
+async def test_kubernetes_asyncio_watch_helper(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    seen = []
+    w = watch.Watch()
+    async with asyncio.timeout(5):
+        async for event in w.stream(core.list_namespaced_secret, NS, timeout_seconds=2):
+            seen.append((event["type"], event["object"].metadata.name))
+            if len(seen) == 1:
+                kube_apiserver.create_secret(NS, "b")
+            else:
+                w.stop()
+    assert seen == [("ADDED", "a"), ("ADDED", "b")]
+    await w.close()
+
+
+async def test_drop_restart_and_hang(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    resp = await core.list_namespaced_secret(NS, watch=True, _preload_content=False)
+    await asyncio.sleep(0.05)
+    assert kube_apiserver.open_watches == 1
+    kube_apiserver.drop_watches()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with asyncio.timeout(3):
+            await resp.content.read()
+    kube_apiserver.create_secret(NS, "kept")
+    port = kube_apiserver.port
+    await kube_apiserver.restart()
+    assert kube_apiserver.port == port
+    assert names(await core.list_namespaced_secret(NS)) == ["kept"]
+    kube_apiserver.hang_watches = True
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await core.list_namespaced_secret(NS, watch=True, _preload_content=False)
+    assert kube_apiserver.watch_requests == 2
+
+
+async def test_injected_failure(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.inject_failure(503, when=FakeKubeAPIServer.is_watch)
+    assert names(await core.list_namespaced_secret(NS)) == []
+    resp = await core.list_namespaced_secret(NS, watch=True, _preload_content=False)
+    assert resp.status == 503
+    resp.close()
+
+
+async def test_sync_client_and_kubectl(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> None:
+    kube_apiserver.create_secret(NS, "a", labels={"cluster.core.oam.dev/cluster-credential-type": "X509Certificate"})
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+
+    def sync_list() -> list[str]:
+        from kubernetes import client as sync_client
+        from kubernetes import config as sync_config
+
+        api: Any = sync_config.new_client_from_config(str(kubeconfig))
+        try:
+            return names(sync_client.CoreV1Api(api).list_namespaced_secret(NS))
+        finally:
+            api.close()
+
+    assert await asyncio.to_thread(sync_list) == ["a"]
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return
+    proc = await asyncio.create_subprocess_exec(
+        kubectl,
+        "--kubeconfig",
+        str(kubeconfig),
+        "get",
+        "secrets",
+        "-n",
+        NS,
+        "-l",
+        "cluster.core.oam.dev/cluster-credential-type",
+        "-o",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"HOME": str(tmp_path)},
+    )
+    async with asyncio.timeout(15):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert [i["metadata"]["name"] for i in json.loads(out)["items"]] == ["a"]
