@@ -291,6 +291,7 @@ async def test_drop_restart_and_hang(kube_apiserver: FakeKubeAPIServer, core: An
     with pytest.raises(aiohttp.ClientPayloadError):
         async with asyncio.timeout(3):
             await resp.content.read()
+    resp.close()
     kube_apiserver.create_secret(NS, "kept")
     port = kube_apiserver.port
     await kube_apiserver.restart()
