@@ -58,7 +58,8 @@ def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) 
                 "cluster": {"server": f"https://{server_host}:{port}", "certificate-authority": str(cert.cert_file.resolve())},
             }
         ],
-        "users": [{"name": "standalone", "user": {}}],
+        # kubectl prompts for a password when a user has no credential at all; the server ignores this one.
+        "users": [{"name": "standalone", "user": {"token": "standalone-mode-has-no-authentication"}}],
         "contexts": [{"name": "gateway-apiserver", "context": {"cluster": "gateway-apiserver", "user": "standalone"}}],
         "current-context": "gateway-apiserver",
     }
@@ -77,6 +78,7 @@ class GatewayServer:
         self._runner: web.AppRunner | None = None
         self.port = config.secure_port
         self.cert: ServingCert | None = None
+        self.kubeconfig: Path | None = None  # standalone: a kubeconfig for this server
 
     async def start(self) -> None:
         """Start the Secret source and the HTTPS listener."""
@@ -107,6 +109,9 @@ class GatewayServer:
             self.port,
             "standalone" if cfg.standalone else "hosting-cluster",
         )
+        if cfg.standalone:
+            self.kubeconfig = write_local_kubeconfig(Path(cfg.cert_dir) / "kubeconfig", cfg.bind_address, self.port, self.cert)
+            log.info("try: kubectl --kubeconfig %s get clustergateways", self.kubeconfig)
 
     async def _supervise(self, source: SecretSource) -> None:
         delay = 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -129,6 +130,9 @@ async def test_the_readme_run_command_serves_the_examples_and_stops_on_sigterm(t
             body = await r.json()
         assert r.status == 200
         assert len(body["items"]) >= 3
+        code, out, err = await kubectl_with(tmp_path / "certs" / "kubeconfig", "get", "clustergateways", "-o", "name")
+        assert code == 0, err
+        assert "clustergateway.cluster.core.oam.dev/example-token" in out.split()
         with pytest.raises(aiohttp.ClientConnectorError):
             async with aiohttp.ClientSession() as s:
                 await s.get(f"https://{_non_loopback_address()}:{port}/readyz", ssl=ctx, timeout=aiohttp.ClientTimeout(total=2))
@@ -136,6 +140,21 @@ async def test_the_readme_run_command_serves_the_examples_and_stops_on_sigterm(t
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 10)
     assert proc.returncode == 0
+
+
+async def kubectl_with(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (.ci/run installs it)")
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        f"--cache-dir={kubeconfig.parent / 'cache'}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def _non_loopback_address() -> str:

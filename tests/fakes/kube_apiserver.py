@@ -98,6 +98,7 @@ class FakeKubeAPIServer:
         self.watch_requests = 0
         self.requests: list[str] = []  # "METHOD /path?query", in arrival order
         self._faults: list[tuple[int, Callable[[web.Request], bool]]] = []
+        self._watch_errors: list[StatusError] = []
         self.routes: list[tuple[str, str, Handler]] = []
         self._port = 0
         self._runner: web.AppRunner | None = None
@@ -285,6 +286,10 @@ class FakeKubeAPIServer:
         """Answer the next `count` authenticated requests matching `when` (default: any) with a `code` Status."""
         self._faults.extend([(code, when or (lambda request: True))] * count)
 
+    def inject_watch_error(self, code: int = 500, reason: str = "InternalError", message: str = "injected") -> None:
+        """The next watch answers 200, then one ERROR event with this Status, then ends (as on an etcd error)."""
+        self._watch_errors.append(StatusError(code, reason, message))
+
     @staticmethod
     def is_watch(request: web.Request) -> bool:
         """A `when` predicate for inject_failure: watch requests only."""
@@ -435,7 +440,9 @@ class FakeKubeAPIServer:
                 if exc.code != 410:
                     raise
                 error = exc
-            else:
+            if self._watch_errors and error is None:
+                error = self._watch_errors.pop(0)
+            if error is None:
                 # Subscribe in the same synchronous step as the snapshot: nothing missed, nothing twice.
                 self.store.listeners.append(listener)
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -206,6 +206,43 @@ async def test_server_errors_back_off_then_resume(kube_apiserver: FakeKubeAPISer
     assert informer.watches == 5 and kube_apiserver.list_requests == 1
 
 
+async def test_error_event_backs_off_and_resumes(
+    kube_apiserver: FakeKubeAPIServer, run_informer: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink()
+    informer = run_informer(sink)
+    await sink.wait_for(lambda: bool(sink.bookmarks))
+    kube_apiserver.inject_watch_error(500, "InternalError", "etcd watch failed")
+    kube_apiserver.drop_watches()
+    kube_apiserver.create_secret(NS, "after", labels=CLUSTER)
+    await sink.wait_for(lambda: "after" in sink.state)
+    assert informer.watches == 3 and kube_apiserver.list_requests == 1  # resumed from its RV, no relist
+    assert any("etcd watch failed" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+async def test_expired_continue_token_restarts_the_list(kube_apiserver: FakeKubeAPIServer, run_informer: Runner) -> None:
+    for i in range(5):
+        kube_apiserver.create_secret(NS, f"c{i}", labels=CLUSTER)
+    compacted = False
+
+    def compact_once(request: Any) -> bool:
+        # Between the first and second page: a write, then a compaction past the list's snapshot.
+        nonlocal compacted
+        if "continue" in request.query and not compacted:
+            compacted = True
+            kube_apiserver.create_secret(NS, "c5", labels=CLUSTER)
+            kube_apiserver.compact()
+        return False
+
+    kube_apiserver.inject_failure(when=compact_once)
+    sink = RecordingSink()
+    run_informer(sink, page_size=2)
+    await sink.wait_for(lambda: bool(sink.replaces))
+    assert compacted and len(sink.replaces) == 1
+    assert sink.names() == [f"c{i}" for i in range(6)]
+    assert kube_apiserver.list_requests == 2 + 3  # two pages, 410, then a full list of three pages
+
+
 async def test_inactivity_timeout_reconnects(
     kube_apiserver: FakeKubeAPIServer, run_informer: Runner, caplog: pytest.LogCaptureFixture
 ) -> None:
