@@ -1,0 +1,217 @@
+"""Authorization: request attributes as the kube-apiserver derives them, and SubjectAccessReview with a cache.
+
+`request_attributes` is a pure function of method, path and query. `SubjectAccessReviewer`
+asks the hosting cluster and caches allow and deny decisions (10 s each by default, as the
+kube-apiserver's webhook authorizer does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from ..api.status import StatusError
+from .identity import UserInfo
+
+log = logging.getLogger(__name__)
+
+# Paths every caller may use, as the kube-apiserver's default --authorization-always-allow-paths
+# plus what its system:discovery and system:public-info-viewer roles grant to everyone.
+ALWAYS_ALLOWED_PREFIXES = ("/openapi/",)
+ALWAYS_ALLOWED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi/v2", "/openapi/v3"})
+_PROBE_PREFIXES = ("/healthz/", "/livez/", "/readyz/")
+_METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAttributes:
+    """What authorization decides on (kube's `authorizer.Attributes`)."""
+
+    user: UserInfo
+    verb: str
+    resource_request: bool
+    path: str
+    api_group: str = ""
+    api_version: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    namespace: str = ""
+
+
+def always_allowed(path: str) -> bool:
+    """Probes, version, OpenAPI and discovery need no authorization."""
+    stripped = path.rstrip("/") or "/"
+    if stripped in ALWAYS_ALLOWED_PATHS or path.startswith(ALWAYS_ALLOWED_PREFIXES + _PROBE_PREFIXES):
+        return True
+    parts = [p for p in stripped.split("/") if p]
+    # /apis/<group> and /apis/<group>/<version> are discovery documents.
+    return len(parts) in (2, 3) and parts[0] == "apis"
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1")
+
+
+def request_attributes(method: str, path: str, query: Mapping[str, str], user: UserInfo) -> RequestAttributes:
+    """Derive the attributes of a request the way kube's RequestInfoFactory does."""
+    parts = [unquote(p) for p in path.split("/") if p]
+    method = method.upper()
+    if len(parts) < 4 or parts[0] != "apis":
+        if len(parts) >= 3 and parts[0] == "api":
+            return _resource_attributes(method, parts[2:], "", parts[1], query, user, path)
+        return RequestAttributes(user, method.lower() if method != "HEAD" else "get", False, path)
+    return _resource_attributes(method, parts[3:], parts[1], parts[2], query, user, path)
+
+
+def _resource_attributes(
+    method: str, rest: list[str], group: str, version: str, query: Mapping[str, str], user: UserInfo, path: str
+) -> RequestAttributes:
+    watch_path = bool(rest) and rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    namespace = ""
+    if len(rest) >= 2 and rest[0] == "namespaces" and (len(rest) > 2 or method != "GET"):
+        namespace, rest = rest[1], rest[2:]
+    elif len(rest) >= 2 and rest[0] == "namespaces":
+        # GET /namespaces/<name> is a get of the namespace itself.
+        pass
+    resource = rest[0] if rest else ""
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    verb = _METHOD_VERBS.get(method, "options" if method == "OPTIONS" else method.lower())
+    if subresource == "" and method in ("GET", "HEAD"):
+        if watch_path or _truthy(query.get("watch")):
+            verb = "watch"
+        elif not name:
+            verb = "list"
+    elif subresource == "" and method == "DELETE" and not name:
+        verb = "deletecollection"
+    return RequestAttributes(user, verb, True, path, group, version, resource, subresource, name, namespace)
+
+
+def forbidden(attrs: RequestAttributes, reason: str = "") -> StatusError:
+    """403 Forbidden with the kube-apiserver's exact wording."""
+    user = attrs.user.name
+    if not attrs.resource_request:
+        message = f'forbidden: User "{user}" cannot {attrs.verb} path "{attrs.path}"'
+        details = None
+    else:
+        resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
+        group_resource = attrs.resource + (f".{attrs.api_group}" if attrs.api_group else "")
+        subject = f'{group_resource} "{attrs.name}"' if attrs.name else group_resource
+        scope = f'in the namespace "{attrs.namespace}"' if attrs.namespace else "at the cluster scope"
+        message = (
+            f'{subject} is forbidden: User "{user}" cannot {attrs.verb} resource "{resource}" '
+            f'in API group "{attrs.api_group}" {scope}'
+        )
+        details = {"group": attrs.api_group, "kind": attrs.resource, **({"name": attrs.name} if attrs.name else {})}
+    if reason:
+        message += f": {reason}"
+    return StatusError(403, message, details=details)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An authorization answer."""
+
+    allowed: bool
+    reason: str = ""
+
+
+class Authorizer(Protocol):
+    """Decides whether a request may proceed."""
+
+    async def authorize(self, attrs: RequestAttributes) -> Decision:
+        """Allow or deny; raise StatusError only when no decision could be made."""
+
+
+class AlwaysAllow:
+    """Standalone mode: no delegated authorization (the server binds loopback only)."""
+
+    async def authorize(self, attrs: RequestAttributes) -> Decision:
+        """Allow everything."""
+        return Decision(True, "standalone mode")
+
+
+def review_spec(attrs: RequestAttributes) -> dict[str, Any]:
+    """The SubjectAccessReview spec for these attributes."""
+    spec: dict[str, Any] = {"user": attrs.user.name, "groups": list(attrs.user.groups)}
+    if attrs.user.uid:
+        spec["uid"] = attrs.user.uid
+    if attrs.user.extra:
+        spec["extra"] = {k: list(v) for k, v in attrs.user.extra.items()}
+    if attrs.resource_request:
+        resource: dict[str, str] = {
+            "verb": attrs.verb,
+            "group": attrs.api_group,
+            "version": attrs.api_version,
+            "resource": attrs.resource,
+        }
+        for key, value in (("subresource", attrs.subresource), ("name", attrs.name), ("namespace", attrs.namespace)):
+            if value:
+                resource[key] = value
+        spec["resourceAttributes"] = resource
+    else:
+        spec["nonResourceAttributes"] = {"path": attrs.path, "verb": attrs.verb}
+    return spec
+
+
+Poster = Callable[[dict[str, Any]], Any]  # async: SubjectAccessReview body -> response body (dict)
+
+
+class SubjectAccessReviewer:
+    """Authorize through SubjectAccessReview against the hosting cluster, with a TTL cache."""
+
+    def __init__(
+        self,
+        post_review: Poster,
+        *,
+        allow_ttl: float = 10.0,
+        deny_ttl: float = 10.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._post = post_review
+        self._allow_ttl = allow_ttl
+        self._deny_ttl = deny_ttl
+        self._max = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
+        self.reviews = 0  # SubjectAccessReviews sent (for tests and metrics)
+
+    async def authorize(self, attrs: RequestAttributes) -> Decision:
+        """A cached decision, or a new SubjectAccessReview."""
+        spec = review_spec(attrs)
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        self.reviews += 1
+        try:
+            answer = await self._post(body)
+        except StatusError:
+            raise
+        except Exception as exc:
+            log.warning("SubjectAccessReview failed: %s", type(exc).__name__)
+            raise StatusError(
+                500, f"authorization failed: the SubjectAccessReview could not be made: {type(exc).__name__}"
+            ) from None
+        status = answer.get("status") or {} if isinstance(answer, dict) else {}
+        if status.get("evaluationError") and not status.get("allowed"):
+            log.warning("SubjectAccessReview evaluation error: %s", status["evaluationError"])
+        decision = Decision(bool(status.get("allowed")) and not status.get("denied"), str(status.get("reason") or ""))
+        self._cache[key] = (now + (self._allow_ttl if decision.allowed else self._deny_ttl), decision)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return decision
