@@ -20,9 +20,6 @@ _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 # Flags of the reference that this build accepts but cannot honour yet: refusing them beats
 # silently running without the security they promise.
 NOT_YET_SUPPORTED = {
-    "requestheader_client_ca_file": "--requestheader-client-ca-file",
-    "requestheader_allowed_names": "--requestheader-allowed-names",
-    "client_ca_file": "--client-ca-file",
     "cluster_gateway_proxy_config": "--cluster-gateway-proxy-config",
     "authorize_proxy_subpath": "--authorize-proxy-subpath",
 }
@@ -51,6 +48,19 @@ class Config:
     log_level: str = "info"
     bookmark_interval: float = 60.0
     min_request_timeout: int = 1800
+    # Delegated authentication and authorization (hosting-cluster mode).
+    requestheader_client_ca_file: Path | None = None
+    requestheader_allowed_names: tuple[str, ...] | None = None
+    requestheader_username_headers: tuple[str, ...] | None = None
+    requestheader_group_headers: tuple[str, ...] | None = None
+    requestheader_extra_headers_prefix: tuple[str, ...] | None = None
+    client_ca_file: Path | None = None
+    authentication_skip_lookup: bool = False
+    anonymous_auth: bool = True
+    token_cache_ttl: float = 10.0
+    authorized_cache_ttl: float = 10.0
+    unauthorized_cache_ttl: float = 10.0
+    tls_reload_interval: float = 5.0
 
 
 def parse_bool(value: str) -> bool:
@@ -60,6 +70,23 @@ def parse_bool(value: str) -> bool:
     if value in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+
+
+_DURATION = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (`10s`, `1m30s`, `500ms`) in seconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10s, 1m)")
+    return sum(float(n) * _DURATION[u] for n, u in parts)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def parse_feature_gates(text: str) -> dict[str, bool]:
@@ -130,10 +157,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=1800,
         help="a watch without timeoutSeconds lasts between 1x and 2x this many seconds (default: %(default)s)",
     )
+    # Delegated authentication and authorization, as the kube-apiserver's generic server names them.
+    p.add_argument(
+        "--requestheader-client-ca-file",
+        type=Path,
+        help="front-proxy CA; overrides the kube-system/extension-apiserver-authentication ConfigMap",
+    )
+    p.add_argument("--requestheader-allowed-names", type=_csv, help="front-proxy client certificate CNs allowed (comma list)")
+    p.add_argument("--requestheader-username-headers", type=_csv, help="(default from the ConfigMap: X-Remote-User)")
+    p.add_argument("--requestheader-group-headers", type=_csv, help="(default from the ConfigMap: X-Remote-Group)")
+    p.add_argument("--requestheader-extra-headers-prefix", type=_csv, help="(default from the ConfigMap: X-Remote-Extra-)")
+    p.add_argument("--client-ca-file", type=Path, help="CA for client certificates (user = CN, groups = O)")
+    p.add_argument(
+        "--authentication-skip-lookup",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="do not read the extension-apiserver-authentication ConfigMap",
+    )
+    p.add_argument(
+        "--anonymous-auth",
+        default=True,
+        **boolean,  # type: ignore[arg-type]
+        help="let requests without credentials through as system:anonymous (default: true)",
+    )
+    p.add_argument(
+        "--authentication-token-webhook-cache-ttl",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="how long TokenReview answers are cached (default: 10s)",
+    )
+    p.add_argument(
+        "--authorization-webhook-cache-authorized-ttl",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="how long SubjectAccessReview allows are cached (default: 10s)",
+    )
+    p.add_argument(
+        "--authorization-webhook-cache-unauthorized-ttl",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="how long SubjectAccessReview denials are cached (default: 10s)",
+    )
     # Accepted for compatibility with cluster-gateway; refused until implemented (see NOT_YET_SUPPORTED).
-    p.add_argument("--requestheader-client-ca-file", type=Path, help="(not supported yet)")
-    p.add_argument("--requestheader-allowed-names", help="(not supported yet)")
-    p.add_argument("--client-ca-file", type=Path, help="(not supported yet)")
     p.add_argument("--cluster-gateway-proxy-config", type=Path, help="(not supported yet)")
     p.add_argument("--authorize-proxy-subpath", default=None, **boolean, help="(not supported yet)")  # type: ignore[arg-type]
     return p
@@ -150,6 +218,8 @@ def parse_config(argv: list[str]) -> Config:
     if (ns.tls_cert_file is None) != (ns.tls_private_key_file is None):
         raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
     for flag, path in (
+        ("--requestheader-client-ca-file", ns.requestheader_client_ca_file),
+        ("--client-ca-file", ns.client_ca_file),
         ("--tls-cert-file", ns.tls_cert_file),
         ("--tls-private-key-file", ns.tls_private_key_file),
         ("--kubeconfig", ns.kubeconfig),
@@ -165,6 +235,16 @@ def parse_config(argv: list[str]) -> Config:
             raise ConfigError("--standalone needs --secrets-dir and/or --kubeconfig-clusters")
         if ns.kubeconfig is not None:
             raise ConfigError("--kubeconfig names a hosting cluster; it cannot be used with --standalone")
+        delegated = [
+            f
+            for f, v in (
+                ("--requestheader-client-ca-file", ns.requestheader_client_ca_file),
+                ("--client-ca-file", ns.client_ca_file),
+            )
+            if v is not None
+        ]
+        if delegated:
+            raise ConfigError(f"{delegated[0]}: standalone mode has no delegated authentication")
         bind = bind or "127.0.0.1"
         if not _is_loopback(bind):
             raise ConfigError(f"--bind-address {bind}: standalone mode has no authentication, so it binds loopback only")
@@ -194,6 +274,17 @@ def parse_config(argv: list[str]) -> Config:
         log_level=ns.log_level,
         bookmark_interval=ns.bookmark_interval,
         min_request_timeout=ns.min_request_timeout,
+        requestheader_client_ca_file=ns.requestheader_client_ca_file,
+        requestheader_allowed_names=ns.requestheader_allowed_names,
+        requestheader_username_headers=ns.requestheader_username_headers,
+        requestheader_group_headers=ns.requestheader_group_headers,
+        requestheader_extra_headers_prefix=ns.requestheader_extra_headers_prefix,
+        client_ca_file=ns.client_ca_file,
+        authentication_skip_lookup=bool(ns.authentication_skip_lookup),
+        anonymous_auth=bool(ns.anonymous_auth),
+        token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
+        authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
+        unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,
     )
 
 

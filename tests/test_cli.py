@@ -47,7 +47,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         (["--secrets-dir", "examples/clusters"], "--secrets-dir and --kubeconfig-clusters need --standalone"),
         (["--standalone", "--secrets-dir", "/does/not/exist"], "--secrets-dir /does/not/exist: no such directory"),
         (["--tls-cert-file", "x.crt"], "must be given together"),
-        (["--client-ca-file", "ca.crt"], "--client-ca-file is not supported by this build yet"),
+        (["--client-ca-file", "ca.crt"], "--client-ca-file ca.crt: no such file"),
+        (["--cluster-gateway-proxy-config", "p.yaml"], "--cluster-gateway-proxy-config is not supported by this build yet"),
+        (["--authentication-token-webhook-cache-ttl", "ten"], "invalid duration 'ten'"),
+        (
+            ["--standalone", "--secrets-dir", "examples/clusters", "--client-ca-file", "README.md"],
+            "--client-ca-file: standalone mode has no delegated authentication",
+        ),
         (["--kubeconfig", "/nope/kubeconfig"], "--kubeconfig /nope/kubeconfig: no such file"),
     ],
 )
@@ -77,6 +83,13 @@ def test_defaults_match_cluster_gateway() -> None:
         "ClientIdentityPenetration": False,
         "OCMClusterCache": True,
     }
+
+
+def test_go_durations() -> None:
+    from gateway_apiserver.config import parse_duration
+
+    assert [parse_duration(d) for d in ("10s", "1m30s", "500ms", "2h")] == [10, 90, 0.5, 7200]
+    assert parse_config(["--authorization-webhook-cache-authorized-ttl", "1m"]).authorized_cache_ttl == 60
 
 
 def test_go_style_booleans_and_gates() -> None:

@@ -1,0 +1,44 @@
+"""The one gate every request passes: authenticate, then authorize (unless always allowed)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from cryptography import x509
+
+from ..observability.access_log import ATTRIBUTES_KEY
+from .authorization import Authorizer, always_allowed, forbidden, request_attributes
+from .identity import USER_KEY, UserInfo
+
+
+class RequestAuthenticator(Protocol):
+    """What the middleware needs from authentication."""
+
+    async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
+        """The caller; raises a 401 StatusError for bad credentials."""
+
+
+PeerCertificate = Callable[[web.BaseRequest], x509.Certificate | None]
+
+
+def security_middleware(
+    authenticator: RequestAuthenticator, authorizer: Authorizer, peer_certificate: PeerCertificate
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Build the middleware. It must sit inside the Status-error middleware."""
+
+    @web.middleware
+    async def secure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        user = await authenticator.authenticate(headers=request.headers, peer_certificate=peer_certificate(request))
+        request[USER_KEY] = user
+        attrs = request_attributes(request.method, request.path, request.query, user)
+        request[ATTRIBUTES_KEY] = attrs
+        if not always_allowed(request.path):
+            decision = await authorizer.authorize(attrs)
+            if not decision.allowed:
+                raise forbidden(attrs, decision.reason)
+        return await handler(request)
+
+    return secure
