@@ -11,13 +11,17 @@ from pathlib import Path
 
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
+from .observability.access_log import AccessLogger
 from .registry.cache import ClusterRegistry
 from .registry.source import SecretSource
-from .security.tls import ServingCert, ensure_self_signed, server_context
+from .security.authorization import Authorizer
+from .security.middleware import RequestAuthenticator, security_middleware
+from .security.tls import ServingCert, TLSServing, ensure_self_signed, peer_certificate
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +74,17 @@ def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) 
 class GatewayServer:
     """One gateway process: start() it, stop() it; `port` is known once started."""
 
-    def __init__(self, config: Config, source: SecretSource | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        source: SecretSource | None = None,
+        *,
+        authenticator: RequestAuthenticator | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self.config = config
+        self.authenticator = authenticator
+        self.authorizer = authorizer
         self.registry = ClusterRegistry(config.secret_namespace)
         self._source = source
         self._source_task: asyncio.Task[None] | None = None
@@ -79,6 +92,8 @@ class GatewayServer:
         self.port = config.secure_port
         self.cert: ServingCert | None = None
         self.kubeconfig: Path | None = None  # standalone: a kubeconfig for this server
+        self.app: web.Application | None = None
+        self.tls: TLSServing | None = None
 
     async def start(self) -> None:
         """Start the Secret source and the HTTPS listener."""
@@ -88,12 +103,21 @@ class GatewayServer:
             self.cert = ServingCert(cfg.tls_cert_file, cfg.tls_private_key_file)
         else:
             self.cert = ensure_self_signed(Path(cfg.cert_dir), serving_hosts(cfg))
-        ssl_context = server_context(self.cert)
+        self.tls = TLSServing(self.cert, poll_interval=cfg.tls_reload_interval)
+        await self.tls.start()
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
-        app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout))
+        security: list[Middleware] = []
+        if self.authenticator is not None and self.authorizer is not None:
+            security.append(security_middleware(self.authenticator, self.authorizer, peer_certificate))
+        app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout), security)
+        self.app = app
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=logging.getLogger("gateway_apiserver.access")
+            app,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger("gateway_apiserver.access"),
         )
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
@@ -101,7 +125,7 @@ class GatewayServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((cfg.bind_address, cfg.secure_port))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
+        site = web.SockSite(self._runner, sock, ssl_context=self.tls.context)
         await site.start()
         log.info(
             "serving on https://%s:%d (%s mode)",
@@ -131,6 +155,8 @@ class GatewayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.tls is not None:
+            await self.tls.stop()
         if self._source_task is not None:
             self._source_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

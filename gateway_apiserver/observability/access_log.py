@@ -17,8 +17,8 @@ from aiohttp.abc import AbstractAccessLogger
 from ..security.authorization import RequestAttributes
 from ..security.identity import request_user
 
-AUDIT_ID_KEY = "gateway_apiserver.audit_id"
-ATTRIBUTES_KEY = "gateway_apiserver.attributes"
+AUDIT_ID_KEY = web.RequestKey("audit_id", str)
+ATTRIBUTES_KEY = web.RequestKey("attributes", RequestAttributes)
 _AUDIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

@@ -28,7 +28,7 @@ class UserInfo:
 
 
 ANONYMOUS = UserInfo("system:anonymous", groups=(UNAUTHENTICATED,))
-USER_KEY = "gateway_apiserver.user"
+USER_KEY = web.RequestKey("user", UserInfo)
 
 
 def request_user(request: web.Request) -> UserInfo:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
 
 from ..observability.access_log import ATTRIBUTES_KEY
@@ -26,7 +26,7 @@ PeerCertificate = Callable[[web.BaseRequest], x509.Certificate | None]
 
 def security_middleware(
     authenticator: RequestAuthenticator, authorizer: Authorizer, peer_certificate: PeerCertificate
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Build the middleware. It must sit inside the Status-error middleware."""
 
     @web.middleware

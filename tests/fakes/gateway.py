@@ -72,13 +72,15 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str = "unuse
 
 
 @asynccontextmanager
-async def running_gateway(tmp_path: Path, source: Any, **overrides: Any) -> AsyncIterator[RunningGateway]:
+async def running_gateway(
+    tmp_path: Path, source: Any, *, authenticator: Any = None, authorizer: Any = None, **overrides: Any
+) -> AsyncIterator[RunningGateway]:
     """Start a standalone-mode gateway on 127.0.0.1 with a fresh self-signed certificate."""
     config = replace(
         Config(standalone=True, secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs"),
         **overrides,
     )
-    server = GatewayServer(config, source=source)
+    server = GatewayServer(config, source=source, authenticator=authenticator, authorizer=authorizer)
     await server.start()
     try:
         if getattr(source, "sync", True):
