@@ -29,6 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import PolicyRule
 from tests.fakes.pki import issue_client_cert, make_ca
 
 LIST = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
@@ -75,6 +76,7 @@ async def main() -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     hosting = FakeKubeAPIServer(bookmark_interval=30)
+    hosting.policy = [PolicyRule(groups=("system:masters",))]  # the benchmark client is the hosting admin
     await hosting.start()
     ca = make_ca("member-ca")
     client = issue_client_cert(ca, "gateway")
@@ -115,7 +117,8 @@ async def main() -> dict[str, Any]:
     results: dict[str, Any] = {"secrets": args.secrets}
     try:
         ctx: ssl.SSLContext | None = None
-        async with aiohttp.ClientSession() as session:
+        # Authenticated as the hosting admin: TokenReview and SubjectAccessReview run once, then are cached.
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {hosting.token}"}) as session:
             while True:
                 if proc.returncode is not None:
                     raise SystemExit("the gateway exited")

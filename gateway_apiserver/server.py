@@ -12,14 +12,19 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from kubernetes_asyncio.client import Configuration
 
+from .api.probes import READY_CHECKS
 from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
 from .observability.access_log import AccessLogger
 from .registry.cache import ClusterRegistry
+from .registry.informer import SecretInformer, load_hosting_config
 from .registry.source import SecretSource
+from .registry.standalone import FileSecretSource
 from .security.authorization import Authorizer
+from .security.delegation import DelegatedSecurity, Security, standalone_security
 from .security.middleware import RequestAuthenticator, security_middleware
 from .security.tls import ServingCert, TLSServing, ensure_self_signed, peer_certificate
 
@@ -35,19 +40,12 @@ def serving_hosts(config: Config) -> list[str]:
     return hosts
 
 
-async def build_source(config: Config) -> SecretSource:
-    """The Secret source for this configuration: files when standalone, the hosting cluster otherwise."""
-    if config.standalone:
-        from .registry.standalone import FileSecretSource
-
-        return FileSecretSource(config.secrets_dir, config.kubeconfig_clusters, config.secret_namespace)
-    from .registry.informer import SecretInformer, load_hosting_config
-
+async def hosting_configuration(config: Config) -> Configuration:
+    """The hosting cluster's client configuration (in-cluster, or --kubeconfig); ConfigError if neither works."""
     try:
-        hosting = await load_hosting_config(str(config.kubeconfig) if config.kubeconfig else None)
+        return await load_hosting_config(str(config.kubeconfig) if config.kubeconfig else None)
     except Exception as exc:
         raise ConfigError(f"cannot load the hosting cluster configuration: {exc}") from None
-    return SecretInformer(hosting, config.secret_namespace)
 
 
 def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) -> Path:
@@ -94,23 +92,37 @@ class GatewayServer:
         self.kubeconfig: Path | None = None  # standalone: a kubeconfig for this server
         self.app: web.Application | None = None
         self.tls: TLSServing | None = None
+        self.security: Security | None = None
 
     async def start(self) -> None:
         """Start the Secret source and the HTTPS listener."""
         cfg = self.config
-        source = self._source or await build_source(cfg)  # configuration errors first, before any side effect
+        # Configuration errors first, before any side effect.
+        hosting = None if cfg.standalone else await hosting_configuration(cfg)
+        source = self._source
+        if source is None:
+            if hosting is None:
+                source = FileSecretSource(cfg.secrets_dir, cfg.kubeconfig_clusters, cfg.secret_namespace)
+            else:
+                source = SecretInformer(hosting, cfg.secret_namespace)
         if cfg.tls_cert_file and cfg.tls_private_key_file:
             self.cert = ServingCert(cfg.tls_cert_file, cfg.tls_private_key_file)
         else:
             self.cert = ensure_self_signed(Path(cfg.cert_dir), serving_hosts(cfg))
         self.tls = TLSServing(self.cert, poll_interval=cfg.tls_reload_interval)
         await self.tls.start()
+        if hosting is None:
+            self.security = standalone_security()
+        else:
+            self.security = DelegatedSecurity(cfg, hosting, self.tls)
+        await self.security.start()
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
-        security: list[Middleware] = []
-        if self.authenticator is not None and self.authorizer is not None:
-            security.append(security_middleware(self.authenticator, self.authorizer, peer_certificate))
+        authenticator = self.authenticator or self.security.authenticator
+        authorizer = self.authorizer or self.security.authorizer
+        security: list[Middleware] = [security_middleware(authenticator, authorizer, peer_certificate)]
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout), security)
         self.app = app
+        app[READY_CHECKS].update(self.security.ready_checks())
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(
             app,
@@ -155,6 +167,8 @@ class GatewayServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.security is not None:
+            await self.security.stop()
         if self.tls is not None:
             await self.tls.stop()
         if self._source_task is not None:

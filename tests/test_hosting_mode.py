@@ -18,6 +18,7 @@ from gateway_apiserver.registry.informer import SecretInformer, load_hosting_con
 from gateway_apiserver.server import GatewayServer
 from tests.fakes.gateway import write_kubeconfig
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import PolicyRule
 
 NS = "vela-system"
 CRED = "cluster.core.oam.dev/cluster-credential-type"
@@ -32,11 +33,16 @@ class Hosted:
     kubeconfig: Path
 
     def session(self) -> aiohttp.ClientSession:
+        """A client authenticated as the hosting cluster's admin (a TokenReview-checked bearer token)."""
         import ssl
 
         assert self.gateway.cert is not None
         ctx = ssl.create_default_context(cafile=str(self.gateway.cert.cert_file))
-        return aiohttp.ClientSession(base_url=self.url, connector=aiohttp.TCPConnector(ssl=ctx))
+        return aiohttp.ClientSession(
+            base_url=self.url,
+            connector=aiohttp.TCPConnector(ssl=ctx),
+            headers={"Authorization": f"Bearer {self.hosting.token}"},
+        )
 
 
 def add_cluster(hosting: FakeKubeAPIServer, name: str, **labels: str) -> None:
@@ -56,16 +62,21 @@ async def hosted(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIter
     kube_apiserver.create_secret(
         "other-namespace", "elsewhere", labels={CRED: "ServiceAccountToken"}, data={"endpoint": "https://x", "token": "t"}
     )
-    hosting_config = await load_hosting_config(str(kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig")))
+    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]  # the admin may do anything
+    hosting_kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig")
+    hosting_config = await load_hosting_config(str(hosting_kubeconfig))
     source = SecretInformer(hosting_config, NS, watch_timeout=5, backoff_base=0.05, backoff_cap=0.5)
-    config = Config(secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs", secret_namespace=NS)
+    config = Config(
+        secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs", secret_namespace=NS, kubeconfig=hosting_kubeconfig
+    )
     gateway = GatewayServer(config, source=source)
     await gateway.start()
     try:
         await asyncio.wait_for(gateway.registry.synced.wait(), 10)
         assert gateway.cert is not None
         url = f"https://127.0.0.1:{gateway.port}"
-        yield Hosted(kube_apiserver, gateway, url, write_kubeconfig(tmp_path / "gw.kubeconfig", url, gateway.cert.cert_file))
+        kubeconfig = write_kubeconfig(tmp_path / "gw.kubeconfig", url, gateway.cert.cert_file, token=kube_apiserver.token)
+        yield Hosted(kube_apiserver, gateway, url, kubeconfig)
     finally:
         await gateway.stop()
 

@@ -8,6 +8,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
+from multidict import CIMultiDict
 
 from ..observability.access_log import ATTRIBUTES_KEY
 from .authorization import Authorizer, always_allowed, forbidden, request_attributes
@@ -19,6 +20,9 @@ class RequestAuthenticator(Protocol):
 
     async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
         """The caller; raises a 401 StatusError for bad credentials."""
+
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+        """`headers` without identity headers (X-Remote-*, Impersonate-*, the configured names)."""
 
 
 PeerCertificate = Callable[[web.BaseRequest], x509.Certificate | None]
@@ -32,6 +36,10 @@ def security_middleware(
     @web.middleware
     async def secure(request: web.Request, handler: Handler) -> web.StreamResponse:
         user = await authenticator.authenticate(headers=request.headers, peer_certificate=peer_certificate(request))
+        stripped = authenticator.strip_identity_headers(request.headers)
+        if len(stripped) != len(request.headers):
+            # As the kube-apiserver: identity headers never reach a handler (nor a member cluster).
+            request = request.clone(headers=stripped)
         request[USER_KEY] = user
         attrs = request_attributes(request.method, request.path, request.query, user)
         request[ATTRIBUTES_KEY] = attrs

@@ -6,6 +6,11 @@ compaction, selector transitions turned into ADDED/DELETED as the watch cache do
 tested against it can be trusted against real clusters. Storage and selectors are in
 `kube_store.py`. Routes are a plain table (`add_route`) so later tests can add endpoints
 (TokenReview, SubjectAccessReview) and kinds (`store.register_kind`) to the same server.
+
+Delegated authentication and authorization: TokenReview answers from the `users` table,
+SubjectAccessReview from the `policy` table (`PolicyRule`, first match wins), and ConfigMaps
+(with `set_authentication_configmap` writing kube-system/extension-apiserver-authentication
+exactly as the kube-apiserver does) are served too.
 """
 
 from __future__ import annotations
@@ -15,18 +20,33 @@ import base64
 import json
 import math
 import secrets as token_gen
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from .kube_store import SECRETS, Event, KindInfo, KubeStore, Obj, StatusError, selector, status_object
+from .kube_store import (
+    CONFIGMAPS,
+    SECRETS,
+    Event,
+    KindInfo,
+    KubeStore,
+    Obj,
+    PolicyRule,
+    StatusError,
+    access_review_status,
+    selector,
+    status_object,
+    token_review_status,
+    validate_access_review,
+)
 from .pki import CertKey, issue_server_cert, make_ca, server_ssl_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER = web.RequestKey("user", dict[str, Any])  # request[USER]: the authenticated user of a request
+AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
 
 KUBE_VERSION = {
     "major": "1",
@@ -90,6 +110,12 @@ class FakeKubeAPIServer:
         self.anonymous_paths: set[str] = {"/version", "/healthz", "/livez", "/readyz"}
         self.store = KubeStore()
         self.store.register_kind(SECRETS)
+        self.store.register_kind(CONFIGMAPS)
+        self.api_audiences: list[str] = ["https://kubernetes.default.svc.cluster.local"]
+        self.policy: list[PolicyRule] = []  # SubjectAccessReview verdicts; no match = not allowed
+        self.token_reviews = 0  # TokenReviews received
+        self.access_reviews = 0  # SubjectAccessReviews received
+        self.access_review_log: list[Obj] = []  # the SubjectAccessReview bodies received, in order
         self.api_groups: list[Obj] = []  # entries of GET /apis
         self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs; None disables them
         self.default_watch_timeout: float | None = None  # when the client sends no timeoutSeconds
@@ -126,6 +152,8 @@ class FakeKubeAPIServer:
         self.add_route("GET", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._get)
         self.add_route("PUT", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._update)
         self.add_route("DELETE", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._delete)
+        self.add_route("POST", "/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
+        self.add_route("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review)
 
     def authenticate(self, request: web.Request) -> dict[str, Any] | None:
         """The user behind a request's bearer token, or None."""
@@ -278,6 +306,54 @@ class FakeKubeAPIServer:
         """Delete a Secret; returns it as of its deletion."""
         return self.store.delete("secrets", namespace, name)
 
+    def put_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> Obj:
+        """Create the ConfigMap, or replace its data. Returns the stored object."""
+        body: Obj = {"metadata": {"name": name}, "data": dict(data)}
+        if (namespace, name) in self.store.objects["configmaps"]:
+            return self.store.update("configmaps", namespace, name, body)
+        return self.store.create("configmaps", namespace, body)
+
+    def delete_configmap(self, namespace: str, name: str) -> Obj:
+        """Delete a ConfigMap; returns it as of its deletion."""
+        return self.store.delete("configmaps", namespace, name)
+
+    def set_authentication_configmap(
+        self,
+        *,
+        client_ca_pem: bytes | str | None = None,
+        requestheader_ca_pem: bytes | str | None = None,
+        allowed_names: Sequence[str] = ("front-proxy-client",),
+        username_headers: Sequence[str] = ("X-Remote-User",),
+        group_headers: Sequence[str] = ("X-Remote-Group",),
+        extra_headers_prefix: Sequence[str] = ("X-Remote-Extra-",),
+        uid_headers: Sequence[str] | None = None,
+    ) -> Obj:
+        """Write kube-system/extension-apiserver-authentication as the kube-apiserver does: `client-ca-file`
+        only with a client CA, the requestheader keys only with a requestheader CA, list values as JSON arrays."""
+
+        def text(pem: bytes | str) -> str:
+            return pem.decode() if isinstance(pem, bytes) else pem
+
+        data: dict[str, str] = {}
+        if client_ca_pem is not None:
+            data["client-ca-file"] = text(client_ca_pem)
+        if requestheader_ca_pem is not None:
+            data["requestheader-client-ca-file"] = text(requestheader_ca_pem)
+            lists = {
+                "requestheader-allowed-names": allowed_names,
+                "requestheader-username-headers": username_headers,
+                "requestheader-group-headers": group_headers,
+                "requestheader-extra-headers-prefix": extra_headers_prefix,
+            }
+            if uid_headers is not None:
+                lists["requestheader-uid-headers"] = uid_headers
+            data.update({key: json.dumps(list(value)) for key, value in lists.items()})
+        return self.put_configmap(*AUTH_CONFIGMAP, data)
+
+    def delete_authentication_configmap(self) -> Obj:
+        """Delete kube-system/extension-apiserver-authentication."""
+        return self.delete_configmap(*AUTH_CONFIGMAP)
+
     def compact(self) -> None:
         """Forget all history up to now: watches and continue tokens from older RVs get 410."""
         self.store.compact()
@@ -360,6 +436,27 @@ class FakeKubeAPIServer:
         deleted = self.store.delete(info.resource, m["namespace"], m["name"])
         details = {"name": m["name"], "kind": info.resource, "uid": deleted["metadata"]["uid"]}
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+
+    async def _token_review(self, request: web.Request) -> web.StreamResponse:
+        self.token_reviews += 1
+        body = await self._body(request)
+        spec = body.get("spec") or {}
+        token = str(spec.get("token") or "")
+        if not token:
+            raise StatusError(400, "BadRequest", "token is required for TokenReview in authentication")
+        status = token_review_status(self.users, token, list(spec.get("audiences") or []), self.api_audiences)
+        review = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": None}}
+        return _json({**review, "spec": spec, "status": status}, 201)
+
+    async def _access_review(self, request: web.Request) -> web.StreamResponse:
+        self.access_reviews += 1
+        body = await self._body(request)
+        self.access_review_log.append(body)
+        spec = body.get("spec") or {}
+        validate_access_review(spec)
+        status = access_review_status(self.policy, spec)
+        review = {"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {"creationTimestamp": None}}
+        return _json({**review, "spec": spec, "status": status}, 201)
 
     async def _collection_get(self, request: web.Request) -> web.StreamResponse:
         info = self.store.kind(request.match_info["resource"])

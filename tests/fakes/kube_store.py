@@ -82,6 +82,7 @@ def normalize_secret(obj: Obj) -> None:
 
 
 SECRETS = KindInfo("secrets", "Secret", fields=("type",), normalize=normalize_secret)
+CONFIGMAPS = KindInfo("configmaps", "ConfigMap")
 
 _SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink")
 
@@ -408,3 +409,117 @@ def selector(label_selector: str, field_selector: str, info: KindInfo) -> Matche
     labels = label_matcher(label_selector)
     fields = field_matcher(field_selector, info)
     return lambda obj: labels(obj) and fields(obj)
+
+
+# --- reviews (TokenReview, SubjectAccessReview) ------------------------------------------------
+
+
+def _user_status(user: Obj) -> Obj:
+    out: Obj = {"username": user.get("username", "")}
+    for key in ("uid", "groups", "extra"):
+        if user.get(key):
+            out[key] = copy.deepcopy(user[key])
+    return out
+
+
+def token_review_status(users: dict[str, Obj], token: str, audiences: list[str], api_audiences: list[str]) -> Obj:
+    """The `status` of a TokenReview, as the kube-apiserver computes it from its users table.
+
+    A user entry may list its token's `audiences` (default: the server's own). With
+    `spec.audiences`, the token must be valid for one of them, and status.audiences is the
+    intersection; without, status.audiences is the server's own (the implicit audiences).
+    A rejected token leaves `authenticated` out (omitempty false), with `user: {}` and an error.
+    """
+    user = users.get(token)
+    if user is None:
+        return {"user": {}, "error": "[invalid bearer token, token lookup failed]"}
+    token_audiences = list(user.get("audiences") or api_audiences)
+    if not audiences:
+        return {"authenticated": True, "user": _user_status(user), "audiences": token_audiences}
+    matched = [a for a in audiences if a in token_audiences]
+    if not matched:
+        return {
+            "user": {},
+            "error": f"[invalid bearer token, token audiences {json.dumps(token_audiences)} is invalid for the "
+            f"target audiences {json.dumps(audiences)}]",
+        }
+    return {"authenticated": True, "user": _user_status(user), "audiences": matched}
+
+
+def _wild(patterns: tuple[str, ...], value: str) -> bool:
+    return "*" in patterns or value in patterns
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One row of the fake authorizer's policy table; the first matching rule decides.
+
+    Subject: `users` or `groups` ("*" = anyone). Resource rules match `verbs`, `api_groups`,
+    `resources` (as RBAC: "res", "res/sub", "*", "*/sub", "res/*"), `names` and `namespaces`
+    (empty = any; "*" = any). A rule with `non_resource_urls` ("/path", "/prefix/*", "*")
+    matches non-resource requests only. `deny` answers denied=true (as a webhook authorizer may).
+    """
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ("*",)
+    api_groups: tuple[str, ...] = ("*",)
+    resources: tuple[str, ...] = ("*",)
+    names: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    non_resource_urls: tuple[str, ...] = ()
+    deny: bool = False
+    reason: str = ""
+
+    def _subject(self, user: str, groups: list[str]) -> bool:
+        return _wild(self.users, user) or "*" in self.groups or any(g in self.groups for g in groups)
+
+    def _resource(self, attrs: Obj) -> bool:
+        resource, sub = str(attrs.get("resource", "")), str(attrs.get("subresource", ""))
+        full = f"{resource}/{sub}" if sub else resource
+        resource_ok = any(r in ("*", full) or (sub and r in (f"*/{sub}", f"{resource}/*")) for r in self.resources)
+        return (
+            resource_ok
+            and _wild(self.verbs, str(attrs.get("verb", "")))
+            and _wild(self.api_groups, str(attrs.get("group", "")))
+            and (not self.names or _wild(self.names, str(attrs.get("name", ""))))
+            and (not self.namespaces or _wild(self.namespaces, str(attrs.get("namespace", ""))))
+        )
+
+    def _non_resource(self, attrs: Obj) -> bool:
+        path = str(attrs.get("path", ""))
+        url_ok = any(u in ("*", path) or (u.endswith("*") and path.startswith(u[:-1])) for u in self.non_resource_urls)
+        return url_ok and _wild(self.verbs, str(attrs.get("verb", "")))
+
+    def matches(self, spec: Obj) -> bool:
+        """Whether this rule covers the SubjectAccessReview `spec`."""
+        if not self._subject(str(spec.get("user") or ""), list(spec.get("groups") or [])):
+            return False
+        if self.non_resource_urls:
+            return "nonResourceAttributes" in spec and self._non_resource(spec["nonResourceAttributes"] or {})
+        return "resourceAttributes" in spec and self._resource(spec["resourceAttributes"] or {})
+
+
+def access_review_status(rules: list[PolicyRule], spec: Obj) -> Obj:
+    """The `status` of a SubjectAccessReview: the first matching rule's verdict, else no opinion (not allowed)."""
+    for index, rule in enumerate(rules):
+        if rule.matches(spec):
+            if rule.deny:
+                return {"allowed": False, "denied": True, "reason": rule.reason or f"denied by fake policy rule {index}"}
+            return {"allowed": True, "reason": rule.reason or f"allowed by fake policy rule {index}"}
+    return {"allowed": False}
+
+
+def validate_access_review(spec: Obj) -> None:
+    """422 Invalid for the spec errors the kube-apiserver rejects."""
+    prefix = 'SubjectAccessReview.authorization.k8s.io "" is invalid: '
+    if ("resourceAttributes" in spec) == ("nonResourceAttributes" in spec):
+        raise StatusError(
+            422,
+            "Invalid",
+            prefix + "spec.resourceAttributes: Invalid value: null: exactly one of nonResourceAttributes or "
+            "resourceAttributes must be specified",
+        )
+    if not spec.get("user") and not spec.get("groups"):
+        message = 'spec.user: Invalid value: "": at least one of user or group must be specified'
+        raise StatusError(422, "Invalid", prefix + message)

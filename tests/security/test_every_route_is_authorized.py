@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from multidict import CIMultiDict
 
 from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.security.authentication import strip_identity_headers
 from gateway_apiserver.security.authorization import Decision, RequestAttributes, SubjectAccessReviewer, always_allowed
 from gateway_apiserver.security.identity import UserInfo
 from tests.fakes.gateway import ManualSecretSource, running_gateway
@@ -22,6 +24,9 @@ PLACEHOLDERS = {"name": "c1", "path": "api/v1/pods", "check": "ping", "tail": "x
 class FixedUser:
     async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
         return MALLORY
+
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+        return strip_identity_headers(headers)
 
 
 class Recording:
@@ -82,7 +87,8 @@ async def test_an_allowed_user_gets_through(tmp_path: Path) -> None:
         running_gateway(
             tmp_path, ManualSecretSource([cluster_secret("c1")]), authenticator=FixedUser(), authorizer=AllowAll()
         ) as gw,
-        gw.session() as s,s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1") as resp
+        gw.session() as s,
+        s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1") as resp,
     ):
         assert resp.status == 200
         assert resp.headers["Audit-Id"]
