@@ -21,7 +21,6 @@ _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 # silently running without the security they promise.
 NOT_YET_SUPPORTED = {
     "cluster_gateway_proxy_config": "--cluster-gateway-proxy-config",
-    "authorize_proxy_subpath": "--authorize-proxy-subpath",
 }
 
 
@@ -61,6 +60,7 @@ class Config:
     authorized_cache_ttl: float = 10.0
     unauthorized_cache_ttl: float = 10.0
     tls_reload_interval: float = 5.0
+    authorize_proxy_subpath: bool = False
 
 
 def parse_bool(value: str) -> bool:
@@ -203,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Accepted for compatibility with cluster-gateway; refused until implemented (see NOT_YET_SUPPORTED).
     p.add_argument("--cluster-gateway-proxy-config", type=Path, help="(not supported yet)")
-    p.add_argument("--authorize-proxy-subpath", default=None, **boolean, help="(not supported yet)")  # type: ignore[arg-type]
+    p.add_argument(
+        "--authorize-proxy-subpath",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="also authorize a proxied request's inner path against the hosting cluster (default: false)",
+    )
     return p
 
 
@@ -282,6 +287,7 @@ def parse_config(argv: list[str]) -> Config:
         client_ca_file=ns.client_ca_file,
         authentication_skip_lookup=bool(ns.authentication_skip_lookup),
         anonymous_auth=bool(ns.anonymous_auth),
+        authorize_proxy_subpath=bool(ns.authorize_proxy_subpath),
         token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,

@@ -119,7 +119,9 @@ class GatewayServer:
         self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
         authenticator = self.authenticator or self.security.authenticator
         authorizer = self.authorizer or self.security.authorizer
-        security: list[Middleware] = [security_middleware(authenticator, authorizer, peer_certificate)]
+        security: list[Middleware] = [
+            security_middleware(authenticator, authorizer, peer_certificate, authorize_proxy_subpath=cfg.authorize_proxy_subpath)
+        ]
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout), security)
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())

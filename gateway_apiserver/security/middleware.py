@@ -28,10 +28,26 @@ class RequestAuthenticator(Protocol):
 PeerCertificate = Callable[[web.BaseRequest], x509.Certificate | None]
 
 
+def proxied_path(path: str) -> str | None:
+    """The inner path of a `clustergateways/{name}/proxy/...` request, or None for other requests."""
+    parts = path.split("/", 7)  # "", "apis", group, version, "clustergateways", name, "proxy", rest
+    if len(parts) >= 7 and parts[1] == "apis" and parts[4] == "clustergateways" and parts[6] == "proxy":
+        return "/" + (parts[7] if len(parts) > 7 else "")
+    return None
+
+
 def security_middleware(
-    authenticator: RequestAuthenticator, authorizer: Authorizer, peer_certificate: PeerCertificate
+    authenticator: RequestAuthenticator,
+    authorizer: Authorizer,
+    peer_certificate: PeerCertificate,
+    *,
+    authorize_proxy_subpath: bool = False,
 ) -> Middleware:
-    """Build the middleware. It must sit inside the Status-error middleware."""
+    """Build the middleware. It must sit inside the Status-error middleware.
+
+    With `authorize_proxy_subpath`, a proxied request must also be allowed as if it were made
+    to the hosting cluster itself (cluster-gateway's --authorize-proxy-subpath).
+    """
 
     @web.middleware
     async def secure(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -47,6 +63,12 @@ def security_middleware(
             decision = await authorizer.authorize(attrs)
             if not decision.allowed:
                 raise forbidden(attrs, decision.reason)
+            inner = proxied_path(request.path) if authorize_proxy_subpath and attrs.subresource == "proxy" else None
+            if inner is not None:
+                inner_attrs = request_attributes(request.method, inner, request.query, user)
+                inner_decision = await authorizer.authorize(inner_attrs)
+                if not inner_decision.allowed:
+                    raise forbidden(inner_attrs, inner_decision.reason)
         return await handler(request)
 
     return secure

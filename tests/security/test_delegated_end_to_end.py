@@ -7,6 +7,7 @@ the extension-apiserver-authentication ConfigMap; the gateway runs for real in f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -59,6 +60,18 @@ class Setup:
 
 @pytest.fixture
 async def setup(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Setup]:
+    async with started(tmp_path, kube_apiserver, authorize_proxy_subpath=False) as built:
+        yield built
+
+
+@pytest.fixture
+async def setup_with_subpath(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Setup]:
+    async with started(tmp_path, kube_apiserver, authorize_proxy_subpath=True) as built:
+        yield built
+
+
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, *, authorize_proxy_subpath: bool) -> AsyncIterator[Setup]:
     front_proxy_ca, client_ca = make_ca("front-proxy-ca"), make_ca("client-ca")
     kube_apiserver.set_authentication_configmap(
         requestheader_ca_pem=front_proxy_ca.cert_pem, client_ca_pem=client_ca.cert_pem, allowed_names=("front-proxy-client",)
@@ -75,6 +88,7 @@ async def setup(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncItera
             resources=("clustergateways/proxy",),
             names=("c1",),
         ),
+        PolicyRule(users=("bob",), verbs=("list",), resources=("configmaps",), namespaces=("x",)),  # on the hub
         PolicyRule(groups=("system:masters",)),
     ]
     config = Config(
@@ -83,6 +97,7 @@ async def setup(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncItera
         cert_dir=tmp_path / "certs",
         kubeconfig=kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig"),
         tls_reload_interval=0.1,
+        authorize_proxy_subpath=authorize_proxy_subpath,
     )
     gateway = GatewayServer(config, source=ManualSecretSource([cluster_secret("c1"), cluster_secret("c2")]))
     await gateway.start()
@@ -238,3 +253,23 @@ async def test_probes_and_discovery_need_no_authorization(setup: Setup) -> None:
         status, _ = await setup.call("GET", path)
         assert status == 200, path
     assert setup.reviewed_users() == []
+
+
+async def test_authorize_proxy_subpath_also_checks_the_inner_request_against_the_hub(setup_with_subpath: Setup) -> None:
+    setup = setup_with_subpath
+    proxy_cert = issue_client_cert(setup.front_proxy_ca, "front-proxy-client")
+    bob = {"X-Remote-User": "bob"}
+    status, body = await setup.call("GET", f"{CG}/c1/proxy/api/v1/pods", client=proxy_cert, headers=bob)
+    assert status == 403
+    assert body["message"] == 'pods is forbidden: User "bob" cannot list resource "pods" in API group "" at the cluster scope'
+    status, body = await setup.call("GET", f"{CG}/c1/proxy/api/v1/namespaces/x/configmaps", client=proxy_cert, headers=bob)
+    assert status != 403, body
+    inner = [r["spec"].get("resourceAttributes") for r in setup.hosting.access_review_log]
+    assert {"verb": "list", "group": "", "version": "v1", "resource": "configmaps", "namespace": "x"} in inner
+
+
+async def test_without_authorize_proxy_subpath_only_the_proxy_subresource_is_checked(setup: Setup) -> None:
+    proxy_cert = issue_client_cert(setup.front_proxy_ca, "front-proxy-client")
+    status, _ = await setup.call("GET", f"{CG}/c1/proxy/api/v1/pods", client=proxy_cert, headers={"X-Remote-User": "bob"})
+    assert status != 403
+    assert all(r["spec"]["resourceAttributes"]["resource"] == "clustergateways" for r in setup.hosting.access_review_log)
