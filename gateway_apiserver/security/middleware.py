@@ -52,13 +52,16 @@ def security_middleware(
     @web.middleware
     async def secure(request: web.Request, handler: Handler) -> web.StreamResponse:
         user = await authenticator.authenticate(headers=request.headers, peer_certificate=peer_certificate(request))
+        attrs = request_attributes(request.method, request.path, request.query, user)
+        # Stored before any clone: the access logger sees the original request object.
+        request[USER_KEY] = user
+        request[ATTRIBUTES_KEY] = attrs
         stripped = authenticator.strip_identity_headers(request.headers)
         if len(stripped) != len(request.headers):
             # As the kube-apiserver: identity headers never reach a handler (nor a member cluster).
             request = request.clone(headers=stripped)
-        request[USER_KEY] = user
-        attrs = request_attributes(request.method, request.path, request.query, user)
-        request[ATTRIBUTES_KEY] = attrs
+            request[USER_KEY] = user
+            request[ATTRIBUTES_KEY] = attrs
         if not always_allowed(request.path):
             decision = await authorizer.authorize(attrs)
             if not decision.allowed:
