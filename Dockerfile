@@ -1,0 +1,17 @@
+# syntax=docker/dockerfile:1
+# Build: a wheel of the package with only its runtime dependencies.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway_apiserver ./gateway_apiserver
+RUN pip install --no-cache-dir --upgrade pip \
+ && pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Run: the wheels installed into a clean slim image, as a non-root user.
+FROM python:3.11-slim
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001:10001
+EXPOSE 9443
+ENTRYPOINT ["gateway-apiserver"]

@@ -1,0 +1,124 @@
+"""deploy/ renders with kustomize after the certificate generator, and its pieces agree with each other."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import ssl
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from gateway_apiserver.certs import main as generate_certs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[tuple[str, str], dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (.ci/run installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy = Path(tmp) / "deploy"
+        shutil.copytree(REPO / "deploy", deploy, ignore=shutil.ignore_patterns("generated"))
+        assert generate_certs(["--out", str(deploy / "generated")]) == 0
+        out = subprocess.run(["kubectl", "kustomize", str(deploy)], check=True, capture_output=True, text=True, timeout=60).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_everything_is_there(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    assert set(rendered) >= {
+        ("Namespace", "vela-system"),
+        ("ServiceAccount", "gateway-apiserver"),
+        ("Deployment", "gateway-apiserver"),
+        ("PodDisruptionBudget", "gateway-apiserver"),
+        ("Service", "gateway-apiserver"),
+        ("APIService", "v1alpha1.cluster.core.oam.dev"),
+        ("Secret", "gateway-apiserver-tls"),
+        ("ClusterRoleBinding", "gateway-apiserver:system:auth-delegator"),
+    }
+
+
+def test_apiservice_points_at_the_service_with_a_real_ca_bundle(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    api = rendered[("APIService", "v1alpha1.cluster.core.oam.dev")]["spec"]
+    service = rendered[("Service", "gateway-apiserver")]
+    assert (api["group"], api["version"]) == ("cluster.core.oam.dev", "v1alpha1")
+    assert api["service"] == {"name": service["metadata"]["name"], "namespace": service["metadata"]["namespace"], "port": 443}
+    assert "insecureSkipTLSVerify" not in api
+    secret = rendered[("Secret", "gateway-apiserver-tls")]
+    assert base64.b64decode(api["caBundle"]) == base64.b64decode(secret["data"]["ca.crt"])
+    ca = x509.load_pem_x509_certificate(base64.b64decode(api["caBundle"]))
+    serving = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    serving.verify_directly_issued_by(ca)  # the CA in caBundle signed the serving certificate
+
+
+def test_deployment_matches_the_service_and_is_hardened(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    deployment = rendered[("Deployment", "gateway-apiserver")]["spec"]
+    pod = deployment["template"]["spec"]
+    [container] = pod["containers"]
+    service = rendered[("Service", "gateway-apiserver")]["spec"]
+    [port] = service["ports"]
+    assert port["port"] == 443
+    assert port["targetPort"] == container["ports"][0]["containerPort"] == 9443
+    assert "--secure-port=9443" in container["args"]
+    assert service["selector"] == deployment["selector"]["matchLabels"] == deployment["template"]["metadata"]["labels"]
+    assert deployment["replicas"] == 2
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert tmp["emptyDir"]["medium"] == "Memory"
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    assert pod["affinity"]["podAntiAffinity"]
+    assert pod["serviceAccountName"] == "gateway-apiserver"
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "gateway-apiserver-tls"
+    pdb = rendered[("PodDisruptionBudget", "gateway-apiserver")]["spec"]
+    assert pdb["selector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+
+
+def test_deployment_args_are_valid_gateway_flags(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    from gateway_apiserver.config import build_parser
+
+    [container] = rendered[("Deployment", "gateway-apiserver")]["spec"]["template"]["spec"]["containers"]
+    namespace = build_parser().parse_args(container["args"])
+    assert namespace.secret_namespace == "vela-system"
+
+
+async def test_the_generated_certificate_verifies_for_the_service_name(tmp_path: Path) -> None:
+    assert generate_certs(["--out", str(tmp_path), "--namespace", "team-a", "--service", "gw", "--days", "30"]) == 0
+    secret = yaml.safe_load((tmp_path / "serving-cert.yaml").read_text())
+    assert (tmp_path / "serving-cert.yaml").stat().st_mode & 0o077 == 0  # holds a private key
+    assert secret["metadata"]["namespace"] == "team-a"
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        for name in ("gw.team-a.svc", "gw.team-a.svc.cluster.local"):
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=name)
+            writer.close()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="gw.other.svc")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_generated_keys_are_never_committed() -> None:
+    assert "deploy/generated/" in (REPO / ".gitignore").read_text().splitlines()
+    tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True, text=True, check=False).stdout
+    assert "generated/" not in tracked
