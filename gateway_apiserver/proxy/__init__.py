@@ -1,0 +1,1 @@
+"""The proxy subresource: forwarding requests to member clusters."""
