@@ -19,9 +19,7 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 # Flags of the reference that this build accepts but cannot honour yet: refusing them beats
 # silently running without the security they promise.
-NOT_YET_SUPPORTED = {
-    "cluster_gateway_proxy_config": "--cluster-gateway-proxy-config",
-}
+NOT_YET_SUPPORTED: dict[str, str] = {}
 
 
 class ConfigError(Exception):
@@ -61,6 +59,10 @@ class Config:
     unauthorized_cache_ttl: float = 10.0
     tls_reload_interval: float = 5.0
     authorize_proxy_subpath: bool = False
+    # The proxy subresource.
+    cluster_gateway_proxy_config: Path | None = None
+    proxy_connect_timeout: float = 10.0
+    proxy_request_timeout: float = 60.0
 
 
 def parse_bool(value: str) -> bool:
@@ -202,7 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long SubjectAccessReview denials are cached (default: 10s)",
     )
     # Accepted for compatibility with cluster-gateway; refused until implemented (see NOT_YET_SUPPORTED).
-    p.add_argument("--cluster-gateway-proxy-config", type=Path, help="(not supported yet)")
+    p.add_argument(
+        "--cluster-gateway-proxy-config",
+        type=Path,
+        help="ClusterGatewayProxyConfiguration file: identity-exchange rules for impersonation",
+    )
+    p.add_argument(
+        "--proxy-connect-timeout",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="connect (TCP, TLS, proxy) timeout to a member cluster (default: 10s)",
+    )
+    p.add_argument(
+        "--proxy-request-timeout",
+        type=parse_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="timeout of a non-streaming proxied request; watches, follow and upgrades have none (default: 60s)",
+    )
     p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
@@ -228,6 +248,7 @@ def parse_config(argv: list[str]) -> Config:
         ("--tls-cert-file", ns.tls_cert_file),
         ("--tls-private-key-file", ns.tls_private_key_file),
         ("--kubeconfig", ns.kubeconfig),
+        ("--cluster-gateway-proxy-config", ns.cluster_gateway_proxy_config),
         ("--kubeconfig-clusters", ns.kubeconfig_clusters),
     ):
         if path is not None and not path.is_file():
@@ -288,6 +309,9 @@ def parse_config(argv: list[str]) -> Config:
         authentication_skip_lookup=bool(ns.authentication_skip_lookup),
         anonymous_auth=bool(ns.anonymous_auth),
         authorize_proxy_subpath=bool(ns.authorize_proxy_subpath),
+        cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
+        proxy_connect_timeout=ns.proxy_connect_timeout,
+        proxy_request_timeout=ns.proxy_request_timeout,
         token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,

@@ -19,12 +19,17 @@ from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
 from .observability.access_log import AccessLogger
+from .proxy.handler import IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
+from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
+from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
 from .registry.informer import SecretInformer, load_hosting_config
+from .registry.model import ClusterGateway
 from .registry.source import SecretSource
 from .registry.standalone import FileSecretSource
 from .security.authorization import Authorizer
 from .security.delegation import DelegatedSecurity, Security, standalone_security
+from .security.identity import request_user
 from .security.middleware import RequestAuthenticator, security_middleware
 from .security.tls import ServingCert, TLSServing, ensure_self_signed, peer_certificate
 
@@ -46,6 +51,16 @@ async def hosting_configuration(config: Config) -> Configuration:
         return await load_hosting_config(str(config.kubeconfig) if config.kubeconfig else None)
     except Exception as exc:
         raise ConfigError(f"cannot load the hosting cluster configuration: {exc}") from None
+
+
+def impersonation_hook(impersonation: ClusterImpersonation) -> ImpersonationHook:
+    """The proxy's impersonation hook: the caller (or the rule's target) as Impersonate-* headers."""
+
+    def hook(request: web.Request, cluster: ClusterGateway) -> list[tuple[str, str]]:
+        requested = request.get(IMPERSONATE_REQUESTED, False)
+        return impersonation.headers(cluster, request_user(request), requested=requested)
+
+    return hook
 
 
 def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) -> Path:
@@ -99,6 +114,8 @@ class GatewayServer:
         cfg = self.config
         # Configuration errors first, before any side effect.
         hosting = None if cfg.standalone else await hosting_configuration(cfg)
+        rules = load_proxy_config_file(cfg.cluster_gateway_proxy_config) if cfg.cluster_gateway_proxy_config else EMPTY
+        impersonation = ClusterImpersonation(rules, penetration_enabled=cfg.feature_gates["ClientIdentityPenetration"])
         source = self._source
         if source is None:
             if hosting is None:
@@ -125,6 +142,8 @@ class GatewayServer:
         app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout), security)
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
+        app[PROXY_SETTINGS] = ProxySettings(connect_timeout=cfg.proxy_connect_timeout, request_timeout=cfg.proxy_request_timeout)
+        app[IMPERSONATION] = impersonation_hook(impersonation)
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(
             app,

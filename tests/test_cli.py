@@ -48,7 +48,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         (["--standalone", "--secrets-dir", "/does/not/exist"], "--secrets-dir /does/not/exist: no such directory"),
         (["--tls-cert-file", "x.crt"], "must be given together"),
         (["--client-ca-file", "ca.crt"], "--client-ca-file ca.crt: no such file"),
-        (["--cluster-gateway-proxy-config", "p.yaml"], "--cluster-gateway-proxy-config is not supported by this build yet"),
+        (["--cluster-gateway-proxy-config", "p.yaml"], "--cluster-gateway-proxy-config p.yaml: no such file"),
         (["--authentication-token-webhook-cache-ttl", "ten"], "invalid duration 'ten'"),
         (
             ["--standalone", "--secrets-dir", "examples/clusters", "--client-ca-file", "README.md"],
@@ -72,6 +72,26 @@ def test_hosting_mode_without_any_cluster_configuration_exits_2(tmp_path: Path) 
     assert code == 2, stderr
     assert stderr.startswith("gateway-apiserver: error: cannot load the hosting cluster configuration")
     assert stderr.count("\n") == 1
+
+
+def test_a_bad_identity_exchange_rule_fails_at_startup(tmp_path: Path) -> None:
+    rules = tmp_path / "proxy-config.yaml"
+    rules.write_text(
+        "apiVersion: cluster.core.oam.dev/v1alpha1\nkind: ClusterGatewayProxyConfiguration\n"
+        "spec:\n  clientIdentityExchanger:\n    rules:\n    - name: broken\n      type: StaticMappingIdentityExchanger\n"
+        "      source: {user: alice}\n"
+    )
+    code, stderr = run_cli(
+        "--standalone",
+        "--secrets-dir",
+        "examples/clusters",
+        "--cert-dir",
+        str(tmp_path / "certs"),
+        "--cluster-gateway-proxy-config",
+        str(rules),
+    )
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and "broken" in stderr
 
 
 def test_defaults_match_cluster_gateway() -> None:

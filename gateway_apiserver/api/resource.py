@@ -193,13 +193,6 @@ async def refuse_write(request: web.Request) -> web.StreamResponse:
     raise error
 
 
-async def proxy_not_implemented(request: web.Request) -> web.StreamResponse:
-    """The proxy subresource is not built yet; say so instead of pretending."""
-    name = request.match_info["name"]
-    request.app[REGISTRY].get(name)  # unknown clusters still answer 404
-    raise StatusError(501, f'clustergateways/proxy for "{name}" is not implemented yet in this gateway-apiserver build')
-
-
 def add_resource_routes(app: web.Application) -> None:
     """Register the clustergateways routes."""
     r = app.router
@@ -214,5 +207,7 @@ def add_resource_routes(app: web.Application) -> None:
         r.add_route(method, collection, refuse_write)
         r.add_route(method, item, refuse_write)
         r.add_route(method, item + "/health", refuse_write)
-    r.add_route("*", item + "/proxy", proxy_not_implemented)
-    r.add_route("*", item + "/proxy/{path:.*}", proxy_not_implemented)
+    # Imported here, not at the top: the proxy handler imports this module's REGISTRY.
+    from ..proxy.handler import add_proxy_routes
+
+    add_proxy_routes(app)

@@ -1,0 +1,255 @@
+"""The `clustergateways/{name}/proxy/{path}` handler: a streaming reverse proxy to the member.
+
+Bodies stream both ways (never buffered whole), each chunk the member sends is written to
+the client at once (watch events), and a client that leaves closes the upstream request at
+once (the server runs with handler_cancellation=True). Errors before the member answers are
+Status objects; the member's own answers, errors included, pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Protocol
+
+import aiohttp
+import aiohttp_socks
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..api.resource import PREFIX, REGISTRY
+from ..api.status import StatusError
+from ..observability.access_log import audit_id
+from ..registry.model import ClusterGateway
+from .credentials import CredentialError
+from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
+from .paths import is_long_running, proxy_target, remainder_of, request_timeout
+from .transport import ClusterTransport, ProxySettings, TransportPool
+
+log = logging.getLogger(__name__)
+
+PROXY_PATH = f"{PREFIX}/clustergateways/{{name}}/proxy"
+_PREFIX_SEGMENTS = PROXY_PATH.count("/")  # apis, group, version, clustergateways, {name}, proxy
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+UPGRADE_MODULE = "gateway_apiserver.proxy.upgrade"
+
+
+ImpersonationResult = Mapping[str, HeaderValues] | Iterable[tuple[str, str]]
+
+
+class ImpersonationHook(Protocol):
+    """Adds the impersonation headers for a request to a cluster (Impersonate-User, -Group, -Extra-*).
+
+    Return a mapping of header name to a value or a sequence of values (repeated headers),
+    or (name, value) pairs, or an awaitable of either. `request[IMPERSONATE_REQUESTED]` tells
+    whether the query asked for `impersonate=true` (already stripped from the forwarded query).
+    Raise a StatusError to refuse the request (e.g. a bad rule).
+    """
+
+    def __call__(self, request: web.Request, cluster: ClusterGateway) -> ImpersonationResult | Awaitable[ImpersonationResult]:
+        """The headers to add."""
+
+
+def no_impersonation(request: web.Request, cluster: ClusterGateway) -> ImpersonationResult:
+    """The default hook: requests reach the member as the gateway's own identity."""
+    return {}
+
+
+PROXY_SETTINGS = web.AppKey("proxy_settings", ProxySettings)
+TRANSPORT_POOL = web.AppKey("proxy_transport_pool", TransportPool)
+IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
+IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
+
+
+def upstream_error(cluster: str, url: URL, exc: BaseException, connect_timeout: float) -> StatusError:
+    """The Status for a failure to get an answer from the member (before any byte was sent back)."""
+    where = f"{url.host}:{url.port}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        detail = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None) or str(cert_error)
+        return StatusError(
+            502,
+            f'TLS verification of cluster "{cluster}" at {where} failed: certificate verify failed: {detail} '
+            "(check the CA bundle in the cluster Secret)",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        reason = getattr(exc, "reason", None) or getattr(getattr(exc, "os_error", None), "reason", None) or str(exc)
+        return StatusError(502, f'TLS handshake with cluster "{cluster}" at {where} failed: {reason}')
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return StatusError(503, f'cluster "{cluster}" unreachable: the proxy refused the tunnel: {exc.status} {exc.message}')
+    if isinstance(exc, TimeoutError | aiohttp_socks.ProxyTimeoutError):
+        return StatusError(503, f'cluster "{cluster}" unreachable: connecting to {where} timed out after {connect_timeout:g}s')
+    if isinstance(exc, aiohttp_socks.ProxyError | aiohttp_socks.ProxyConnectionError):
+        return StatusError(503, f'cluster "{cluster}" unreachable through its socks5 proxy: {exc}')
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        # asyncio's strerror is "Connect call failed (addr)"; the errno's text says why.
+        cause = os.strerror(err.errno) if err.errno else (err.strerror or str(err) or type(err).__name__)
+        return StatusError(503, f'cluster "{cluster}" unreachable: connecting to {where} failed: {cause}')
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return StatusError(502, f'cluster "{cluster}" at {where} closed the connection without answering')
+    if isinstance(exc, OSError) and isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
+        return StatusError(502, f'TLS with cluster "{cluster}" at {where} failed: {exc}')
+    return StatusError(502, f'error talking to cluster "{cluster}" at {where}: {type(exc).__name__}: {exc}')
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """Forward one request to the member cluster named in the path."""
+    cluster = request.app[REGISTRY].get(request.match_info["name"])  # 404 for an unknown cluster
+    pool = request.app[TRANSPORT_POOL]
+    settings = pool.settings
+    transport = pool.get(cluster)  # 501 for ClusterProxy endpoints
+    remainder = remainder_of(request.rel_url.raw_path, _PREFIX_SEGMENTS)
+    target = proxy_target(transport.base_url, remainder, request.rel_url.raw_query_string)  # 400 on traversal
+    try:
+        credential, ssl_context = await transport.authenticate()
+    except CredentialError as exc:
+        raise StatusError(503, f'cluster "{cluster.name}" has no usable credential: {exc}') from None
+    upgrade = is_upgrade(request.headers)
+    headers = request_headers(
+        request.headers,
+        client_ip=request.remote,
+        scheme=request.scheme,
+        audit_id=audit_id(request),
+        identity_headers=settings.identity_headers,
+        identity_prefixes=settings.identity_prefixes,
+        keep_upgrade=upgrade,
+    )
+    set_headers(headers, credential.headers())
+    request[IMPERSONATE_REQUESTED] = target.impersonate_requested
+    hook = request.app.get(IMPERSONATION, no_impersonation)
+    extra = hook(request, cluster)
+    if inspect.isawaitable(extra):
+        extra = await extra
+    set_headers(headers, extra)
+    async with transport.track():
+        if upgrade:
+            return await _upgrade(request, transport, target.url, ssl_context, headers, settings)
+        query = dict(request.query)
+        timeout = None if is_long_running(remainder, query) else request_timeout(query, settings.request_timeout)
+        return await _forward(request, transport, target.url, headers, ssl_context, timeout, settings)
+
+
+async def _upgrade(
+    request: web.Request,
+    transport: ClusterTransport,
+    url: URL,
+    ssl_context: ssl.SSLContext | bool,
+    headers: CIMultiDict[str],
+    settings: ProxySettings,
+) -> web.StreamResponse:
+    # Imported lazily: the upgrade tunnel is its own module, possibly absent from a build.
+    if importlib.util.find_spec(UPGRADE_MODULE) is None:
+        raise StatusError(501, "protocol upgrades (exec, attach, port-forward) are not supported by this gateway-apiserver build")
+    module = importlib.import_module(UPGRADE_MODULE)
+    response: web.StreamResponse = await module.handle_upgrade(
+        request,
+        url,
+        ssl_context,
+        headers,
+        connect_timeout=settings.connect_timeout,
+        dial=transport.upgrade_dialer(url, ssl_context),
+    )
+    return response
+
+
+def _abort(request: web.Request) -> None:
+    """Cut the client connection, so a truncated body never looks complete (no final chunk)."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _forward(
+    request: web.Request,
+    transport: ClusterTransport,
+    url: URL,
+    headers: CIMultiDict[str],
+    ssl_context: ssl.SSLContext | bool,
+    timeout: float | None,
+    settings: ProxySettings,
+) -> web.StreamResponse:
+    data = request.content if request.body_exists else None
+    if data is not None and request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)  # a fixed-length body stays fixed-length
+    response: web.StreamResponse | None = None
+    upstream: aiohttp.ClientResponse | None = None
+    complete = False
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                upstream = await transport.session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    ssl=ssl_context,
+                    allow_redirects=False,
+                    proxy=transport.proxy,
+                    proxy_headers=transport.proxy_headers,
+                )
+            except (aiohttp.ClientError, OSError, aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError) as exc:
+                # TimeoutError is an OSError: a connect timeout lands here, an overall one below.
+                raise upstream_error(transport.name, url, exc, settings.connect_timeout) from None
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
+            )
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            # iter_any yields whatever arrived: each watch event is written (and flushed) at once.
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            complete = True
+            return response
+    except TimeoutError:
+        if response is None:
+            raise StatusError(504, f'cluster "{transport.name}" did not answer within {timeout:g}s', reason="Timeout") from None
+        log.warning("proxy to cluster %s timed out after %ss mid-response; cutting the client", transport.name, timeout)
+        _abort(request)
+        return response
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        if response is None:
+            raise
+        # Mid-body: the member broke off (cut the client too) or the client left (nothing to say).
+        log.info("proxy stream to cluster %s ended early: %s", transport.name, type(exc).__name__)
+        _abort(request)
+        return response
+    finally:
+        if upstream is not None:
+            if complete:
+                upstream.release()  # keep-alive: the connection goes back to the pool
+            else:
+                upstream.close()  # cancelled or broken: close the member connection now
+
+
+def add_proxy_routes(app: web.Application) -> None:
+    """Register the proxy routes, the transport pool (app[TRANSPORT_POOL]) and its lifecycle.
+
+    Settings come from app[PROXY_SETTINGS] when set before startup; the impersonation hook
+    from app[IMPERSONATION] (default: none). The pool follows the registry's changes and is
+    closed on cleanup.
+    """
+    pool = TransportPool()
+    app[TRANSPORT_POOL] = pool
+
+    async def start(app: web.Application) -> None:
+        if PROXY_SETTINGS in app:
+            pool.settings = app[PROXY_SETTINGS]
+        app[REGISTRY].add_listener(pool.on_change)
+
+    async def stop(app: web.Application) -> None:
+        await pool.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    for method in METHODS:
+        app.router.add_route(method, PROXY_PATH, proxy)
+        app.router.add_route(method, PROXY_PATH + "/{path:.*}", proxy)

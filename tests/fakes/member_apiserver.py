@@ -1,0 +1,537 @@
+"""`FakeMemberAPIServer`: a member cluster's kube-apiserver, as the gateway's proxy reaches it.
+
+TLS on 127.0.0.1 with its own serving CA and its own client CA; accepts bearer tokens and
+client certificates; optionally served under a path prefix (as Rancher's
+`/k8s/clusters/c-abc`). Enough real Kubernetes for kubectl: discovery, ConfigMap CRUD with
+every PATCH type (server-side apply included), `dryRun=All`, list/watch flushed per event,
+`pods/log?follow=true` streaming, plus test endpoints: a generated large list, an echo, an
+upload meter, a slow answer, a gzip answer and a failure. It records every request (headers
+included), every TCP connection and every streaming handler cancelled by a client leaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime
+import gzip
+import json
+import secrets as token_gen
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .kube_store import CONFIGMAPS, Event, KubeStore, Obj, StatusError, selector, status_object
+from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass
+class Recorded:
+    """One request as the member received it."""
+
+    method: str
+    raw_path: str  # as sent, still percent-encoded (prefix included)
+    query_string: str
+    headers: CIMultiDict[str]
+    peer: tuple[str, int]
+    user: str | None = None
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "t", "true")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge is treated the same for ConfigMaps)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def json_patch(target: Obj, ops: list[dict[str, Any]]) -> Obj:
+    """RFC 6902 add/replace/remove/test on object paths (enough for `kubectl patch --type json`)."""
+    doc = copy.deepcopy(target)
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
+        node: Any = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        if op["op"] in ("add", "replace"):
+            node[last] = op["value"]
+        elif op["op"] == "remove":
+            if last not in node:
+                raise StatusError(422, "Invalid", f"the server rejected our request: remove of missing path {op['path']}")
+            del node[last]
+        elif op["op"] == "test" and node.get(last) != op.get("value"):
+            raise StatusError(422, "Invalid", f"the server rejected our request: test failed at {op['path']}")
+    return doc
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of a protobuf message: varints and length-delimited fields only."""
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    while pos < len(buf):
+        key = varint()
+        if key & 7 == 0:
+            yield key >> 3, varint()
+        elif key & 7 == 2:
+            size = varint()
+            yield key >> 3, buf[pos : pos + size]
+            pos += size
+        else:
+            raise StatusError(400, "BadRequest", f"unsupported protobuf wire type {key & 7}")
+
+
+def _pb_map(entries: list[bytes]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in entries:
+        kv = {n: v for n, v in _fields(entry) if isinstance(v, bytes)}
+        out[kv.get(1, b"").decode()] = kv.get(2, b"").decode()
+    return out
+
+
+def decode_protobuf_configmap(raw: bytes) -> Obj:
+    """A ConfigMap from the kube protobuf envelope (magic, runtime.Unknown, v1.ConfigMap): name, labels, data."""
+    if not raw.startswith(b"k8s\x00"):
+        raise StatusError(400, "BadRequest", "protobuf body without the k8s magic prefix")
+    unknown = dict(_fields(raw[4:]))
+    body = unknown.get(2, b"")
+    meta: Obj = {}
+    data: list[bytes] = []
+    for number, value in _fields(body if isinstance(body, bytes) else b""):
+        if number == 1 and isinstance(value, bytes):
+            fields = list(_fields(value))
+            texts = {n: v.decode() for n, v in fields if isinstance(v, bytes) and n in (1, 2, 3)}
+            meta = {key: texts[n] for n, key in ((1, "name"), (2, "generateName"), (3, "namespace")) if texts.get(n)}
+            for n, key in ((11, "labels"), (12, "annotations")):
+                if entries := [v for f, v in fields if f == n and isinstance(v, bytes)]:
+                    meta[key] = _pb_map(entries)
+        elif number == 2 and isinstance(value, bytes):
+            data.append(value)
+    return {"metadata": meta, "data": _pb_map(data)}
+
+
+class FakeMemberAPIServer:
+    """A member cluster for proxy tests, on https://127.0.0.1:<port><prefix>."""
+
+    def __init__(self, *, token: str | None = None, prefix: str = "", log_interval: float = 0.05, log_lines: int = 20) -> None:
+        self.ca: CertKey = make_ca("fake-member-ca")
+        self.serving: CertKey = issue_server_cert(self.ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+        self.client_ca: CertKey = make_ca("fake-member-client-ca")
+        self.token = token or token_gen.token_urlsafe(16)
+        self.tokens: dict[str, str] = {self.token: "member-admin"}  # bearer token -> user name
+        self.prefix = prefix.rstrip("/")
+        self.log_interval, self.log_lines = log_interval, log_lines
+        self.store = KubeStore()
+        self.store.register_kind(CONFIGMAPS)
+        self.managers: dict[tuple[str, str], list[str]] = {}  # server-side apply field managers
+        self.requests: list[Recorded] = []
+        self.connections: set[tuple[str, int]] = set()  # distinct client (host, port): one per TCP+TLS handshake
+        self.cancelled: list[str] = []  # streaming handlers ended by the client leaving
+        self.open_streams = 0
+        self.upload_progress = 0  # bytes of the current /upload body received so far
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _routes(self) -> list[tuple[str, str, Handler]]:
+        cm, one = "/api/v1/namespaces/{namespace}/configmaps", "/api/v1/namespaces/{namespace}/configmaps/{name}"
+        return [
+            ("GET", "/version", self._version),
+            ("GET", "/api", self._api),
+            ("GET", "/api/v1", self._api_v1),
+            ("GET", "/apis", self._apis),
+            ("GET", "/api/v1/configmaps", self._list),
+            ("GET", cm, self._list),
+            ("POST", cm, self._create),
+            ("GET", one, self._get),
+            ("PUT", one, self._update),
+            ("PATCH", one, self._patch),
+            ("DELETE", one, self._delete),
+            ("GET", "/api/v1/namespaces/{namespace}/pods/{name}", self._pod),
+            ("GET", "/api/v1/namespaces/{namespace}/pods/{name}/log", self._log),
+            ("GET", "/apis/bulk.test/v1/items", self._big),
+            ("*", "/echo{tail:.*}", self._echo),
+            ("POST", "/upload", self._upload),
+            ("GET", "/slow", self._slow),
+            ("GET", "/gzip", self._gzip),
+            ("*", "/fail/{code}", self._fail),
+        ]
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 (a random port the first time, the same one after stop())."""
+        app = web.Application(middlewares=[self._middleware])
+        for method, path, handler in self._routes():
+            if method == "GET":
+                app.router.add_get(self.prefix + path, handler)  # HEAD too, as kube answers it
+            else:
+                app.router.add_route(method, self.prefix + path, handler)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await runner.setup()
+        ctx = server_ssl_context(self.serving, client_ca_pem=self.client_ca.cert_pem)
+        site = web.TCPSite(runner, "127.0.0.1", self._port, ssl_context=ctx)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._port = runner, runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening (open streams are cut)."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeMemberAPIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL, prefix included (what a cluster Secret's `endpoint` holds)."""
+        return f"https://127.0.0.1:{self._port}{self.prefix}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA of the serving certificate."""
+        return self.ca.cert_pem
+
+    def client_cert(self, cn: str = "gateway-client", *, expired: bool = False) -> CertKey:
+        """A client certificate this member accepts (user = CN), or an expired one."""
+        return issue_client_cert(self.client_ca, cn, expired=expired)
+
+    def requests_to(self, suffix: str) -> list[Recorded]:
+        """Recorded requests whose path (after the prefix) starts with `suffix`."""
+        return [r for r in self.requests if r.raw_path.startswith(self.prefix + suffix)]
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else ("?", 0)
+        self.connections.add(peer)
+        record = Recorded(
+            request.method, request.rel_url.raw_path, request.rel_url.raw_query_string, CIMultiDict(request.headers), peer
+        )
+        self.requests.append(record)
+        record.user = self._authenticate(request)
+        if record.user is None:
+            return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
+        try:
+            return await handler(request)
+        except StatusError as exc:
+            return _json(exc.status, exc.code)
+        except web.HTTPNotFound:
+            return _json(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
+        except web.HTTPMethodNotAllowed as exc:
+            return _json(status_object(405, "MethodNotAllowed", str(exc)), 405)
+
+    def _authenticate(self, request: web.Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip() in self.tokens:
+            return self.tokens[token.strip()]
+        cert = request.transport.get_extra_info("peercert") if request.transport else None
+        for rdn in (cert or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return f"cert:{value}"
+        return None
+
+    @contextlib.contextmanager
+    def _streaming(self, name: str) -> Iterator[None]:
+        self.open_streams += 1
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
+        finally:
+            self.open_streams -= 1
+
+    @contextlib.contextmanager
+    def _maybe_dry_run(self, request: web.Request) -> Iterator[None]:
+        """dryRun=All: run the write, then restore the store as it was (no event, no persistence)."""
+        if request.query.get("dryRun") != "All":
+            yield
+            return
+        saved = (copy.deepcopy(self.store.objects), self.store.rv, list(self.store.log), copy.deepcopy(self.managers))
+        listeners, self.store.listeners = self.store.listeners, []
+        try:
+            yield
+        finally:
+            self.store.objects, self.store.rv, self.store.log, self.managers = saved
+            self.store.listeners = listeners
+
+    def _out(self, obj: Obj) -> Obj:
+        out: Obj = {"kind": "ConfigMap", "apiVersion": "v1", **copy.deepcopy(obj)}
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if managers := self.managers.get(key):
+            out["metadata"]["managedFields"] = [
+                {"manager": m, "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {}}
+                for m in managers
+            ]
+        return out
+
+    async def _body(self, request: web.Request, *, yaml_ok: bool = False) -> Any:
+        raw = await request.read()
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            return decode_protobuf_configmap(raw)  # kubectl create sends built-in kinds as protobuf
+        try:
+            return yaml.safe_load(raw) if yaml_ok else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise StatusError(400, "BadRequest", f"error decoding request body: {exc}") from None
+
+    # --- discovery -----------------------------------------------------------------------------
+
+    async def _version(self, request: web.Request) -> web.StreamResponse:
+        return _json({"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake-member", "platform": "linux/amd64"})
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        address = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self._port}"}
+        return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
+
+    async def _api_v1(self, request: web.Request) -> web.StreamResponse:
+        resources = [
+            {
+                "name": "configmaps",
+                "singularName": "configmap",
+                "namespaced": True,
+                "kind": "ConfigMap",
+                "verbs": _VERBS,
+                "shortNames": ["cm"],
+            },
+            {
+                "name": "pods",
+                "singularName": "pod",
+                "namespaced": True,
+                "kind": "Pod",
+                "verbs": ["get", "list"],
+                "shortNames": ["po"],
+            },
+            {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
+        ]
+        return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
+
+    async def _apis(self, request: web.Request) -> web.StreamResponse:
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+
+    # --- ConfigMaps ----------------------------------------------------------------------------
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        return _json(self._out(self.store.get("configmaps", m["namespace"], m["name"])))
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        with self._maybe_dry_run(request):
+            created = self._out(self.store.create("configmaps", request.match_info["namespace"], body))
+        return _json(created, 201)
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        m, body = request.match_info, await self._body(request)
+        with self._maybe_dry_run(request):
+            updated = self._out(self.store.update("configmaps", m["namespace"], m["name"], body))
+        return _json(updated)
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        with self._maybe_dry_run(request):
+            gone = self.store.delete("configmaps", m["namespace"], m["name"])
+            self.managers.pop((m["namespace"], m["name"]), None)
+        return _json(self._out(gone))
+
+    async def _patch(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        kind = request.content_type
+        with self._maybe_dry_run(request):
+            if kind == "application/apply-patch+yaml":
+                return await self._apply(request, ns, name)
+            old = self.store.get("configmaps", ns, name)
+            patch = await self._body(request)
+            if kind == "application/json-patch+json":
+                new = json_patch(old, patch)
+            elif kind in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                new = merge_patch(old, patch)
+            else:
+                raise StatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {kind}")
+            return _json(self._out(self.store.update("configmaps", ns, name, new)))
+
+    async def _apply(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        manager = request.query.get("fieldManager")
+        if not manager:
+            raise StatusError(400, "BadRequest", "PATCH requests with apply-patch content type require fieldManager")
+        body = await self._body(request, yaml_ok=True)
+        if not isinstance(body, dict):
+            raise StatusError(400, "BadRequest", "the apply configuration is not an object")
+        body.setdefault("metadata", {})["name"] = name
+        key, status = (ns, name), 200
+        if key in self.store.objects["configmaps"]:
+            result = self.store.update("configmaps", ns, name, merge_patch(self.store.get("configmaps", ns, name), body))
+        else:
+            result, status = self.store.create("configmaps", ns, body), 201
+        if manager not in self.managers.setdefault(key, []):
+            self.managers[key].append(manager)
+        return _json(self._out(result), status)
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        namespace, q = request.match_info.get("namespace"), request.query
+        matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), CONFIGMAPS)
+        if _truthy(q.get("watch")):
+            return await self._watch(request, namespace, matcher)
+        items, rv, _, _ = self.store.list_page("configmaps", namespace, matcher)
+        return _json({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+    async def _watch(self, request: web.Request, namespace: str | None, matcher: Callable[[Obj], bool]) -> web.StreamResponse:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        rv = request.query.get("resourceVersion", "")
+        if rv in ("", "0"):
+            current = [o for (ns, _), o in sorted(self.store.objects["configmaps"].items()) if namespace in (None, ns)]
+            initial = [Event(int(o["metadata"]["resourceVersion"]), "configmaps", "ADDED", o, None) for o in current]
+        else:
+            initial = [e for e in self.store.events_after(int(rv)) if e.resource == "configmaps"]
+        self.store.listeners.append(queue.put_nowait)  # same synchronous step as the snapshot
+        timeout = float(request.query.get("timeoutSeconds") or 3600)
+        with self._streaming("watch"):
+            try:
+                resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+                for event in initial:
+                    await self._send_event(resp, event, namespace, matcher)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        while True:
+                            await self._send_event(resp, await queue.get(), namespace, matcher)
+                await resp.write_eof()
+                return resp
+            finally:
+                self.store.listeners.remove(queue.put_nowait)
+
+    async def _send_event(
+        self, resp: web.StreamResponse, event: Event, namespace: str | None, matcher: Callable[[Obj], bool]
+    ) -> None:
+        if event.resource != "configmaps" or namespace not in (None, event.namespace):
+            return
+        if not matcher(event.object if event.type != "DELETED" else (event.previous or event.object)):
+            return
+        line = json.dumps({"type": event.type, "object": {"kind": "ConfigMap", "apiVersion": "v1", **event.object}})
+        await resp.write(line.encode() + b"\n")  # one write per event: flushed at once
+
+    # --- pods and logs -------------------------------------------------------------------------
+
+    async def _pod(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        meta = {"name": m["name"], "namespace": m["namespace"], "uid": "pod-uid", "resourceVersion": "1"}
+        spec = {"containers": [{"name": "main", "image": "busybox"}]}
+        return _json({"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": {"phase": "Running"}})
+
+    async def _log(self, request: web.Request) -> web.StreamResponse:
+        follow = _truthy(request.query.get("follow"))
+        with self._streaming("log"):
+            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            for i in range(self.log_lines):
+                stamp = datetime.datetime.now(datetime.UTC).isoformat()
+                await resp.write(f"line {i} at {stamp}\n".encode())
+                if follow:
+                    await asyncio.sleep(self.log_interval)
+            await resp.write_eof()
+            return resp
+
+    # --- test endpoints ------------------------------------------------------------------------
+
+    async def _big(self, request: web.Request) -> web.StreamResponse:
+        """A `List` of about `mb` MiB, generated and streamed on the fly (never held whole)."""
+        target = int(float(request.query.get("mb", "50")) * 1024 * 1024)
+        with self._streaming("big"):
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            await resp.write(b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[')
+            sent, index, filler = 0, 0, "x" * 65000
+            while sent < target:
+                item = json.dumps(
+                    {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": f"cm-{index}"}, "data": {"v": filler}}
+                )
+                chunk = ("," if index else "") + item
+                await resp.write(chunk.encode())
+                sent, index = sent + len(chunk), index + 1
+            await resp.write(b"]}")
+            await resp.write_eof()
+            return resp
+
+    async def _echo(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        return _json(
+            {
+                "method": request.method,
+                "path": request.rel_url.raw_path,
+                "query": request.rel_url.raw_query_string,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body": body.decode(errors="replace"),
+                "bodyLength": len(body),
+            },
+            status=int(request.query.get("status", "200")),
+        )
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """Counts a streamed body as it arrives (`upload_progress`), so tests can see it is not buffered."""
+        self.upload_progress = 0
+        chunks = 0
+        async for chunk in request.content.iter_any():
+            self.upload_progress += len(chunk)
+            chunks += 1
+        return _json({"bytes": self.upload_progress, "chunks": chunks})
+
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        with self._streaming("slow"):
+            await asyncio.sleep(float(request.query.get("seconds", "5")))
+            return _json({"slept": True})
+
+    async def _gzip(self, request: web.Request) -> web.StreamResponse:
+        body = gzip.compress(json.dumps({"compressed": True, "pad": "z" * 4096}).encode())
+        return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    async def _fail(self, request: web.Request) -> web.StreamResponse:
+        code = int(request.match_info["code"])
+        resp = _json(status_object(code, "InternalError" if code >= 500 else "BadRequest", f"member says {code}"), code)
+        resp.headers["X-Member"] = "yes"
+        return resp

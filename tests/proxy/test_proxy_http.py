@@ -1,0 +1,624 @@
+"""The proxy subresource end to end: real kubectl and aiohttp clients, TLS everywhere, loopback only.
+
+client --TLS--> gateway (in-process) --TLS, pooled--> FakeMemberAPIServer (in-process, own CAs)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import json
+import os
+import shutil
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from yarl import URL
+
+from gateway_apiserver.proxy import TRANSPORT_POOL, ProxySettings, TransportPool
+from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
+from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.pki import make_ca
+from tests.fakes.secrets import cluster_secret
+
+pytestmark = pytest.mark.timeout(60)
+PROXY = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways/{}/proxy"
+CALLER_TOKEN = "caller-token-must-not-leak"
+NS = "/api/v1/namespaces/default"
+
+
+@pytest.fixture
+async def member() -> AsyncIterator[FakeMemberAPIServer]:
+    """A member cluster behind a Rancher-style path prefix."""
+    async with FakeMemberAPIServer(prefix="/k8s/clusters/c-abc") as server:
+        yield server
+
+
+def token_secret(name: str, member: FakeMemberAPIServer, rv: int = 1, **kwargs: Any) -> dict[str, Any]:
+    """A ServiceAccountToken Secret for `member`."""
+    kwargs.setdefault("token", member.token)
+    kwargs.setdefault("ca_pem", member.ca_pem)
+    return cluster_secret(name, rv, endpoint=kwargs.pop("endpoint", member.url), **kwargs)
+
+
+@asynccontextmanager
+async def gateway(tmp_path: Path, *secrets: dict[str, Any], **settings: Any) -> AsyncIterator[RunningGateway]:
+    """A running gateway serving `secrets`, its proxy tuned with `settings`."""
+    async with running_gateway(tmp_path, ManualSecretSource(list(secrets))) as gw:
+        pool(gw).settings = ProxySettings(**settings)
+        yield gw
+
+
+def pool(gw: RunningGateway) -> TransportPool:
+    assert gw.server.app is not None
+    return gw.server.app[TRANSPORT_POOL]
+
+
+def proxied(name: str, path: str) -> str:
+    return PROXY.format(name) + path
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def vm_rss_kb() -> int:
+    return next(int(line.split()[1]) for line in _read("/proc/self/status").splitlines() if line.startswith("VmRSS:"))
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+# --- kubectl ----------------------------------------------------------------------------------
+
+
+async def kubectl(kubeconfig: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    cache = kubeconfig.parent / "kube-cache"
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        f"--cache-dir={cache}",
+        "--request-timeout=20s",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+async def test_kubectl_through_the_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "m1", "cluster": {"server": gw.url + PROXY.format("m1"), "certificate-authority": str(gw.ca_file)}}
+            ],
+            "users": [{"name": "u", "user": {"token": CALLER_TOKEN}}],
+            "contexts": [{"name": "m1", "context": {"cluster": "m1", "user": "u", "namespace": "default"}}],
+            "current-context": "m1",
+        }
+        kc = tmp_path / "proxy.kubeconfig"
+        kc.write_text(yaml.safe_dump(config))
+
+        async def ok(*args: str, stdin: bytes | None = None) -> str:
+            code, out, err = await kubectl(kc, *args, stdin=stdin)
+            assert code == 0, f"kubectl {' '.join(args)} failed: {err}"
+            return out
+
+        def manifest(name: str, **data: str) -> bytes:
+            return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}).encode()
+
+        def stored(name: str) -> dict[str, Any] | None:
+            obj = member.store.objects["configmaps"].get(("default", name))
+            return obj.get("data") if obj else None
+
+        await ok("create", "configmap", "cm1", "--from-literal=a=1")
+        assert json.loads(await ok("get", "configmap", "cm1", "-o", "json"))["data"] == {"a": "1"}
+        await ok("apply", "--validate=false", "-f", "-", stdin=manifest("cm2", b="2"))
+        await ok(
+            "apply", "--validate=false", "-f", "-", stdin=manifest("cm2", b="3")
+        )  # client-side apply: a strategic merge PATCH
+        assert stored("cm2") == {"b": "3"}
+        await ok("apply", "--validate=false", "--server-side", "-f", "-", stdin=manifest("cm3", c="1"))
+        await ok("apply", "--validate=false", "--server-side", "-f", "-", stdin=manifest("cm3", c="2"))
+        assert stored("cm3") == {"c": "2"}
+        assert member.managers[("default", "cm3")] == ["kubectl"]
+        await ok("apply", "--validate=false", "--server-side", "--dry-run=server", "-f", "-", stdin=manifest("cm4", d="1"))
+        await ok("create", "configmap", "cm5", "--from-literal=e=1", "--dry-run=server")
+        assert stored("cm4") is None and stored("cm5") is None
+        assert any("dryRun=All" in r.query_string for r in member.requests)
+        await ok("patch", "configmap", "cm1", "--type=merge", "-p", '{"data":{"a":"9"}}')
+        assert stored("cm1") == {"a": "9"}
+        names = (await ok("get", "configmaps", "-o", "name")).split()
+        assert names == ["configmap/cm1", "configmap/cm2", "configmap/cm3"]
+        await ok("delete", "configmap", "cm1")
+        assert stored("cm1") is None
+        logs = await ok("logs", "-f", "pod/p1")
+        assert len(logs.splitlines()) == member.log_lines
+
+    assert member.requests
+    for record in member.requests:
+        assert record.headers.getall("Authorization") == [f"Bearer {member.token}"]
+        assert CALLER_TOKEN not in json.dumps(list(record.headers.items()))
+        assert record.raw_path.startswith("/k8s/clusters/c-abc/")
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+async def test_watch_events_arrive_while_the_stream_is_open(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
+        rv = member.store.rv
+        path = proxied("m1", f"{NS}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=30")
+        async with client.get(path) as resp:
+            assert resp.status == 200
+            for i in range(3):
+                await asyncio.sleep(0.7)  # longer than request_timeout: a watch is never cut by it
+                started = time.monotonic()
+                member.store.create("configmaps", "default", {"metadata": {"name": f"w{i}"}})
+                line = await asyncio.wait_for(resp.content.readline(), 1.0)
+                assert time.monotonic() - started < 1.0
+                event = json.loads(line)
+                assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", f"w{i}")
+                assert not resp.content.at_eof()
+
+
+async def test_follow_logs_stream_line_by_line(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    member.log_lines, member.log_interval = 8, 0.2
+    async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
+        started = time.monotonic()
+        async with client.get(proxied("m1", f"{NS}/pods/p1/log?follow=true")) as resp:
+            arrivals = []
+            async for line in resp.content:
+                arrivals.append(time.monotonic() - started)
+                assert line.startswith(b"line ")
+        assert len(arrivals) == 8
+        assert arrivals[0] < 0.5  # the first line came long before the stream ended
+        assert arrivals[-1] > 1.2  # and the stream outlived request_timeout
+
+
+async def test_large_list_streams_in_constant_memory(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+
+        async def fetch(mb: int) -> int:
+            size = 0
+            async with client.get(proxied("m1", f"/apis/bulk.test/v1/items?mb={mb}")) as resp:
+                assert resp.status == 200
+                async for chunk in resp.content.iter_chunked(65536):
+                    size += len(chunk)
+            return size
+
+        await fetch(5)  # warm up buffers and allocator pools
+        gc.collect()
+        baseline, peak = vm_rss_kb(), 0
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, vm_rss_kb())
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        size = await fetch(50)
+        done.set()
+        await sampler
+        assert size >= 50 * 1024 * 1024
+        growth_mb = (peak - baseline) / 1024
+        # Member, gateway and client share this process: all three stream, none holds the list.
+        assert growth_mb < 12, f"RSS grew {growth_mb:.1f} MB for a 50 MB list"
+
+
+async def test_request_bodies_stream_to_the_member(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a" * 65536
+            # The member sees the first part before the client sends the rest: nothing buffers the body.
+            await eventually(lambda: member.upload_progress >= 65536, 3.0)
+            for _ in range(16):
+                yield b"b" * 65536
+
+        async with client.post(proxied("m1", "/upload"), data=body()) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["bytes"] == 17 * 65536
+
+
+async def test_client_disconnect_closes_the_upstream(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw:
+        async with gw.session() as client:
+            resp = await client.get(proxied("m1", f"{NS}/configmaps?watch=true"))
+            assert resp.status == 200
+            await eventually(lambda: member.open_streams == 1)
+            resp.close()  # drop the connection mid-watch
+        await eventually(lambda: member.cancelled == ["watch"], 3.0)
+        assert member.open_streams == 0
+        await eventually(lambda: all(t.active == 0 for t in pool(gw)._transports.values()))
+
+
+async def test_a_broken_or_slow_upstream_never_looks_complete(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
+        # The request timeout strikes mid-body (the client reads slowly): the client is cut, not ended cleanly.
+        async with client.get(proxied("m1", "/apis/bulk.test/v1/items?mb=20")) as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for _ in resp.content.iter_chunked(65536):
+                    await asyncio.sleep(0.05)  # a slow reader
+        # The member dies mid-watch: the client sees the stream break, not a clean end.
+        async with client.get(proxied("m1", f"{NS}/configmaps?watch=true")) as resp:
+            member.store.create("configmaps", "default", {"metadata": {"name": "before"}})
+            assert b"before" in await asyncio.wait_for(resp.content.readline(), 2)
+            await member.stop()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await asyncio.wait_for(resp.content.read(), 5)
+
+
+async def test_nothing_leaks(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member), idle_timeout=0.3) as gw:
+
+        async def burst() -> None:
+            async with gw.session() as client:
+
+                async def get(path: str) -> None:
+                    async with client.get(proxied("m1", path)) as resp:
+                        await resp.read()
+
+                async def abandon(path: str) -> None:
+                    resp = await client.get(proxied("m1", path))
+                    await resp.content.readline()
+                    resp.close()
+
+                await asyncio.gather(
+                    *(get("/version") for _ in range(20)),
+                    *(get("/echo/x") for _ in range(10)),
+                    *(abandon(f"{NS}/configmaps?watch=true") for _ in range(5)),
+                    *(abandon(f"{NS}/pods/p/log?follow=true") for _ in range(5)),
+                )
+            await eventually(lambda: member.open_streams == 0)
+
+        def settled_at(fds: int, tasks: int) -> Callable[[], bool]:
+            return lambda: open_fds() <= fds and len(asyncio.all_tasks()) <= tasks
+
+        member.store.create("configmaps", "default", {"metadata": {"name": "x"}})
+        await burst()
+        await asyncio.sleep(1.0)  # idle keep-alive connections expire
+        fds, tasks = open_fds(), len(asyncio.all_tasks())
+        for _ in range(3):
+            await burst()
+        await eventually(settled_at(fds, tasks), 5.0)
+
+
+# --- paths, headers and pass-through ------------------------------------------------------------
+
+
+async def test_path_traversal_is_400_and_the_prefix_is_kept(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+        for raw in ("/echo/../../../x", "/%2e%2e/%2e%2e/x", "/echo/a%2Fb", "/echo/%252e%252e/x", "/..%5c..%5cx", "//host/x"):
+            async with client.get(URL(gw.url + proxied("m1", raw), encoded=True)) as resp:
+                assert resp.status == 400, raw
+                status = await resp.json()
+                assert status["kind"] == "Status" and status["reason"] == "BadRequest"
+        assert member.requests == []
+        async with client.get(
+            URL(gw.url + proxied("m1", "/echo/a%20b/c?x=%2F&__dryRun=All&impersonate=true"), encoded=True)
+        ) as resp:
+            echo = await resp.json()
+        assert echo["path"] == "/k8s/clusters/c-abc/echo/a%20b/c"
+        assert echo["query"] == "x=%2F&dryRun=All"
+
+
+async def test_headers_to_and_from_the_member(
+    member: FakeMemberAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+        sent = {
+            "Authorization": f"Bearer {CALLER_TOKEN}",
+            "X-Remote-User": "admin",
+            "X-Remote-Group": "system:masters",
+            "Impersonate-User": "root",
+            "Audit-ID": "audit-abc-1",
+            "Connection": "X-Drop-Me",
+            "X-Drop-Me": "1",
+            "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io",
+        }
+        async with client.get(proxied("m1", "/echo/h"), headers=sent) as resp:
+            assert resp.headers["Audit-Id"] == "audit-abc-1"
+            echo = await resp.json()
+        got = [(k.lower(), v) for k, v in echo["headers"]]
+        names = {k for k, _ in got}
+        assert ("authorization", f"Bearer {member.token}") in got
+        assert not {"x-remote-user", "x-remote-group", "impersonate-user", "x-drop-me"} & names
+        assert ("audit-id", "audit-abc-1") in got
+        assert ("x-forwarded-proto", "https") in got and ("x-forwarded-for", "127.0.0.1") in got
+        assert dict(got)["x-forwarded-host"].startswith("127.0.0.1:")
+        assert ("accept", "application/json;as=Table;v=v1;g=meta.k8s.io") in got
+        assert "user-agent" in names and dict(got)["user-agent"].startswith("Python/")  # the client's own, not added
+
+        # The server's real impersonation hook: with ?impersonate=true (stripped before forwarding)
+        # the caller, here standalone mode's local user, is impersonated.
+        async with client.get(proxied("m1", "/echo/h?impersonate=true"), headers=sent) as resp:
+            echo = await resp.json()
+        got = [(k.lower(), v) for k, v in echo["headers"]]
+        assert [(k, v) for k, v in got if k.startswith("impersonate-")] == [
+            ("impersonate-user", "standalone"),
+            ("impersonate-group", "system:masters"),
+            ("impersonate-group", "system:authenticated"),
+        ]
+        assert "impersonate" not in echo.get("query", "")
+
+
+async def test_member_answers_pass_through(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session(auto_decompress=False) as client:
+        for code in (400, 404, 409, 500, 503):
+            async with client.post(proxied("m1", f"/fail/{code}")) as resp:
+                assert resp.status == code and resp.headers["X-Member"] == "yes"
+                assert (await resp.json())["message"] == f"member says {code}"
+        async with client.get(proxied("m1", "/gzip"), headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            raw = await resp.read()
+            assert raw[:2] == b"\x1f\x8b"  # still compressed
+        async with client.head(proxied("m1", "/version")) as resp:
+            assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0
+            assert await resp.read() == b""
+        for method in ("PUT", "DELETE", "OPTIONS", "PATCH"):
+            async with client.request(method, proxied("m1", "/echo/m"), data=b"{}") as resp:
+                echo = await resp.json()
+                assert (echo["method"], echo["body"]) == (method, "{}")
+
+
+async def test_keep_alive_one_connection_for_many_requests(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+        for _ in range(40):
+            async with client.get(proxied("m1", "/version")) as resp:
+                assert resp.status == 200
+        assert len(member.connections) == 1  # one TCP connection, so one TLS handshake
+        assert pool(gw).built == 1
+
+
+async def test_transport_is_rebuilt_only_when_the_connection_changes(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member)) as gw, gw.session() as client:
+
+        async def call() -> str:
+            async with client.get(proxied("m1", "/echo/x")) as resp:
+                headers: list[list[str]] = (await resp.json())["headers"]
+                return {k.lower(): v for k, v in headers}["authorization"]
+
+        await call()
+        first = pool(gw)._transports["m1"]
+        annotated = {"status.cluster.core.oam.dev/healthy": "true"}
+        gw.registry.apply("MODIFIED", token_secret("m1", member, rv=2, annotations=annotated))
+        await call()
+        assert pool(gw).built == 1 and len(member.connections) == 1
+        member.tokens["rotated"] = "member-admin"
+        gw.registry.apply("MODIFIED", token_secret("m1", member, rv=3, token="rotated"))
+        assert await call() == "Bearer rotated"
+        assert pool(gw).built == 2
+        await eventually(lambda: first.session.closed)  # retired once idle
+        gw.registry.apply("DELETED", token_secret("m1", member, rv=4))
+        async with client.get(proxied("m1", "/version")) as resp:
+            assert resp.status == 404
+
+
+async def test_x509_client_certificate(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    pair = member.client_cert("gateway-x509")
+    secret = token_secret(
+        "m1", member, credential_type="X509Certificate", data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+    )
+    async with gateway(tmp_path, secret) as gw, gw.session() as client:
+        async with client.get(proxied("m1", "/version")) as resp:
+            assert resp.status == 200
+        assert member.requests[-1].user == "cert:gateway-x509"
+        assert "Authorization" not in member.requests[-1].headers
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+async def _status(gw: RunningGateway, path: str) -> tuple[int, dict[str, Any]]:
+    async with gw.session() as client, client.get(path) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_unknown_cluster_and_cluster_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    konnectivity = cluster_secret("kp", labels={"cluster.core.oam.dev/cluster-endpoint-type": "ClusterProxy"})
+    async with gateway(tmp_path, token_secret("m1", member), konnectivity) as gw:
+        code, status = await _status(gw, proxied("nope", "/version"))
+        assert code == 404 and status["reason"] == "NotFound"
+        code, status = await _status(gw, proxied("kp", "/version"))
+        assert code == 501 and "ClusterProxy" in status["message"]
+
+
+async def test_unreachable_and_wrong_ca_and_connect_timeout(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)  # accepts TCP, never speaks TLS
+    silent_port = silent.sockets[0].getsockname()[1]
+    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    closed_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    secrets = [
+        token_secret("down", member, endpoint=f"https://127.0.0.1:{closed_port}"),
+        token_secret("wrongca", member, ca_pem=make_ca("other-ca").cert_pem),
+        token_secret("silent", member, endpoint=f"https://127.0.0.1:{silent_port}"),
+    ]
+    try:
+        async with gateway(tmp_path, *secrets, connect_timeout=0.5) as gw:
+            code, status = await _status(gw, proxied("down", "/version"))
+            assert code == 503 and status["reason"] == "ServiceUnavailable"
+            assert '"down" unreachable' in status["message"] and "refused" in status["message"].lower()
+            code, status = await _status(gw, proxied("wrongca", "/version"))
+            assert code == 502 and "TLS verification" in status["message"] and "certificate verify failed" in status["message"]
+            started = time.monotonic()
+            code, status = await _status(gw, proxied("silent", "/version"))
+            assert code == 503 and "timed out" in status["message"] and time.monotonic() - started < 3
+    finally:
+        silent.close()
+        for writer in accepted:
+            writer.close()
+        await silent.wait_closed()
+
+
+async def test_request_timeout_for_non_streaming_calls(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw:
+        code, status = await _status(gw, proxied("m1", "/slow?seconds=5"))
+        assert code == 504 and '"m1" did not answer within 0.5s' in status["message"]
+        await eventually(lambda: member.cancelled == ["slow"])
+
+
+async def test_expired_client_certificate_is_503(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    pair = member.client_cert("old", expired=True)
+    secret = token_secret(
+        "m1", member, credential_type="X509Certificate", data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+    )
+    async with gateway(tmp_path, secret) as gw:
+        code, status = await _status(gw, proxied("m1", "/version"))
+        assert code == 503 and "expired at" in status["message"] and '"m1"' in status["message"]
+    assert member.requests == []
+
+
+def _exec_secret(tmp_path: Path, member: FakeMemberAPIServer, name: str, body: str) -> dict[str, Any]:
+    script = tmp_path / f"{name}.py"
+    script.write_text(f"import json, sys, time\nopen({str(tmp_path / (name + '.runs'))!r}, 'a').write('x')\n{body}\n")
+    config = {"apiVersion": "client.authentication.k8s.io/v1", "command": "python3", "args": [str(script)]}
+    return token_secret(name, member, credential_type="Dynamic", data={"exec": json.dumps(config)})
+
+
+async def test_exec_credentials(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    def credential(status: dict[str, str]) -> str:
+        return json.dumps({"kind": "ExecCredential", "apiVersion": "client.authentication.k8s.io/v1", "status": status})
+
+    good = credential({"token": member.token})
+    pair = member.client_cert("exec-cert-user")
+    cert_out = credential({"clientCertificateData": pair.cert_pem.decode(), "clientKeyData": pair.key_pem.decode()})
+    secrets = [
+        _exec_secret(tmp_path, member, "good", f"print({good!r})"),
+        _exec_secret(tmp_path, member, "fails", "sys.exit(2)"),
+        _exec_secret(tmp_path, member, "hangs", "time.sleep(30)"),
+        _exec_secret(tmp_path, member, "garbage", "print('not json at all')"),
+        _exec_secret(tmp_path, member, "certexec", f"print({cert_out!r})"),
+    ]
+    async with gateway(tmp_path, *secrets, exec_timeout=1.0) as gw, gw.session() as client:
+
+        async def get(path: str) -> int:
+            async with client.get(path) as resp:
+                await resp.read()
+                return resp.status
+
+        assert set(await asyncio.gather(*(get(proxied("good", "/version")) for _ in range(20)))) == {200}
+        for _ in range(10):
+            assert await get(proxied("good", "/version")) == 200
+        assert (tmp_path / "good.runs").read_text() == "x"  # one plugin run for 30 requests
+        for _ in range(3):
+            assert await get(proxied("certexec", "/version")) == 200
+        assert member.requests[-1].user == "cert:exec-cert-user"
+        for name, reason in (
+            ("fails", "failed with exit code 2"),
+            ("hangs", "did not finish within 1s"),
+            ("garbage", "invalid output"),
+        ):
+            code, status = await _status(gw, proxied(name, "/version"))
+            assert code == 503, name
+            assert reason in status["message"] and f'"{name}"' in status["message"]
+
+
+# --- proxy-url --------------------------------------------------------------------------------
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def _tunnel(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, host: str, port: int, reply: bytes) -> None:
+    up_r, up_w = await asyncio.open_connection(host, port)
+    client_w.write(reply)
+    await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
+
+
+@asynccontextmanager
+async def http_connect_proxy(log: list[str]) -> AsyncIterator[int]:
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = (await r.readuntil(b"\r\n\r\n")).decode()
+        log.append(head)
+        host, _, port = head.split(" ")[1].rpartition(":")
+        await _tunnel(r, w, host, int(port), b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@asynccontextmanager
+async def socks5_proxy(log: list[str]) -> AsyncIterator[int]:
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        _, methods = await r.readexactly(2)
+        await r.readexactly(methods)
+        w.write(b"\x05\x00")  # no authentication
+        _, _, _, atyp = await r.readexactly(4)
+        if atyp == 3:
+            host = (await r.readexactly((await r.readexactly(1))[0])).decode()
+        else:
+            host = ".".join(str(b) for b in await r.readexactly(4))
+        (port,) = struct.unpack("!H", await r.readexactly(2))
+        log.append(f"{host}:{port}")
+        await _tunnel(r, w, host, port, b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_proxy_url_http_connect_and_socks5(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    connect_log: list[str] = []
+    socks_log: list[str] = []
+    async with http_connect_proxy(connect_log) as hport, socks5_proxy(socks_log) as sport:
+        secrets = [
+            token_secret("viahttp", member, data={"proxy-url": f"http://user:pw@127.0.0.1:{hport}"}),
+            token_secret("viasocks", member, data={"proxy-url": f"socks5://127.0.0.1:{sport}"}),
+        ]
+        async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
+            for name in ("viahttp", "viasocks"):
+                for _ in range(3):
+                    async with client.get(proxied(name, "/version")) as resp:
+                        assert resp.status == 200, name
+                # An upgrade dials its own connection: through the same proxy (the member refuses it here).
+                upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
+                async with client.post(proxied(name, "/echo/exec"), headers=upgrade) as resp:
+                    assert resp.status == 200 and (await resp.json())["method"] == "POST", name
+    assert len(connect_log) == 2  # one kept-alive tunnel for the session, one for the upgrade
+    for head in connect_log:
+        assert head.startswith(f"CONNECT 127.0.0.1:{member.port} ")
+        assert f"Proxy-Authorization: Basic {base64.b64encode(b'user:pw').decode()}" in head
+    assert socks_log == [f"127.0.0.1:{member.port}"] * 2
+    assert all(r.headers["Authorization"] == f"Bearer {member.token}" for r in member.requests)
