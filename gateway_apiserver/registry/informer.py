@@ -23,6 +23,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .source import SecretSink
+from .watching import RETRYABLE, Expired, Inactive, StreamError, describe, failure_from_response
 
 log = logging.getLogger(__name__)
 
@@ -52,43 +53,6 @@ async def load_hosting_config(kubeconfig: str | None) -> Configuration:
             f"not running in a Kubernetes pod ({detail}); pass --kubeconfig to reach the hosting cluster"
         ) from exc
     return config
-
-
-class _Expired(Exception):
-    """410 Gone: the requested resourceVersion (or continue token) is no longer available."""
-
-
-class _StreamError(Exception):
-    """A failed request or a broken stream; the message is safe to log."""
-
-
-class _Inactive(TimeoutError):
-    """Nothing arrived on a watch for `inactivity_timeout`."""
-
-
-def _status_error(status: int, body: bytes) -> Exception:
-    """An exception for a non-2xx answer, from its Status body; only code, reason and message are kept."""
-    reason = message = ""
-    try:
-        parsed = json.loads(body)
-        if isinstance(parsed, dict):
-            reason, message = str(parsed.get("reason", "")), str(parsed.get("message", ""))
-    except ValueError:
-        pass
-    if status == 410:
-        return _Expired(message or "Gone")
-    return _StreamError(f"HTTP {status} {reason}: {message}".rstrip(": "))
-
-
-def _describe(exc: BaseException) -> str:
-    # ApiException's str() includes the response body: never log it.
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-_RETRYABLE = (aiohttp.ClientError, OSError, TimeoutError, ApiException, _StreamError)
 
 
 class SecretInformer:
@@ -143,14 +107,14 @@ class SecretInformer:
                 if self.resource_version is None:
                     await self._list(core, sink)
                 await self._watch(core, sink)
-            except _Expired as exc:
+            except Expired as exc:
                 log.info("secret informer: %s; relisting secrets in %s", exc, self.namespace)
                 self.resource_version = None
                 if self._expired_streak:  # 410 again before any healthy stream: do not hot-loop
                     await self._sleep_backoff("relist")
                 self._expired_streak += 1
             except TimeoutError as exc:
-                if not isinstance(exc, _Inactive):
+                if not isinstance(exc, Inactive):
                     await self._retry(exc)
                     continue
                 log.warning(
@@ -158,7 +122,7 @@ class SecretInformer:
                     self.inactivity_timeout,
                     self.namespace,
                 )
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 await self._retry(exc)
             except Exception:
                 # A bug (e.g. in the sink): the cache may be inconsistent, so start over with a list.
@@ -167,7 +131,7 @@ class SecretInformer:
                 await self._sleep_backoff("relist")
 
     async def _retry(self, exc: BaseException) -> None:
-        log.warning("secret informer: secrets in %s: %s", self.namespace, _describe(exc))
+        log.warning("secret informer: secrets in %s: %s", self.namespace, describe(exc))
         await self._sleep_backoff("retry")
 
     async def _sleep_backoff(self, what: str) -> None:
@@ -194,19 +158,19 @@ class SecretInformer:
                     token = meta.get("continue") or None
                     if token is None:
                         break
-            except _Expired:
+            except Expired:
                 if token is None:
                     raise
                 log.info("secret informer: list continue token expired; restarting the list")
                 continue
             if not rv:
-                raise _StreamError("list response without metadata.resourceVersion")
+                raise StreamError("list response without metadata.resourceVersion")
             sink.replace(items, rv)
             self.resource_version = rv
             self.lists += 1
             log.info("secret informer: listed %d secrets in %s at resourceVersion %s", len(items), self.namespace, rv)
             return
-        raise _StreamError("list continue tokens kept expiring")
+        raise StreamError("list continue tokens kept expiring")
 
     async def _list_page(self, core: Any, token: str | None) -> dict[str, Any]:
         try:
@@ -220,20 +184,20 @@ class SecretInformer:
             )
         except ApiException as exc:
             if exc.status == 410:
-                raise _Expired(exc.reason or "Gone") from None
+                raise Expired(exc.reason or "Gone") from None
             raise
         try:
             body: bytes = await resp.read()
         finally:
             resp.release()
         if resp.status != 200:
-            raise _status_error(resp.status, body)
+            raise failure_from_response(resp.status, body)
         try:
             page = json.loads(body)
         except ValueError:
-            raise _StreamError("undecodable list response") from None
+            raise StreamError("undecodable list response") from None
         if not isinstance(page, dict):
-            raise _StreamError("list response is not an object")
+            raise StreamError("list response is not an object")
         return page
 
     # --- watch --------------------------------------------------------------------------------
@@ -261,7 +225,7 @@ class SecretInformer:
                 )
                 try:
                     if resp.status != 200:
-                        raise _status_error(resp.status, await resp.read())
+                        raise failure_from_response(resp.status, await resp.read())
                     while line := await resp.content.readline():
                         timer.reschedule(loop.time() + self.inactivity_timeout)
                         if line.strip() and self._handle_line(line, sink) and not healthy:
@@ -271,14 +235,14 @@ class SecretInformer:
                     resp.close()  # never hand a half-read stream back to the pool
         except TimeoutError as exc:
             if timer.expired():
-                raise _Inactive from exc
+                raise Inactive from exc
             raise
         except ApiException as exc:
             if exc.status == 410:
-                raise _Expired(exc.reason or "Gone") from None
+                raise Expired(exc.reason or "Gone") from None
             raise
         if not healthy and loop.time() - started < 1.0:
-            raise _StreamError("watch closed immediately")
+            raise StreamError("watch closed immediately")
         self._failures = self._expired_streak = 0
         log.debug("secret informer: watch ended at resourceVersion %s; re-watching", self.resource_version)
 
@@ -288,12 +252,12 @@ class SecretInformer:
             event = json.loads(line)
             event_type, obj = event["type"], event["object"]
         except (ValueError, KeyError, TypeError):
-            raise _StreamError("undecodable watch event") from None
+            raise StreamError("undecodable watch event") from None
         if event_type == "ERROR":
             status = obj if isinstance(obj, dict) else {}
             if status.get("code") == 410:
-                raise _Expired(str(status.get("message") or "Expired"))
-            raise _StreamError(f"watch error {status.get('code')} {status.get('reason', '')}: {status.get('message', '')}")
+                raise Expired(str(status.get("message") or "Expired"))
+            raise StreamError(f"watch error {status.get('code')} {status.get('reason', '')}: {status.get('message', '')}")
         rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
         if event_type == "BOOKMARK":
             if rv:
@@ -301,7 +265,7 @@ class SecretInformer:
                 sink.bookmark(rv)
             return True
         if event_type not in ("ADDED", "MODIFIED", "DELETED"):
-            raise _StreamError(f"unknown watch event type {str(event_type)[:20]!r}")
+            raise StreamError(f"unknown watch event type {str(event_type)[:20]!r}")
         sink.apply(event_type, obj)
         if rv:
             self.resource_version = rv

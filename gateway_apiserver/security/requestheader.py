@@ -26,6 +26,8 @@ from cryptography import x509
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..registry.watching import RETRYABLE, Expired, Inactive, StreamError, describe, failure_from_response
+
 log = logging.getLogger(__name__)
 
 AUTH_CONFIGMAP_NAMESPACE = "kube-system"
@@ -184,40 +186,6 @@ class RequestHeaderFlags:
 # --- the watcher --------------------------------------------------------------------------------
 
 
-class _Expired(Exception):
-    """410 Gone: relist."""
-
-
-class _StreamError(Exception):
-    """A failed request or broken stream; the message is safe to log."""
-
-
-class _Inactive(TimeoutError):
-    """The watch was silent for too long."""
-
-
-def _failure(status: int, body: bytes) -> Exception:
-    # Keep only code, reason and message: a body might echo the object.
-    reason = message = ""
-    try:
-        parsed = json.loads(body)
-        if isinstance(parsed, dict):
-            reason, message = str(parsed.get("reason", "")), str(parsed.get("message", ""))
-    except ValueError:
-        pass
-    if status == 410:
-        return _Expired(message or "Gone")
-    return _StreamError(f"HTTP {status} {reason}: {message}".rstrip(": "))
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):  # its str() holds the response body
-        return f"HTTP {exc.status} {exc.reason}"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-_RETRYABLE = (aiohttp.ClientError, OSError, TimeoutError, ApiException, _StreamError)
 _RBAC_HINT = (
     "grant it with a RoleBinding in kube-system to the Role extension-apiserver-authentication-reader "
     "for this server's service account"
@@ -279,18 +247,18 @@ class AuthenticationConfigWatcher:
                 if self.resource_version is None:
                     await self._list(core)
                 await self._watch(core)
-            except _Expired as exc:
+            except Expired as exc:
                 log.info("authentication config: %s; relisting", exc)
                 self.resource_version = None
                 if self._expired_streak:  # 410 again before a healthy stream: do not hot-loop
                     await self._sleep_backoff()
                 self._expired_streak += 1
-            except _Inactive:
+            except Inactive:
                 log.warning("authentication config: no watch events for %gs; reconnecting", self.inactivity_timeout)
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 forbidden = (isinstance(exc, ApiException) and exc.status == 403) or "HTTP 403" in str(exc)
                 hint = f"; {_RBAC_HINT}" if forbidden else ""
-                log.warning("authentication config: ConfigMap %s/%s: %s%s", self.namespace, self.name, _describe(exc), hint)
+                log.warning("authentication config: ConfigMap %s/%s: %s%s", self.namespace, self.name, describe(exc), hint)
                 await self._sleep_backoff()
             except Exception:
                 log.exception("authentication config: unexpected error; relisting")
@@ -344,7 +312,7 @@ class AuthenticationConfigWatcher:
             )
         except ApiException as exc:
             if exc.status == 410:
-                raise _Expired(exc.reason or "Gone") from None
+                raise Expired(exc.reason or "Gone") from None
             raise
 
     async def _list(self, core: Any) -> None:
@@ -354,15 +322,15 @@ class AuthenticationConfigWatcher:
         finally:
             resp.release()
         if resp.status != 200:
-            raise _failure(resp.status, body)
+            raise failure_from_response(resp.status, body)
         try:
             listing = json.loads(body)
             items = listing.get("items") or []
             rv = str((listing.get("metadata") or {}).get("resourceVersion") or "")
         except (ValueError, AttributeError):
-            raise _StreamError("undecodable list response") from None
+            raise StreamError("undecodable list response") from None
         if not rv:
-            raise _StreamError("list response without metadata.resourceVersion")
+            raise StreamError("list response without metadata.resourceVersion")
         self.lists += 1
         self._deliver((items[0].get("data") or {}) if items else None)
         self.resource_version = rv
@@ -384,7 +352,7 @@ class AuthenticationConfigWatcher:
                 )
                 try:
                     if resp.status != 200:
-                        raise _failure(resp.status, await resp.read())
+                        raise failure_from_response(resp.status, await resp.read())
                     while line := await resp.content.readline():
                         timer.reschedule(loop.time() + self.inactivity_timeout)
                         if line.strip():
@@ -395,10 +363,10 @@ class AuthenticationConfigWatcher:
                     resp.close()
         except TimeoutError as exc:
             if timer.expired():
-                raise _Inactive from exc
+                raise Inactive from exc
             raise
         if not healthy and loop.time() - started < 1.0:
-            raise _StreamError("watch closed immediately")
+            raise StreamError("watch closed immediately")
         self._failures = self._expired_streak = 0
 
     def _handle_line(self, line: bytes) -> None:
@@ -406,16 +374,16 @@ class AuthenticationConfigWatcher:
             event = json.loads(line)
             event_type, obj = event["type"], event["object"] or {}
         except (ValueError, KeyError, TypeError):
-            raise _StreamError("undecodable watch event") from None
+            raise StreamError("undecodable watch event") from None
         if event_type == "ERROR":
             if obj.get("code") == 410:
-                raise _Expired(str(obj.get("message") or "Expired"))
-            raise _StreamError(f"watch error {obj.get('code')} {obj.get('reason', '')}: {obj.get('message', '')}")
+                raise Expired(str(obj.get("message") or "Expired"))
+            raise StreamError(f"watch error {obj.get('code')} {obj.get('reason', '')}: {obj.get('message', '')}")
         if event_type in ("ADDED", "MODIFIED"):
             self._deliver(obj.get("data") or {})
         elif event_type == "DELETED":
             self._deliver(None)
         elif event_type != "BOOKMARK":
-            raise _StreamError(f"unknown watch event type {str(event_type)[:20]!r}")
+            raise StreamError(f"unknown watch event type {str(event_type)[:20]!r}")
         if rv := str((obj.get("metadata") or {}).get("resourceVersion") or ""):
             self.resource_version = rv
