@@ -9,8 +9,6 @@ Status objects; the member's own answers, errors included, pass through unchange
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import inspect
 import logging
 import os
@@ -32,13 +30,13 @@ from .credentials import CredentialError
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
 from .paths import is_long_running, proxy_target, remainder_of, request_timeout
 from .transport import ClusterTransport, ProxySettings, TransportPool
+from .upgrade import handle_upgrade
 
 log = logging.getLogger(__name__)
 
 PROXY_PATH = f"{PREFIX}/clustergateways/{{name}}/proxy"
 _PREFIX_SEGMENTS = PROXY_PATH.count("/")  # apis, group, version, clustergateways, {name}, proxy
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-UPGRADE_MODULE = "gateway_apiserver.proxy.upgrade"
 
 
 ImpersonationResult = Mapping[str, HeaderValues] | Iterable[tuple[str, str]]
@@ -145,11 +143,7 @@ async def _upgrade(
     headers: CIMultiDict[str],
     settings: ProxySettings,
 ) -> web.StreamResponse:
-    # Imported lazily: the upgrade tunnel is its own module, possibly absent from a build.
-    if importlib.util.find_spec(UPGRADE_MODULE) is None:
-        raise StatusError(501, "protocol upgrades (exec, attach, port-forward) are not supported by this gateway-apiserver build")
-    module = importlib.import_module(UPGRADE_MODULE)
-    response: web.StreamResponse = await module.handle_upgrade(
+    response: web.StreamResponse = await handle_upgrade(
         request,
         url,
         ssl_context,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -94,22 +95,30 @@ def _extras(headers: Mapping[str, str], prefixes: Iterable[str]) -> dict[str, tu
     return {key: tuple(values) for key, values in extra.items()}
 
 
+@functools.lru_cache(maxsize=16)
+def _identity_matchers(config: RequestHeaderConfig | None) -> tuple[tuple[str, ...], frozenset[str]]:
+    # Lower-cased once per trust configuration: this runs for every header of every request.
+    prefixes = IDENTITY_HEADER_PREFIXES + (config.extra_prefixes if config else ())
+    names = (*config.username_headers, *config.uid_headers, *config.group_headers) if config else ()
+    return tuple(p.lower() for p in prefixes), frozenset(n.lower() for n in names)
+
+
 def is_identity_header(name: str, config: RequestHeaderConfig | None = None) -> bool:
     """Whether `name` carries identity: a configured username/uid/group header or extra prefix, or a default prefix."""
+    prefixes, names = _identity_matchers(config)
     lower = name.lower()
-    prefixes = IDENTITY_HEADER_PREFIXES + (config.extra_prefixes if config else ())
-    if any(lower.startswith(p.lower()) for p in prefixes):
-        return True
-    names = (*config.username_headers, *config.uid_headers, *config.group_headers) if config else ()
-    return any(lower == n.lower() for n in names)
+    return lower.startswith(prefixes) or lower in names
 
 
-def strip_identity_headers(headers: Mapping[str, str], config: RequestHeaderConfig | None = None) -> CIMultiDict[str]:
-    """A copy of `headers` without identity headers (see `is_identity_header`), repeated headers kept in order.
+def strip_identity_headers(headers: Mapping[str, str], config: RequestHeaderConfig | None = None) -> Mapping[str, str]:
+    """`headers` without identity headers (see `is_identity_header`), repeated headers kept in order.
 
     The kube-apiserver also clears these after a successful front-proxy authentication, so
-    the middleware can strip them from every request once it has authenticated it.
+    the middleware can strip them from every request once it has authenticated it. When there
+    is nothing to strip (the usual case), `headers` itself is returned: no copy on the hot path.
     """
+    if not any(is_identity_header(k, config) for k in headers):
+        return headers
     return CIMultiDict((k, v) for k, v in headers.items() if not is_identity_header(k, config))
 
 
@@ -246,7 +255,7 @@ class Authenticator:
         """Use a new trust configuration (e.g. from `AuthenticationConfigWatcher`); raises on unreadable CAs."""
         self._trust = _trust(config)
 
-    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """`headers` without identity headers, for the configured header names too."""
         return strip_identity_headers(headers, self._trust.config)
 
@@ -428,7 +437,7 @@ class StandaloneAuthenticator:
     def update(self, config: RequestHeaderConfig) -> None:
         """Ignored: nothing is delegated."""
 
-    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """`headers` without the default identity headers."""
         return strip_identity_headers(headers)
 

@@ -8,7 +8,6 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
-from multidict import CIMultiDict
 
 from ..observability.access_log import ATTRIBUTES_KEY
 from .authorization import Authorizer, always_allowed, forbidden, request_attributes
@@ -21,7 +20,7 @@ class RequestAuthenticator(Protocol):
     async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
         """The caller; raises a 401 StatusError for bad credentials."""
 
-    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """`headers` without identity headers (X-Remote-*, Impersonate-*, the configured names)."""
 
 
@@ -57,7 +56,7 @@ def security_middleware(
         request[USER_KEY] = user
         request[ATTRIBUTES_KEY] = attrs
         stripped = authenticator.strip_identity_headers(request.headers)
-        if len(stripped) != len(request.headers):
+        if stripped is not request.headers:
             # As the kube-apiserver: identity headers never reach a handler (nor a member cluster).
             request = request.clone(headers=stripped)
             request[USER_KEY] = user

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from multidict import CIMultiDict
 
 from gateway_apiserver.api.status import StatusError
 from gateway_apiserver.security.authentication import strip_identity_headers
@@ -25,7 +24,7 @@ class FixedUser:
     async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
         return MALLORY
 
-    def strip_identity_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         return strip_identity_headers(headers)
 
 
