@@ -64,11 +64,6 @@ def ensure_self_signed(cert_dir: Path, hosts: list[str]) -> ServingCert:
     return ServingCert(cert_file, key_file)
 
 
-def server_context(cert: ServingCert) -> ssl.SSLContext:
-    """A TLS 1.2+ server context serving HTTP/1.1 (static: no reload, no client certificates)."""
-    return _build_context(cert.cert_file.read_bytes(), cert.key_file.read_bytes(), ())
-
-
 def _build_context(cert_pem: bytes, key_pem: bytes, client_cas: Sequence[bytes]) -> ssl.SSLContext:
     """One generation: a server context for this pair, verifying client certificates against `client_cas`.
 
