@@ -13,7 +13,7 @@ from .api.openapi import add_openapi_routes
 from .api.probes import READY_CHECKS, add_probe_routes, registry_synced
 from .api.resource import REGISTRY, WATCH_SETTINGS, add_resource_routes
 from .api.watch import WatchSettings
-from .observability.access_log import add_audit_id
+from .observability.access_log import add_audit_id, request_timer
 from .registry.cache import ClusterRegistry
 
 
@@ -28,7 +28,7 @@ def build_app(
     so its 401 and 403 are Status objects too, and before every handler.
     """
     # Request bodies are never needed by the read-only API; the proxy streams its own.
-    app = web.Application(middlewares=[status_errors, *security], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[request_timer, status_errors, *security], client_max_size=1024 * 1024)
     app[REGISTRY] = registry
     app[WATCH_SETTINGS] = watch_settings or WatchSettings()
     app[READY_CHECKS] = {"cluster-registry-synced": registry_synced(registry)}

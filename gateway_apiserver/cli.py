@@ -6,9 +6,12 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from .config import Config, ConfigError, parse_config
-from .server import serve_forever
+from .process import event_loop_factory, run_workers
+from .security.tls import ensure_self_signed
+from .server import serve_forever, serving_hosts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,13 +21,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(config)
+    if config.workers == 1:
+        return serve(config)
+    if not (config.tls_cert_file and config.tls_private_key_file):
+        # Minted once here, so every worker serves the same self-signed certificate.
+        ensure_self_signed(Path(config.cert_dir), serving_hosts(config))
+    return run_workers(config, worker_main)
+
+
+def worker_main(config: Config) -> int:
+    """One `--workers` process (spawned: logging is configured again)."""
+    _configure_logging(config)
+    code = serve(config)
+    sys.exit(code)
+
+
+def serve(config: Config) -> int:
+    """Run one gateway process on the chosen event loop; the command's exit code."""
     try:
-        asyncio.run(_run(config))
+        loop_factory, loop_name = event_loop_factory(config.event_loop)
+    except RuntimeError as exc:
+        print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger(__name__).debug("event loop: %s", loop_name)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_run(config))
     except ConfigError as exc:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
@@ -32,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _configure_logging(config: Config) -> None:
+    process = " %(process)d" if config.workers > 1 else ""  # which worker said it
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 async def _run(config: Config) -> None:

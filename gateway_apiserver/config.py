@@ -63,6 +63,9 @@ class Config:
     cluster_gateway_proxy_config: Path | None = None
     proxy_connect_timeout: float = 10.0
     proxy_request_timeout: float = 60.0
+    # Process model and event loop.
+    event_loop: str = "auto"
+    workers: int = 1
 
 
 def parse_bool(value: str) -> bool:
@@ -224,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="timeout of a non-streaming proxied request; watches, follow and upgrades have none (default: 60s)",
     )
     p.add_argument(
+        "--event-loop",
+        default="auto",
+        choices=["auto", "uvloop", "asyncio"],
+        help="event loop: uvloop when installed (auto), or the standard asyncio loop (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the same port with SO_REUSEPORT, each with its own registry (default: %(default)s)",
+    )
+    p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
         **boolean,  # type: ignore[arg-type]
@@ -282,6 +297,8 @@ def parse_config(argv: list[str]) -> Config:
         ipaddress.ip_address(bind)
     except ValueError:
         raise ConfigError(f"--bind-address {bind}: not an IP address") from None
+    if not 1 <= ns.workers <= 64:
+        raise ConfigError(f"--workers {ns.workers} must be between 1 and 64")
     if ns.bookmark_interval <= 0 or ns.min_request_timeout <= 0:
         raise ConfigError("--bookmark-interval and --min-request-timeout must be positive")
     return Config(
@@ -312,6 +329,8 @@ def parse_config(argv: list[str]) -> Config:
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,
+        event_loop=ns.event_loop,
+        workers=ns.workers,
         token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 from pathlib import Path
@@ -80,7 +81,10 @@ def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) 
         "contexts": [{"name": "gateway-apiserver", "context": {"cluster": "gateway-apiserver", "user": "standalone"}}],
         "current-context": "gateway-apiserver",
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # Written whole then renamed: with --workers every worker writes it, and a reader never sees half.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.replace(path)
     return path
 
 
@@ -156,6 +160,8 @@ class GatewayServer:
         family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if cfg.workers > 1:  # every worker binds the port; the kernel balances new connections
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((cfg.bind_address, cfg.secure_port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock, ssl_context=self.tls.context)
