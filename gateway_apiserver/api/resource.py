@@ -195,6 +195,12 @@ async def refuse_write(request: web.Request) -> web.StreamResponse:
 
 def add_resource_routes(app: web.Application) -> None:
     """Register the clustergateways routes."""
+    # Imported here, not at the top: the proxy handler imports this module's REGISTRY.
+    from ..proxy.handler import add_proxy_routes
+
+    # First: the router tries the routes of one path prefix in registration order, and the
+    # proxy is the hot path.
+    add_proxy_routes(app)
     r = app.router
     collection = f"{PREFIX}/clustergateways"
     item = collection + "/{name}"
@@ -207,7 +213,3 @@ def add_resource_routes(app: web.Application) -> None:
         r.add_route(method, collection, refuse_write)
         r.add_route(method, item, refuse_write)
         r.add_route(method, item + "/health", refuse_write)
-    # Imported here, not at the top: the proxy handler imports this module's REGISTRY.
-    from ..proxy.handler import add_proxy_routes
-
-    add_proxy_routes(app)

@@ -127,7 +127,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if inspect.isawaitable(extra):
         extra = await extra
     set_headers(headers, extra)
-    async with transport.track():
+    with transport.track():
         if upgrade:
             return await _upgrade(request, transport, target.url, ssl_context, headers, settings)
         query = dict(request.query)

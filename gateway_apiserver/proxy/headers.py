@@ -48,16 +48,11 @@ def is_upgrade(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
     return "upgrade" in connection_tokens(headers) and bool(headers.get("Upgrade"))
 
 
-def _dropped(name: str, named: set[str], extra_names: frozenset[str], extra_prefixes: tuple[str, ...]) -> bool:
-    lower = name.lower()
-    return (
-        lower in HOP_BY_HOP
-        or lower in named
-        or lower in IDENTITY_NAMES
-        or lower in extra_names
-        or lower.startswith(IDENTITY_PREFIXES)
-        or lower.startswith(extra_prefixes)
-    )
+# Request headers never forwarded as sent: hop-by-hop, the caller's identity, what the client
+# library sets from the URL, and what request_headers sets itself.
+_NOT_FORWARDED: frozenset[str] = (
+    HOP_BY_HOP | IDENTITY_NAMES | _REQUEST_ONLY | {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "audit-id"}
+)
 
 
 def request_headers(
@@ -77,17 +72,18 @@ def request_headers(
     With `keep_upgrade`, `Connection: Upgrade` and `Upgrade` survive for the upgrade tunnel.
     `Content-Length` is dropped too: the caller passes it back when it streams a fixed body.
     """
-    named = connection_tokens(incoming)
-    extra_names = frozenset(h.lower() for h in identity_headers)
-    extra_prefixes = tuple(p.lower() for p in identity_prefixes)
+    dropped = _NOT_FORWARDED
+    if "Connection" in incoming:
+        dropped = dropped | connection_tokens(incoming)
+    if identity_headers:
+        dropped = dropped | {h.lower() for h in identity_headers}
+    prefixes = IDENTITY_PREFIXES + tuple(p.lower() for p in identity_prefixes)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        if _dropped(name, named, extra_names, extra_prefixes) or name.lower() in _REQUEST_ONLY:
-            continue
-        if name.lower() in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "audit-id"):
-            continue  # set below
-        out.add(name, value)
-    prior = ", ".join(v.strip() for v in incoming.getall("X-Forwarded-For", []) if v.strip())
+        lower = name.lower()
+        if lower not in dropped and not lower.startswith(prefixes):
+            out.add(name, value)
+    prior = ", ".join(v.strip() for v in incoming.getall("X-Forwarded-For", ()) if v.strip())
     if client_ip:
         out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
     elif prior:
@@ -105,6 +101,8 @@ def request_headers(
 def set_headers(headers: CIMultiDict[str], extra: Mapping[str, HeaderValues] | Iterable[tuple[str, str]]) -> None:
     """Set (replacing) each header in `extra`: a mapping whose sequence values become repeated
     headers, or (name, value) pairs where a repeated name repeats the header."""
+    if not extra:
+        return
     pairs: list[tuple[str, str]] = []
     if isinstance(extra, Mapping):
         for name, value in extra.items():

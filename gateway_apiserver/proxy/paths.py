@@ -53,8 +53,19 @@ def check_remainder(remainder: str) -> None:
         raise _reject("the path after /proxy must start with '/'")
     if _PERCENT.search(remainder):
         raise _reject("malformed percent-encoding")
+    if "\\" in remainder:
+        raise _reject("backslashes (also encoded as %5C) are not allowed")
+    if _CONTROL.search(remainder):
+        raise _reject("control characters are not allowed")
+    encoded = "%" in remainder
     segments = remainder[1:].split("/")
     for index, raw in enumerate(segments):
+        if not encoded:  # the common case: nothing to decode, so raw is every form
+            if raw in (".", "..") or (";" in raw and _is_dot_segment(raw)):
+                raise _reject("'.' and '..' segments (also percent-encoded) are not allowed")
+            if not raw and index != len(segments) - 1:
+                raise _reject("empty path segments ('//') are not allowed")
+            continue
         once = unquote(raw)
         twice = unquote(once)  # a member behind another decoding hop would see this
         for form in (raw, once, twice):
@@ -137,7 +148,7 @@ def is_long_running(remainder: str, query: dict[str, str] | None = None) -> bool
     q = query or {}
     if _truthy(q.get("watch")) or _truthy(q.get("follow")):
         return True
-    segments = [unquote(s) for s in remainder.split("/") if s]
+    segments = [unquote(s) if "%" in s else s for s in remainder.split("/") if s]
     if segments[:1] == ["api"]:
         rest = segments[2:]
     elif segments[:1] == ["apis"]:

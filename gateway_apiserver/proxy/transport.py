@@ -13,7 +13,7 @@ import base64
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,17 +181,18 @@ class ClusterTransport:
 
         return dial
 
-    @contextlib.asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        """Count one in-flight request, so a retired transport closes only once idle."""
+    def track(self) -> _InFlight:
+        """Count one in-flight request (`with transport.track():`), so a retired transport closes only once idle."""
+        return _InFlight(self)
+
+    def _begin(self) -> None:
         self._active += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
+
+    def _end(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
 
     @property
     def active(self) -> int:
@@ -209,6 +210,21 @@ class ClusterTransport:
         """Close the session (and its connections) and stop any credential work."""
         await self.credentials.close()
         await self.session.close()
+
+
+class _InFlight:
+    """A plain context manager (not a generator one: this is on every request's path)."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: ClusterTransport) -> None:
+        self._transport = transport
+
+    def __enter__(self) -> None:
+        self._transport._begin()
+
+    def __exit__(self, *exc: object) -> None:
+        self._transport._end()
 
 
 class TransportPool:
