@@ -164,14 +164,20 @@ def member_from_kubeconfig(path: Path) -> Member:
 class LocalMember:
     """benchmarks/member.py in its own process."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, latency_ms: float = 0.0) -> None:
+        self.latency_ms = latency_ms
         self.state = work / "member"
         self.state.mkdir(parents=True, exist_ok=True)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Member:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "benchmarks" / "member.py"), "--state", str(self.state)
+            sys.executable,
+            str(ROOT / "benchmarks" / "member.py"),
+            "--state",
+            str(self.state),
+            "--latency-ms",
+            str(self.latency_ms),
         )
         info_file = self.state / "member.json"
         for _ in range(400):

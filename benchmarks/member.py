@@ -11,7 +11,10 @@ pre-encoded answers. It speaks just what the benchmarks ask:
 - GET  /api/v1/namespaces/{ns}/configmaps?watch=1       held open, no events, until the client leaves
 - GET  /apis/bench.test/v1/items?mb=N                  a List of about N MiB, generated while sent
 
-Run: python benchmarks/member.py --state DIR   (writes DIR/member.json: url, token, CA; then serves)
+With --latency-ms, every non-streaming answer waits that long first: a stand-in for a real
+cluster's own processing time (etcd writes, admission), as the reference's benchmark measured it.
+
+Run: python benchmarks/member.py --state DIR [--latency-ms 1.9]   (writes DIR/member.json: url, token, CA; then serves)
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def _status(code: int, reason: str, message: str) -> web.Response:
 class BenchMember:
     """The request handler and its state."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, latency: float = 0.0) -> None:
         self.auth = f"Bearer {token}"
+        self.latency = latency
         self.rv = 1
         self.configmaps: dict[tuple[str, str], bytes] = {}
         self.namespace_bytes = {f"ns-{i}": json.dumps(_namespace(f"ns-{i}", i + 1)).encode() for i in range(NAMESPACES)}
@@ -80,6 +84,8 @@ class BenchMember:
         """Dispatch on the path: a few string operations, no router."""
         if request.headers.get("Authorization") != self.auth:
             return _status(401, "Unauthorized", "Unauthorized")
+        if self.latency and request.query.get("watch") is None and not request.path.startswith("/apis/bench.test/"):
+            await asyncio.sleep(self.latency)
         parts = request.path.strip("/").split("/")
         if parts[:2] == ["api", "v1"] and len(parts) >= 3 and parts[2] == "namespaces":
             if len(parts) == 3:
@@ -162,7 +168,7 @@ class BenchMember:
         return resp
 
 
-async def serve(state: Path) -> None:
+async def serve(state: Path, latency: float) -> None:
     """Serve on a random loopback port; write state/member.json once listening."""
     ca = make_ca("bench-member-ca")
     serving = issue_server_cert(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
@@ -172,7 +178,7 @@ async def serve(state: Path) -> None:
     ctx.load_cert_chain(state / "member.crt", state / "member.key")
     (state / "member.key").unlink()
     token = secrets.token_urlsafe(16)
-    member = BenchMember(token)
+    member = BenchMember(token, latency)
     server = web.Server(member.handle, access_log=None, handler_cancellation=True)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, "127.0.0.1", 0, ssl=ctx, backlog=2048)
@@ -191,14 +197,15 @@ async def serve(state: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.state))
+        asyncio.run(serve(args.state, args.latency_ms / 1000))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(args.state))
+            runner.run(serve(args.state, args.latency_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -152,9 +152,11 @@ async def main() -> dict[str, Any]:
                     "p99": round(percentile(times, 99), 1),
                 }
             mem = rss_mb(proc.pid)
-            async with session.get(f"{hosting.url}/api/v1/namespaces/vela-system/secrets",
-                                   headers={"Authorization": f"Bearer {hosting.token}"},
-                                   ssl=ssl.create_default_context(cadata=hosting.ca_pem.decode())) as resp:
+            async with session.get(
+                f"{hosting.url}/api/v1/namespaces/vela-system/secrets",
+                headers={"Authorization": f"Bearer {hosting.token}"},
+                ssl=ssl.create_default_context(cadata=hosting.ca_pem.decode()),
+            ) as resp:
                 secrets = (await resp.json())["items"]
             results["server_side_render_ms"] = server_side_render(secrets, args.lists)
             results["rss_after_lists_mb"] = round(mem["VmRSS"], 1)

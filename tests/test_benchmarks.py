@@ -1,0 +1,37 @@
+"""The benchmark suite runs end to end (a smoke run with small counts): what the README quotes
+comes from code that works. No timing is asserted here; figures live in `./dev bench`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/suite.py", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    for case in ("crud", "get_namespace", "list_namespaces"):
+        x = r["reference"][case]
+        assert x["n"] > 0 and x["direct_ms"]["p50"] > 0 and x["gateway_ms"]["p50"] > 0
+    assert r["throughput"]["gateway_rps"] > 0 and r["throughput"]["gateway_cpu_s_per_1000"] > 0
+    # The suite itself fails when the gateway delivers other bytes or events than direct.
+    assert 10 <= r["streaming"]["list"]["mb"] < 10.2  # about 10 MiB, generated item by item
+    assert r["streaming"]["watch"]["events"] == 1000
+    w = r["watches"]
+    assert w["watches"] == 200 and w["gateway_fds"]["held"] >= w["gateway_fds"]["before"] + 200
+    assert w["gateway_fds"]["after_close"] <= w["gateway_fds"]["before"] + 2  # every watch's sockets were closed
+    assert r["workers"]["workers_2"]["workers"] == 2 and r["workers"]["workers_2"]["gateway_rps"] > 0
+    assert "gateway vs direct" in proc.stdout
