@@ -129,7 +129,25 @@ async def load(session: aiohttp.ClientSession, url: str, concurrency: int, secon
     return done
 
 
-async def throughput(member: Member, gw: GatewayProcess, quick: bool, concurrency: int = 64) -> dict[str, Any]:
+async def profiled(gw: GatewayProcess, output: Path, seconds: float) -> None:
+    """py-spy records the gateway for `seconds` (a flame graph SVG, or speedscope JSON for a .json output)."""
+    fmt = "speedscope" if output.suffix == ".json" else "flamegraph"
+    beside = Path(sys.executable).parent / "py-spy"  # in the venv, which ./dev bench does not put on PATH
+    spy = await asyncio.create_subprocess_exec(
+        str(beside) if beside.exists() else "py-spy", "record",
+        "--pid", str(gw.pids()[0]), "--duration", str(int(seconds)), "--rate", "250",
+        "--format", fmt, "--output", str(output), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await spy.communicate()
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {err.decode().strip()} (pip install -e '.[bench]'; it needs ptrace)")
+    print(f"  profile of the gateway under load: {output}", file=sys.stderr)
+
+
+async def throughput(
+    member: Member, gw: GatewayProcess, quick: bool, concurrency: int = 64, profile: Path | None = None
+) -> dict[str, Any]:
     seconds, rounds = (1.0, 1) if quick else (3.0, 3)
     path = "/api/v1/namespaces/default"
     d_rps, g_rps, cpu_per_k = [], [], []
@@ -139,6 +157,9 @@ async def throughput(member: Member, gw: GatewayProcess, quick: bool, concurrenc
         for _ in range(rounds):
             start = time.perf_counter()
             d_rps.append(await load(direct, member.url + path, concurrency, seconds) / (time.perf_counter() - start))
+            if profile is not None:  # a separate run: the profiler slows what it measures
+                await asyncio.gather(profiled(gw, profile, 5), load(through, gw.proxy + path, concurrency, 6))
+                profile = None
             pids = gw.pids()
             cpu0, start = cpu_seconds(pids), time.perf_counter()
             n = await load(through, gw.proxy + path, concurrency, seconds)
@@ -278,7 +299,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if section == "reference":
                 results[section] = await reference(member, gw, args.quick)
             elif section == "throughput":
-                results[section] = await throughput(member, gw, args.quick)
+                results[section] = await throughput(member, gw, args.quick, profile=args.profile)
             elif section == "streaming":
                 results[section] = await streaming(member, gw, args.quick)
             elif section == "watches":
@@ -358,6 +379,7 @@ def main() -> None:
     )
     parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="the gateway's event loop")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="throughput: also record the gateway with py-spy (.svg or .json)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
