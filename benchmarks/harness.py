@@ -246,9 +246,44 @@ class GatewayProcess:
             await self.proc.wait()
 
 
+class MinimalProxyProcess:
+    """benchmarks/minimal_proxy.py for the same member: what throughput() and sessions() need of a gateway."""
+
+    workers = 1
+
+    def __init__(self, member_state: Path, gateway: GatewayProcess) -> None:
+        self.member_state, self.ssl, self.certs = member_state, gateway.ssl, gateway.work / "certs"
+        self.port = free_port()
+        self.proxy = f"https://127.0.0.1:{self.port}/p"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "benchmarks" / "minimal_proxy.py"), str(self.member_state / "member.json"),
+            str(self.port), str(self.certs / "apiserver.crt"), str(self.certs / "apiserver.key"),
+        )  # fmt: skip
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl)) as s:
+            for _ in range(400):
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with s.get(self.proxy + "/api/v1/namespaces/default") as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the minimal proxy did not start")
+
+    def pids(self) -> list[int]:
+        assert self.proc is not None
+        return [self.proc.pid]
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
 @contextlib.asynccontextmanager
 async def sessions(
-    member: Member, gateway: GatewayProcess, limit: int = 100
+    member: Member, gateway: GatewayProcess | MinimalProxyProcess, limit: int = 100
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
     """A keep-alive session direct to the member and one to the gateway (standalone: no client credential)."""
     direct = aiohttp.ClientSession(

@@ -9,6 +9,7 @@ same machine noise; medians and ratios are what to quote. Sections:
   throughput  small GETs from 64 concurrent clients: requests/s, and gateway CPU-seconds per 1,000 requests
   streaming   a 100 MB LIST and a 10,000-event watch: throughput ratio, gateway peak RSS
   watches     1,000 concurrent proxied watches: gateway memory and fds per watch, and their return to baseline
+  floor       the same GETs through benchmarks/minimal_proxy.py, the least an aiohttp proxy can do, beside the gateway
   workers     throughput with --workers 1 and --workers 2 (SO_REUSEPORT)
 
 Usage: ./dev bench [--sections reference,throughput,...] [--quick] [--member-kubeconfig FILE | --member-latency-ms 1.9]
@@ -35,6 +36,7 @@ from benchmarks.harness import (
     GatewayProcess,
     LocalMember,
     Member,
+    MinimalProxyProcess,
     RSSSampler,
     cpu_seconds,
     machine,
@@ -46,7 +48,7 @@ from benchmarks.harness import (
     timed,
 )
 
-SECTIONS = ("reference", "throughput", "streaming", "watches", "workers")
+SECTIONS = ("reference", "throughput", "streaming", "watches", "floor", "workers")  # workers last: it restarts the gateway
 NS = "default"
 CM = f"/api/v1/namespaces/{NS}/configmaps"
 
@@ -279,6 +281,34 @@ async def workers_scaling(member: Member, work: Path, event_loop: str, quick: bo
     return out
 
 
+async def floor(member: Member, local: LocalMember, gw: GatewayProcess, quick: bool) -> dict[str, Any]:
+    """GET latency and throughput through the minimal proxy and through the gateway, each against direct."""
+    minimal = MinimalProxyProcess(local.state, gw)
+    await minimal.start()
+    path = "/api/v1/namespaces/default"
+    n = 200 if quick else 1000
+    try:
+        async with sessions(member, minimal) as (direct, through), sessions(member, gw) as (_, gateway):
+            for _ in range(50):
+                await timed(through, "GET", minimal.proxy + path)
+                await timed(gateway, "GET", gw.proxy + path)
+            latency = {
+                "minimal": await side_by_side(
+                    n, lambda i: timed(direct, "GET", member.url + path), lambda i: timed(through, "GET", minimal.proxy + path)
+                ),
+                "gateway": await side_by_side(
+                    n, lambda i: timed(direct, "GET", member.url + path), lambda i: timed(gateway, "GET", gw.proxy + path)
+                ),
+            }
+        return {
+            "get_namespace": latency,
+            "throughput_minimal": await throughput(member, minimal, quick),  # type: ignore[arg-type]
+            "throughput_gateway": await throughput(member, gw, quick),
+        }
+    finally:
+        await minimal.stop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     local = None if args.member_kubeconfig else LocalMember(work, args.member_latency_ms)
@@ -292,7 +322,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await gw.start()
         for section in args.sections:
-            if section in ("streaming",) and not member.local:
+            if section in ("streaming", "floor") and local is None:
                 results[section] = {"skipped": "needs the local member's generated list and watch endpoints"}
                 continue
             print(f"  running {section}...", file=sys.stderr, flush=True)
@@ -304,6 +334,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results[section] = await streaming(member, gw, args.quick)
             elif section == "watches":
                 results[section] = await watches(member, gw, args.quick)
+            elif section == "floor":
+                assert local is not None
+                results[section] = await floor(member, local, gw, args.quick)
             elif section == "workers":
                 await gw.stop()
                 results[section] = await workers_scaling(member, work, args.event_loop, args.quick)
@@ -358,6 +391,14 @@ def report(r: dict[str, Any]) -> None:
             f"(RSS {rss['before']} -> {rss['held']} -> "
             f"{rss['after_close']} MB after close; fds {fds['before']} -> {fds['held']} -> {fds['after_close']})"
         )
+    if f := r.get("floor"):
+        lm, lg = f["get_namespace"]["minimal"], f["get_namespace"]["gateway"]
+        tm, tg = f["throughput_minimal"], f["throughput_gateway"]
+        print(
+            f"  floor: GET added p50 minimal proxy {lm['added_p50_ms']:+} ms, gateway {lg['added_p50_ms']:+} ms; "
+            f"CPU per 1,000 GETs minimal {tm['gateway_cpu_s_per_1000']} s, gateway {tg['gateway_cpu_s_per_1000']} s; "
+            f"req/s minimal {tm['gateway_rps']}, gateway {tg['gateway_rps']}"
+        )
     if k := r.get("workers"):
         one, two = k["workers_1"], k["workers_2"]
         print(
@@ -384,6 +425,7 @@ def main() -> None:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))} (known: {', '.join(SECTIONS)})")
+    args.sections = [name for name in SECTIONS if name in args.sections]  # workers must come last
     try:
         import uvloop
 

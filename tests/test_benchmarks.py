@@ -33,5 +33,7 @@ def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
     w = r["watches"]
     assert w["watches"] == 200 and w["gateway_fds"]["held"] >= w["gateway_fds"]["before"] + 200
     assert w["gateway_fds"]["after_close"] <= w["gateway_fds"]["before"] + 2  # every watch's sockets were closed
+    floor = r["floor"]
+    assert floor["throughput_minimal"]["gateway_cpu_s_per_1000"] > 0 and floor["get_namespace"]["minimal"]["n"] == 200
     assert r["workers"]["workers_2"]["workers"] == 2 and r["workers"]["workers_2"]["gateway_rps"] > 0
     assert "gateway vs direct" in proc.stdout
