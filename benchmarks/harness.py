@@ -134,7 +134,7 @@ def _data(entry: dict[str, Any], key: str, base: Path) -> str | None:
     if entry.get(f"{key}-data"):
         return base64.b64decode(entry[f"{key}-data"]).decode()
     if entry.get(key):
-        return (base / entry[key]).read_text()
+        return (base / str(entry[key])).read_text()
     return None
 
 

@@ -323,7 +323,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await gw.start()
         for section in args.sections:
             if section in ("streaming", "floor") and local is None:
-                results[section] = {"skipped": "needs the local member's generated list and watch endpoints"}
+                results[section] = {"skipped": "needs the local member (its generated lists, watches and credentials)"}
                 continue
             print(f"  running {section}...", file=sys.stderr, flush=True)
             if section == "reference":
@@ -391,7 +391,10 @@ def report(r: dict[str, Any]) -> None:
             f"(RSS {rss['before']} -> {rss['held']} -> "
             f"{rss['after_close']} MB after close; fds {fds['before']} -> {fds['held']} -> {fds['after_close']})"
         )
-    if f := r.get("floor"):
+    for section, value in r.items():
+        if isinstance(value, dict) and "skipped" in value:
+            print(f"  {section}: skipped, {value['skipped']}")
+    if (f := r.get("floor")) and "skipped" not in f:
         lm, lg = f["get_namespace"]["minimal"], f["get_namespace"]["gateway"]
         tm, tg = f["throughput_minimal"], f["throughput_gateway"]
         print(

@@ -37,3 +37,39 @@ def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
     assert floor["throughput_minimal"]["gateway_cpu_s_per_1000"] > 0 and floor["get_namespace"]["minimal"]["n"] == 200
     assert r["workers"]["workers_2"]["workers"] == 2 and r["workers"]["workers_2"]["gateway_rps"] > 0
     assert "gateway vs direct" in proc.stdout
+
+
+async def test_member_kubeconfig_points_the_suite_at_another_member(tmp_path: Path) -> None:
+    import asyncio
+
+    import yaml
+
+    from benchmarks.harness import LocalMember
+
+    member = LocalMember(tmp_path / "elsewhere")  # stands in for a real cluster: reached only through the kubeconfig
+    info = await member.start()
+    try:
+        (tmp_path / "ca.crt").write_text(info.ca_pem or "")
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "member",
+            "clusters": [{"name": "m", "cluster": {"server": info.url, "certificate-authority": "ca.crt"}}],
+            "users": [{"name": "admin", "user": {"token": info.token}}],
+            "contexts": [{"name": "member", "context": {"cluster": "m", "user": "admin"}}],
+        }
+        (tmp_path / "member.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        out = tmp_path / "bench.json"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "benchmarks/suite.py", "--quick", "--sections", "reference,streaming",
+            "--member-kubeconfig", str(tmp_path / "member.kubeconfig"), "--json", str(out),
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        await member.stop()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    r = json.loads(out.read_text())
+    assert r["member"] == info.url
+    assert r["reference"]["crud"]["n"] == 20 and r["reference"]["crud"]["gateway_ms"]["p50"] > 0
+    assert "skipped" in r["streaming"]  # a real member has no generated 100 MB list
