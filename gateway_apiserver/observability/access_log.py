@@ -24,6 +24,8 @@ AUDIT_ID_KEY = web.RequestKey("audit_id", str)
 ATTRIBUTES_KEY = web.RequestKey("attributes", RequestAttributes)
 STARTED_KEY = web.RequestKey("started", float)
 _AUDIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
 # Generated IDs: a random 80-bit prefix per process and a counter, in the UUID shape kube
 # uses: unique without a getrandom() call per request (they are identifiers, not secrets).
 def _id_prefix() -> str:
