@@ -235,7 +235,7 @@ async def streaming(member: Member, gw: GatewayProcess, quick: bool) -> dict[str
 async def watches(member: Member, gw: GatewayProcess, quick: bool) -> dict[str, Any]:
     n = 200 if quick else 1000
     url = gw.proxy + f"{CM}?watch=1&timeoutSeconds=3600"
-    (pid,) = gw.pids()[:1]
+    pid = gw.pids()[0]
     connector = aiohttp.TCPConnector(ssl=gw.ssl, limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(gw.proxy + "/api/v1/namespaces/default") as r:  # the transport exists already

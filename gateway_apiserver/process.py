@@ -93,7 +93,7 @@ def run_workers(config: Config, worker: Worker, *, startup_grace: float = STARTU
 
 def _stop(workers: list[tuple[BaseProcess, float]]) -> None:
     for proc, _ in workers:
-        if proc.is_alive() and proc.pid is not None:
+        if proc.is_alive():
             proc.terminate()  # SIGTERM: each worker drains and closes like a single process does
     deadline = time.monotonic() + STOP_TIMEOUT
     for proc, _ in workers:

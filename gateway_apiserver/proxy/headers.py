@@ -77,7 +77,7 @@ def request_headers(
         dropped = dropped | connection_tokens(incoming)
     if identity_headers:
         dropped = dropped | {h.lower() for h in identity_headers}
-    prefixes = IDENTITY_PREFIXES + tuple(p.lower() for p in identity_prefixes)
+    prefixes = IDENTITY_PREFIXES + tuple(p.lower() for p in identity_prefixes) if identity_prefixes else IDENTITY_PREFIXES
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lower = name.lower()
