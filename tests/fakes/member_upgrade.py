@@ -249,6 +249,9 @@ class FakeUpgradeMember:
                 ("Sec-WebSocket-Protocol", chosen),
             ],
         )
+        # A real process takes a moment to start: client-go registers its channel streams only
+        # after the handshake and drops frames that arrive before (kubectl: "Unknown stream id").
+        await asyncio.sleep(0.05)
         argv = query.get("command", [])
         if len(argv) >= 3 and argv[:2] == ["sh", "-c"]:
             argv = shlex.split(argv[2])
