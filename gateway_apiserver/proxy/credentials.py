@@ -31,18 +31,18 @@ log = logging.getLogger(__name__)
 
 _REFRESH_MARGIN = 60.0  # refresh an exec credential this long before it expires, as asked by the issue
 _MAX_STDOUT = 1024 * 1024  # an ExecCredential is a few KB; more is a broken plugin
-_MAX_STDERR = 64 * 1024
 
 
 class CredentialError(Exception):
     """The cluster's credential cannot be used now; the message (no secrets) says why. Answered as 503.
 
-    `detail` is for the log only (a failing plugin's last stderr line), never for the client.
+    `stderr_bytes` is how much a failed plugin wrote to stderr: logged as a count only, since a
+    plugin may print anything there, tokens included.
     """
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, stderr_bytes: int = 0) -> None:
         super().__init__(message)
-        self.detail = detail
+        self.stderr_bytes = stderr_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,9 @@ class CredentialProvider(Protocol):
     async def get(self) -> ResolvedCredential:
         """The credential to use now; raises CredentialError when there is none."""
 
+    def invalidate(self, credential: ResolvedCredential) -> None:
+        """The member answered 401 to `credential`: do not use it for the next request."""
+
     async def close(self) -> None:
         """Stop any work in flight (an exec plugin run)."""
 
@@ -142,6 +145,9 @@ class StaticCredential:
                 self._validity = certificate_validity(cred.client_cert_pem)  # parsed once, checked per use
             check_validity(self._cluster, self._validity)
         return cred
+
+    def invalidate(self, credential: ResolvedCredential) -> None:
+        """Nothing to refresh: a Secret's credential changes only with the Secret."""
 
     async def close(self) -> None:
         """Nothing to stop."""
@@ -181,6 +187,14 @@ async def _read_bounded(stream: asyncio.StreamReader | None, limit: int) -> tupl
     return b"".join(chunks), overflow
 
 
+async def _count_bytes(stream: asyncio.StreamReader | None) -> int:
+    """Drain a stream (so the plugin never blocks on a full pipe), keeping only its length."""
+    size = 0
+    while stream is not None and (chunk := await stream.read(65536)):
+        size += len(chunk)
+    return size
+
+
 def parse_exec_credential(
     output: bytes, api_version: str, what: str, now: datetime.datetime
 ) -> tuple[ResolvedCredential, datetime.datetime | None]:
@@ -189,10 +203,13 @@ def parse_exec_credential(
         obj = json.loads(output)
     except (ValueError, UnicodeDecodeError):
         raise CredentialError(f"{what} printed invalid output ({len(output)} bytes, not an ExecCredential JSON)") from None
-    if not isinstance(obj, dict) or obj.get("kind") != "ExecCredential":
+    # client-go fills in a missing kind from apiVersion; another kind, or no apiVersion, is an error.
+    if not isinstance(obj, dict) or obj.get("kind", "ExecCredential") != "ExecCredential":
         raise CredentialError(f"{what} printed JSON that is not an ExecCredential")
+    if "apiVersion" not in obj:
+        raise CredentialError(f"{what} returned an ExecCredential without apiVersion")
     if obj.get("apiVersion") != api_version:
-        raise CredentialError(f"{what} is configured for {api_version} but returned apiVersion {obj.get('apiVersion')!r}")
+        raise CredentialError(f"{what} returned an ExecCredential whose apiVersion is not the configured {api_version}")
     status = obj.get("status")
     if not isinstance(status, dict):
         raise CredentialError(f"{what} returned an ExecCredential without status")
@@ -209,7 +226,7 @@ def parse_exec_credential(
         try:
             expires = datetime.datetime.fromisoformat(str(raw))
         except ValueError:
-            raise CredentialError(f"{what} returned an invalid expirationTimestamp {raw!r}") from None
+            raise CredentialError(f"{what} returned an expirationTimestamp that is not an RFC 3339 time") from None
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=datetime.UTC)
         if expires <= now:
@@ -278,6 +295,15 @@ class ExecCredentialProvider:
             self._run_task.add_done_callback(self._finished)
         return await asyncio.shield(self._run_task)
 
+    def invalidate(self, credential: ResolvedCredential) -> None:
+        """The member refused `credential` (401): the next request runs the plugin again, as client-go does.
+
+        Only if it is still the cached one, so a burst of 401s for one credential causes one run.
+        """
+        if self._cached is credential:
+            self._cached, self._refresh_at = None, 0.0
+            log.info("%s: the member answered 401; the plugin runs again on the next request", self._what())
+
     def _finished(self, task: asyncio.Task[ResolvedCredential]) -> None:
         self._run_task = None
         if not task.cancelled():
@@ -295,7 +321,8 @@ class ExecCredentialProvider:
         try:
             credential, expires = await self._execute()
         except CredentialError as exc:
-            log.warning("%s%s", exc, f" (stderr: {exc.detail})" if exc.detail else "")
+            # Never the plugin's output: its stderr may hold a token. Only how much there was.
+            log.warning("%s (stderr: %d bytes, not logged)", exc, exc.stderr_bytes)
             self._failure, self._retry_at = exc, self._clock() + self._failure_backoff
             raise
         self._failure = None
@@ -343,8 +370,8 @@ class ExecCredentialProvider:
             raise CredentialError(f"{self._what()} could not start: {exc.strerror or exc}") from None
         try:
             async with asyncio.timeout(self._timeout):
-                (out, out_overflow), (err, _) = await asyncio.gather(
-                    _read_bounded(proc.stdout, _MAX_STDOUT), _read_bounded(proc.stderr, _MAX_STDERR)
+                (out, out_overflow), err_bytes = await asyncio.gather(
+                    _read_bounded(proc.stdout, _MAX_STDOUT), _count_bytes(proc.stderr)
                 )
                 code = await proc.wait()
         except TimeoutError:
@@ -355,8 +382,7 @@ class ExecCredentialProvider:
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
         if code != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise CredentialError(f"{self._what()} failed with exit code {code}", detail=tail[0][:300])
+            raise CredentialError(f"{self._what()} failed with exit code {code}", stderr_bytes=err_bytes)
         if out_overflow:
             raise CredentialError(f"{self._what()} printed more than {_MAX_STDOUT} bytes")
         return parse_exec_credential(out, str(self._config.get("apiVersion")), self._what(), _now())

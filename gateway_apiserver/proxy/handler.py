@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import ssl
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Protocol
 
 import aiohttp
-import aiohttp_socks
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
@@ -26,11 +24,12 @@ from ..api.resource import PREFIX, REGISTRY
 from ..api.status import StatusError
 from ..observability.access_log import audit_id
 from ..registry.model import ClusterGateway
-from .credentials import CredentialError
+from .credentials import CredentialError, ResolvedCredential
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
 from .paths import is_long_running, proxy_target, remainder_of, request_timeout
 from .transport import ClusterTransport, ProxySettings, TransportPool
 from .upgrade import handle_upgrade
+from .upstream_errors import UPSTREAM_ERRORS, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -66,38 +65,6 @@ IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
 IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
-def upstream_error(cluster: str, url: URL, exc: BaseException, connect_timeout: float) -> StatusError:
-    """The Status for a failure to get an answer from the member (before any byte was sent back)."""
-    where = f"{url.host}:{url.port}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert_error = exc.certificate_error
-        detail = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None) or str(cert_error)
-        return StatusError(
-            502,
-            f'TLS verification of cluster "{cluster}" at {where} failed: certificate verify failed: {detail} '
-            "(check the CA bundle in the cluster Secret)",
-        )
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        reason = getattr(exc, "reason", None) or getattr(getattr(exc, "os_error", None), "reason", None) or str(exc)
-        return StatusError(502, f'TLS handshake with cluster "{cluster}" at {where} failed: {reason}')
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        return StatusError(503, f'cluster "{cluster}" unreachable: the proxy refused the tunnel: {exc.status} {exc.message}')
-    if isinstance(exc, TimeoutError | aiohttp_socks.ProxyTimeoutError):
-        return StatusError(503, f'cluster "{cluster}" unreachable: connecting to {where} timed out after {connect_timeout:g}s')
-    if isinstance(exc, aiohttp_socks.ProxyError | aiohttp_socks.ProxyConnectionError):
-        return StatusError(503, f'cluster "{cluster}" unreachable through its socks5 proxy: {exc}')
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        err = exc.os_error
-        # asyncio's strerror is "Connect call failed (addr)"; the errno's text says why.
-        cause = os.strerror(err.errno) if err.errno else (err.strerror or str(err) or type(err).__name__)
-        return StatusError(503, f'cluster "{cluster}" unreachable: connecting to {where} failed: {cause}')
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return StatusError(502, f'cluster "{cluster}" at {where} closed the connection without answering')
-    if isinstance(exc, OSError) and isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
-        return StatusError(502, f'TLS with cluster "{cluster}" at {where} failed: {exc}')
-    return StatusError(502, f'error talking to cluster "{cluster}" at {where}: {type(exc).__name__}: {exc}')
-
-
 async def proxy(request: web.Request) -> web.StreamResponse:
     """Forward one request to the member cluster named in the path."""
     cluster = request.app[REGISTRY].get(request.match_info["name"])  # 404 for an unknown cluster
@@ -129,10 +96,13 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     set_headers(headers, extra)
     with transport.track():
         if upgrade:
-            return await _upgrade(request, transport, target.url, ssl_context, headers, settings)
+            response = await _upgrade(request, transport, target.url, ssl_context, headers, settings)
+            if response.status == 401:
+                transport.credentials.invalidate(credential)
+            return response
         query = dict(request.query)
         timeout = None if is_long_running(remainder, query) else request_timeout(query, settings.request_timeout)
-        return await _forward(request, transport, target.url, headers, ssl_context, timeout, settings)
+        return await _forward(request, transport, target.url, headers, ssl_context, timeout, credential)
 
 
 async def _upgrade(
@@ -150,6 +120,7 @@ async def _upgrade(
         headers,
         connect_timeout=settings.connect_timeout,
         dial=transport.upgrade_dialer(url, ssl_context),
+        hop=transport.hop(url),
     )
     return response
 
@@ -167,7 +138,7 @@ async def _forward(
     headers: CIMultiDict[str],
     ssl_context: ssl.SSLContext | bool,
     timeout: float | None,
-    settings: ProxySettings,
+    credential: ResolvedCredential,
 ) -> web.StreamResponse:
     data = request.content if request.body_exists else None
     if data is not None and request.content_length is not None:
@@ -188,9 +159,12 @@ async def _forward(
                     proxy=transport.proxy,
                     proxy_headers=transport.proxy_headers,
                 )
-            except (aiohttp.ClientError, OSError, aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError) as exc:
+            except UPSTREAM_ERRORS as exc:
                 # TimeoutError is an OSError: a connect timeout lands here, an overall one below.
-                raise upstream_error(transport.name, url, exc, settings.connect_timeout) from None
+                raise describe_failure(transport.hop(url), exc) from None
+            if upstream.status == 401:
+                # client-go: the 401 is answered as is, and the next request gets a fresh credential.
+                transport.credentials.invalidate(credential)
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
             )

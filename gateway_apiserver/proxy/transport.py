@@ -28,6 +28,7 @@ from ..api.status import StatusError
 from ..registry.cache import ChangeEvent
 from ..registry.model import ClusterGateway, EndpointType
 from .credentials import CredentialProvider, ResolvedCredential, credential_provider, load_client_certificate
+from .upstream_errors import Hop, ProxyFailure
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ class ClusterTransport:
         self._ssl_for = (cred, ctx)
         return cred, ctx
 
+    def hop(self, url: URL) -> Hop:
+        """Where a request to `url` goes (member and proxy), to describe a failure to reach it."""
+        return Hop(self.name, url, self._cluster.proxy_url, self._connect_timeout)
+
     def upgrade_dialer(self, url: URL, ssl_context: ssl.SSLContext | bool) -> Dialer | None:
         """How an upgrade tunnel (which bypasses the session) reaches `url` through the cluster's
         proxy-url (HTTP CONNECT or SOCKS5); None when the cluster has no proxy (dial directly)."""
@@ -175,8 +180,8 @@ class ClusterTransport:
         async def dial() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             try:
                 stream = await Proxy(**args).connect(url.host or "", url.port or 443, dest_ssl=dest_ssl, timeout=timeout)
-            except python_socks.ProxyError as exc:  # the proxy refused: a connect failure (503) upstream
-                raise ConnectionRefusedError(f"the proxy refused the tunnel: {exc}") from None
+            except (python_socks.ProxyError, python_socks.ProxyConnectionError, python_socks.ProxyTimeoutError) as exc:
+                raise ProxyFailure(exc) from None  # blamed on the proxy, not the member
             return stream.reader, stream.writer
 
         return dial

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 
 from ..api.status import StatusError, status_response
 from .aiohttp_takeover import RawConnection, TakeoverUnsupported, accept_upgrade, check_supported
+from .upstream_errors import Hop, describe_failure, tls_reason
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ async def handle_upgrade(
     connect_timeout: float = 10.0,
     response_timeout: float = 30.0,
     dial: Dialer | None = None,
+    hop: Hop | None = None,
 ) -> web.StreamResponse:
     """Proxy the upgrade `request` to `target_url` and, on a 101, tunnel bytes until either side closes.
 
@@ -87,7 +89,8 @@ async def handle_upgrade(
     are set here; `Connection: Upgrade` and `Upgrade` are always sent (taken from `headers`,
     else from the client's request). `ssl_context`: an SSLContext, True for the default
     verification, False for none; ignored for `http` targets. `dial` replaces the direct TLS
-    dial (e.g. through a proxy-url) and must return connected streams.
+    dial (e.g. through a proxy-url) and must return connected streams. `hop` names the cluster
+    and its proxy in failure messages (default: "the member" at the target's host and port).
 
     Returns the response for aiohttp: a relayed refusal (non-101, connection closed), a
     `Status` error (400 for a request body, 502 for TLS or protocol errors, 503 for connect
@@ -105,17 +108,12 @@ async def handle_upgrade(
         return _error(400, str(exc))
 
     target = f"{target_url.scheme}://{target_url.host_port_subcomponent}"  # never log the query or credentials
+    hop = hop or Hop("", target_url, None, connect_timeout)
     try:
         async with asyncio.timeout(connect_timeout):
             reader, writer = await (dial() if dial is not None else _dial(target_url, ssl_context))
-    except ssl.SSLCertVerificationError as exc:
-        return _error(502, f"TLS verification of member {target} failed: {exc.verify_message}")
-    except ssl.SSLError as exc:
-        return _error(502, f"TLS handshake with member {target} failed: {exc}")
-    except TimeoutError:
-        return _error(503, f"timed out connecting to member {target} after {connect_timeout:g}s")
-    except OSError as exc:
-        return _error(503, f"cannot connect to member {target}: {exc}")
+    except OSError as exc:  # TimeoutError, ssl and socket errors, and the dialer's ProxyFailure included
+        return _refuse(describe_failure(hop, exc, connecting=True))
 
     handed_over = False
     body = b""
@@ -128,11 +126,11 @@ async def handle_upgrade(
                 if head.status != 101:
                     body = await _read_body(reader, head, request.method)
         except TimeoutError:
-            return _error(504, f"member {target} did not answer the upgrade within {response_timeout:g}s")
+            return _error(504, f"{hop.subject} at {hop.member} did not answer the upgrade within {response_timeout:g}s")
         except ssl.SSLError as exc:  # e.g. the member rejecting our client certificate after the handshake
-            return _error(502, f"TLS error from member {target} during the upgrade: {exc}")
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            return _error(503, f"connection to member {target} failed during the upgrade: {exc or type(exc).__name__}")
+            return _error(502, f"TLS error from {hop.subject} at {hop.member} during the upgrade: {tls_reason(exc)}")
+        except (OSError, asyncio.IncompleteReadError):
+            return _error(502, f"{hop.subject} at {hop.member} closed the connection without answering")
         except (_BadUpstream, asyncio.LimitOverrunError) as exc:
             return _error(502, f"invalid upgrade response from member {target}: {exc}")
         if head.status != 101:
@@ -329,6 +327,11 @@ async def _close_member(writer: asyncio.StreamWriter) -> None:
 
 
 def _error(code: int, message: str) -> web.Response:
-    response = status_response(StatusError(code, message))
+    return _refuse(StatusError(code, message))
+
+
+def _refuse(error: StatusError) -> web.Response:
+    """A Status answer that closes the client connection (it may have queued tunnel bytes)."""
+    response = status_response(error)
     response.force_close()
     return response

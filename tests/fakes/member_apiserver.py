@@ -18,8 +18,11 @@ import datetime
 import gzip
 import json
 import secrets as token_gen
+import ssl
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,7 +30,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .kube_store import CONFIGMAPS, Event, KubeStore, Obj, StatusError, selector, status_object
-from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context
+from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context, write_pair
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -162,6 +165,8 @@ class FakeMemberAPIServer:
         self.upload_progress = 0  # bytes of the current /upload body received so far
         self._runner: web.AppRunner | None = None
         self._port = 0
+        self._ssl_context: ssl.SSLContext | None = None
+        self._stream_transports: set[asyncio.BaseTransport] = set()  # connections of open streaming answers
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -199,7 +204,7 @@ class FakeMemberAPIServer:
                 app.router.add_route(method, self.prefix + path, handler)
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
-        ctx = server_ssl_context(self.serving, client_ca_pem=self.client_ca.cert_pem)
+        ctx = self._ssl_context = server_ssl_context(self.serving, client_ca_pem=self.client_ca.cert_pem)
         site = web.TCPSite(runner, "127.0.0.1", self._port, ssl_context=ctx)
         try:
             await site.start()
@@ -235,6 +240,23 @@ class FakeMemberAPIServer:
     def ca_pem(self) -> bytes:
         """The CA of the serving certificate."""
         return self.ca.cert_pem
+
+    def serve_certificate(self, pair: CertKey) -> None:
+        """Serve `pair` from the next TLS handshake on, as a kube-apiserver does when its serving
+        certificate file is rotated (connections already open keep the old one)."""
+        self.serving = pair
+        if self._ssl_context is not None:
+            with tempfile.TemporaryDirectory(prefix="member-serving-") as tmp:
+                cert_path, key_path = write_pair(Path(tmp), "serving", pair)
+                self._ssl_context.load_cert_chain(cert_path, key_path)
+
+    def abort_streams(self) -> int:
+        """Cut the TCP connection of every streaming answer in flight (a watch, a log, a large list)
+        without ending its body, as a member crash or a network cut does. Returns how many."""
+        transports = list(self._stream_transports)
+        for transport in transports:
+            transport.abort()
+        return len(transports)
 
     def client_cert(self, cn: str = "gateway-client", *, expired: bool = False) -> CertKey:
         """A client certificate this member accepts (user = CN), or an expired one."""
@@ -278,8 +300,11 @@ class FakeMemberAPIServer:
         return None
 
     @contextlib.contextmanager
-    def _streaming(self, name: str) -> Iterator[None]:
+    def _streaming(self, name: str, request: web.Request) -> Iterator[None]:
         self.open_streams += 1
+        transport = request.transport
+        if transport is not None:
+            self._stream_transports.add(transport)
         try:
             yield
         except asyncio.CancelledError:
@@ -287,6 +312,7 @@ class FakeMemberAPIServer:
             raise
         finally:
             self.open_streams -= 1
+            self._stream_transports.discard(transport)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def _maybe_dry_run(self, request: web.Request) -> Iterator[None]:
@@ -431,7 +457,7 @@ class FakeMemberAPIServer:
             initial = [e for e in self.store.events_after(int(rv)) if e.resource == "configmaps"]
         self.store.listeners.append(queue.put_nowait)  # same synchronous step as the snapshot
         timeout = float(request.query.get("timeoutSeconds") or 3600)
-        with self._streaming("watch"):
+        with self._streaming("watch", request):
             try:
                 resp = web.StreamResponse(headers={"Content-Type": "application/json"})
                 await resp.prepare(request)
@@ -466,7 +492,7 @@ class FakeMemberAPIServer:
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
         follow = _truthy(request.query.get("follow"))
-        with self._streaming("log"):
+        with self._streaming("log", request):
             resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
             await resp.prepare(request)
             for i in range(self.log_lines):
@@ -482,7 +508,7 @@ class FakeMemberAPIServer:
     async def _big(self, request: web.Request) -> web.StreamResponse:
         """A `List` of about `mb` MiB, generated and streamed on the fly (never held whole)."""
         target = int(float(request.query.get("mb", "50")) * 1024 * 1024)
-        with self._streaming("big"):
+        with self._streaming("big", request):
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})
             await resp.prepare(request)
             await resp.write(b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[')
@@ -522,7 +548,7 @@ class FakeMemberAPIServer:
         return _json({"bytes": self.upload_progress, "chunks": chunks})
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
-        with self._streaming("slow"):
+        with self._streaming("slow", request):
             await asyncio.sleep(float(request.query.get("seconds", "5")))
             return _json({"slept": True})
 

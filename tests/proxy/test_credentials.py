@@ -232,9 +232,11 @@ async def test_hanging_plugin_times_out_and_is_killed_with_its_children(tmp_path
         ("hello TOKEN-IN-GARBAGE", "invalid output"),
         ('{"kind": "Other"}', "not an ExecCredential"),
         (
-            '{"kind": "ExecCredential", "apiVersion": "client.authentication.k8s.io/v1beta1", "status": {"token": "x"}}',
-            "returned apiVersion",
+            '{"kind": "ExecCredential", "apiVersion": "TOKEN-IN-GARBAGE", "status": {"token": "x"}}',
+            "whose apiVersion is not the configured " + V1,
         ),
+        ('{"kind": "ExecCredential", "status": {"token": "TOKEN-IN-GARBAGE"}}', "without apiVersion"),
+        ('{"kind": "TOKEN-IN-GARBAGE", "apiVersion": "' + V1 + '", "status": {"token": "x"}}', "not an ExecCredential"),
         ('{"kind": "ExecCredential", "apiVersion": "' + V1 + '"}', "without status"),
         ('{"kind": "ExecCredential", "apiVersion": "' + V1 + '", "status": {}}', "neither status.token"),
         ('{"kind": "ExecCredential", "apiVersion": "' + V1 + '", "status": {"token": ""}}', "empty"),
@@ -246,8 +248,10 @@ async def test_hanging_plugin_times_out_and_is_killed_with_its_children(tmp_path
             "expired",
         ),
         (
-            '{"kind": "ExecCredential", "apiVersion": "' + V1 + '", "status": {"token": "x", "expirationTimestamp": "soon"}}',
-            "invalid expirationTimestamp",
+            '{"kind": "ExecCredential", "apiVersion": "'
+            + V1
+            + '", "status": {"token": "x", "expirationTimestamp": "TOKEN-IN-GARBAGE"}}',
+            "an expirationTimestamp that is not an RFC 3339 time",
         ),
     ],
 )
@@ -257,6 +261,12 @@ async def test_garbage_output_is_a_clear_error_without_echoing_it(tmp_path: Path
         await provider.get()
     assert "TOKEN-IN-GARBAGE" not in str(err.value)
     assert 'exec plugin "' in str(err.value) and 'cluster "c1"' in str(err.value)
+
+
+async def test_a_missing_kind_is_filled_in_from_api_version(tmp_path: Path) -> None:
+    out = json.dumps({"apiVersion": V1, "status": {"token": "no-kind-token"}})
+    provider = ExecCredentialProvider("c1", config(plugin(tmp_path, f"print({out!r})")))
+    assert (await provider.get()).token == "no-kind-token"
 
 
 async def test_missing_command_names_the_install_hint(tmp_path: Path) -> None:

@@ -11,10 +11,8 @@ import gc
 import json
 import os
 import shutil
-import struct
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +21,12 @@ import pytest
 import yaml
 from yarl import URL
 
-from gateway_apiserver.proxy import TRANSPORT_POOL, ProxySettings, TransportPool
-from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
+from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.pki import make_ca
+from tests.fakes.proxying import PROXY, eventually, gateway, pool, proxied, status_of, token_secret
 from tests.fakes.secrets import cluster_secret
 
 pytestmark = pytest.mark.timeout(60)
-PROXY = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways/{}/proxy"
 CALLER_TOKEN = "caller-token-must-not-leak"
 NS = "/api/v1/namespaces/default"
 
@@ -40,37 +36,6 @@ async def member() -> AsyncIterator[FakeMemberAPIServer]:
     """A member cluster behind a Rancher-style path prefix."""
     async with FakeMemberAPIServer(prefix="/k8s/clusters/c-abc") as server:
         yield server
-
-
-def token_secret(name: str, member: FakeMemberAPIServer, rv: int = 1, **kwargs: Any) -> dict[str, Any]:
-    """A ServiceAccountToken Secret for `member`."""
-    kwargs.setdefault("token", member.token)
-    kwargs.setdefault("ca_pem", member.ca_pem)
-    return cluster_secret(name, rv, endpoint=kwargs.pop("endpoint", member.url), **kwargs)
-
-
-@asynccontextmanager
-async def gateway(tmp_path: Path, *secrets: dict[str, Any], **settings: Any) -> AsyncIterator[RunningGateway]:
-    """A running gateway serving `secrets`, its proxy tuned with `settings`."""
-    async with running_gateway(tmp_path, ManualSecretSource(list(secrets))) as gw:
-        pool(gw).settings = ProxySettings(**settings)
-        yield gw
-
-
-def pool(gw: RunningGateway) -> TransportPool:
-    assert gw.server.app is not None
-    return gw.server.app[TRANSPORT_POOL]
-
-
-def proxied(name: str, path: str) -> str:
-    return PROXY.format(name) + path
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def _read(path: str) -> str:
@@ -435,53 +400,18 @@ async def test_x509_client_certificate(member: FakeMemberAPIServer, tmp_path: Pa
 # --- errors -----------------------------------------------------------------------------------
 
 
-async def _status(gw: RunningGateway, path: str) -> tuple[int, dict[str, Any]]:
-    async with gw.session() as client, client.get(path) as resp:
-        return resp.status, await resp.json()
-
-
 async def test_unknown_cluster_and_cluster_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     konnectivity = cluster_secret("kp", labels={"cluster.core.oam.dev/cluster-endpoint-type": "ClusterProxy"})
     async with gateway(tmp_path, token_secret("m1", member), konnectivity) as gw:
-        code, status = await _status(gw, proxied("nope", "/version"))
+        code, status = await status_of(gw, proxied("nope", "/version"))
         assert code == 404 and status["reason"] == "NotFound"
-        code, status = await _status(gw, proxied("kp", "/version"))
+        code, status = await status_of(gw, proxied("kp", "/version"))
         assert code == 501 and "ClusterProxy" in status["message"]
-
-
-async def test_unreachable_and_wrong_ca_and_connect_timeout(member: FakeMemberAPIServer, tmp_path: Path) -> None:
-    accepted: list[asyncio.StreamWriter] = []
-    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)  # accepts TCP, never speaks TLS
-    silent_port = silent.sockets[0].getsockname()[1]
-    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    closed_port = closed.sockets[0].getsockname()[1]
-    closed.close()
-    await closed.wait_closed()
-    secrets = [
-        token_secret("down", member, endpoint=f"https://127.0.0.1:{closed_port}"),
-        token_secret("wrongca", member, ca_pem=make_ca("other-ca").cert_pem),
-        token_secret("silent", member, endpoint=f"https://127.0.0.1:{silent_port}"),
-    ]
-    try:
-        async with gateway(tmp_path, *secrets, connect_timeout=0.5) as gw:
-            code, status = await _status(gw, proxied("down", "/version"))
-            assert code == 503 and status["reason"] == "ServiceUnavailable"
-            assert '"down" unreachable' in status["message"] and "refused" in status["message"].lower()
-            code, status = await _status(gw, proxied("wrongca", "/version"))
-            assert code == 502 and "TLS verification" in status["message"] and "certificate verify failed" in status["message"]
-            started = time.monotonic()
-            code, status = await _status(gw, proxied("silent", "/version"))
-            assert code == 503 and "timed out" in status["message"] and time.monotonic() - started < 3
-    finally:
-        silent.close()
-        for writer in accepted:
-            writer.close()
-        await silent.wait_closed()
 
 
 async def test_request_timeout_for_non_streaming_calls(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw:
-        code, status = await _status(gw, proxied("m1", "/slow?seconds=5"))
+        code, status = await status_of(gw, proxied("m1", "/slow?seconds=5"))
         assert code == 504 and '"m1" did not answer within 0.5s' in status["message"]
         await eventually(lambda: member.cancelled == ["slow"])
 
@@ -492,7 +422,7 @@ async def test_expired_client_certificate_is_503(member: FakeMemberAPIServer, tm
         "m1", member, credential_type="X509Certificate", data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
     )
     async with gateway(tmp_path, secret) as gw:
-        code, status = await _status(gw, proxied("m1", "/version"))
+        code, status = await status_of(gw, proxied("m1", "/version"))
         assert code == 503 and "expired at" in status["message"] and '"m1"' in status["message"]
     assert member.requests == []
 
@@ -537,66 +467,12 @@ async def test_exec_credentials(member: FakeMemberAPIServer, tmp_path: Path) -> 
             ("hangs", "did not finish within 1s"),
             ("garbage", "invalid output"),
         ):
-            code, status = await _status(gw, proxied(name, "/version"))
+            code, status = await status_of(gw, proxied(name, "/version"))
             assert code == 503, name
             assert reason in status["message"] and f'"{name}"' in status["message"]
 
 
 # --- proxy-url --------------------------------------------------------------------------------
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-async def _tunnel(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, host: str, port: int, reply: bytes) -> None:
-    up_r, up_w = await asyncio.open_connection(host, port)
-    client_w.write(reply)
-    await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
-
-
-@asynccontextmanager
-async def http_connect_proxy(log: list[str]) -> AsyncIterator[int]:
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        head = (await r.readuntil(b"\r\n\r\n")).decode()
-        log.append(head)
-        host, _, port = head.split(" ")[1].rpartition(":")
-        await _tunnel(r, w, host, int(port), b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-
-
-@asynccontextmanager
-async def socks5_proxy(log: list[str]) -> AsyncIterator[int]:
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        _, methods = await r.readexactly(2)
-        await r.readexactly(methods)
-        w.write(b"\x05\x00")  # no authentication
-        _, _, _, atyp = await r.readexactly(4)
-        if atyp == 3:
-            host = (await r.readexactly((await r.readexactly(1))[0])).decode()
-        else:
-            host = ".".join(str(b) for b in await r.readexactly(4))
-        (port,) = struct.unpack("!H", await r.readexactly(2))
-        log.append(f"{host}:{port}")
-        await _tunnel(r, w, host, port, b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
 
 
 async def test_proxy_url_http_connect_and_socks5(member: FakeMemberAPIServer, tmp_path: Path) -> None:
