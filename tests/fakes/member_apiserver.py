@@ -166,7 +166,7 @@ class FakeMemberAPIServer:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._ssl_context: ssl.SSLContext | None = None
-        self._stream_transports: set[asyncio.BaseTransport] = set()  # connections of open streaming answers
+        self._stream_transports: set[asyncio.Transport] = set()  # connections of open streaming answers
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -312,7 +312,7 @@ class FakeMemberAPIServer:
             raise
         finally:
             self.open_streams -= 1
-            self._stream_transports.discard(transport)  # type: ignore[arg-type]
+            self._stream_transports.discard(transport)
 
     @contextlib.contextmanager
     def _maybe_dry_run(self, request: web.Request) -> Iterator[None]:

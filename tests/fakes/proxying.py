@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +50,37 @@ async def status_of(gw: RunningGateway, path: str, **kwargs: Any) -> tuple[int, 
     """GET `path` on the gateway: (HTTP status, JSON body)."""
     async with gw.session() as client, client.get(path, **kwargs) as resp:
         return resp.status, await resp.json()
+
+
+def exec_secret(tmp_path: Path, member: FakeMemberAPIServer, name: str, body: str) -> dict[str, Any]:
+    """A Dynamic (exec plugin) Secret for `member`: `python3 <script>` running `body`.
+
+    The script has json, sys and time imported, and appends one byte to `<name>.runs` per run.
+    """
+    script = tmp_path / f"{name}.py"
+    script.write_text(f"import json, sys, time\nopen({str(tmp_path / (name + '.runs'))!r}, 'a').write('x')\n{body}\n")
+    config = {"apiVersion": "client.authentication.k8s.io/v1", "command": "python3", "args": [str(script)]}
+    return token_secret(name, member, credential_type="Dynamic", data={"exec": json.dumps(config)})
+
+
+def exec_runs(tmp_path: Path, name: str) -> int:
+    """How many times the plugin of `exec_secret(..., name, ...)` ran."""
+    runs = tmp_path / f"{name}.runs"
+    return len(runs.read_text()) if runs.exists() else 0
+
+
+def status_body(code: int, message: str, reason: str | None = None) -> dict[str, Any]:
+    """The Status object a client must get for a failure."""
+    reasons = {502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or reasons[code],
+        "code": code,
+    }
 
 
 def closed_port() -> int:

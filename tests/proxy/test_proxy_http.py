@@ -23,7 +23,7 @@ from yarl import URL
 
 from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.proxying import PROXY, eventually, gateway, pool, proxied, status_of, token_secret
+from tests.fakes.proxying import PROXY, eventually, exec_secret, gateway, pool, proxied, status_of, token_secret
 from tests.fakes.secrets import cluster_secret
 
 pytestmark = pytest.mark.timeout(60)
@@ -427,13 +427,6 @@ async def test_expired_client_certificate_is_503(member: FakeMemberAPIServer, tm
     assert member.requests == []
 
 
-def _exec_secret(tmp_path: Path, member: FakeMemberAPIServer, name: str, body: str) -> dict[str, Any]:
-    script = tmp_path / f"{name}.py"
-    script.write_text(f"import json, sys, time\nopen({str(tmp_path / (name + '.runs'))!r}, 'a').write('x')\n{body}\n")
-    config = {"apiVersion": "client.authentication.k8s.io/v1", "command": "python3", "args": [str(script)]}
-    return token_secret(name, member, credential_type="Dynamic", data={"exec": json.dumps(config)})
-
-
 async def test_exec_credentials(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     def credential(status: dict[str, str]) -> str:
         return json.dumps({"kind": "ExecCredential", "apiVersion": "client.authentication.k8s.io/v1", "status": status})
@@ -442,11 +435,11 @@ async def test_exec_credentials(member: FakeMemberAPIServer, tmp_path: Path) -> 
     pair = member.client_cert("exec-cert-user")
     cert_out = credential({"clientCertificateData": pair.cert_pem.decode(), "clientKeyData": pair.key_pem.decode()})
     secrets = [
-        _exec_secret(tmp_path, member, "good", f"print({good!r})"),
-        _exec_secret(tmp_path, member, "fails", "sys.exit(2)"),
-        _exec_secret(tmp_path, member, "hangs", "time.sleep(30)"),
-        _exec_secret(tmp_path, member, "garbage", "print('not json at all')"),
-        _exec_secret(tmp_path, member, "certexec", f"print({cert_out!r})"),
+        exec_secret(tmp_path, member, "good", f"print({good!r})"),
+        exec_secret(tmp_path, member, "fails", "sys.exit(2)"),
+        exec_secret(tmp_path, member, "hangs", "time.sleep(30)"),
+        exec_secret(tmp_path, member, "garbage", "print('not json at all')"),
+        exec_secret(tmp_path, member, "certexec", f"print({cert_out!r})"),
     ]
     async with gateway(tmp_path, *secrets, exec_timeout=1.0) as gw, gw.session() as client:
 

@@ -23,7 +23,7 @@ from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import issue_server_cert, make_ca, server_ssl_context
-from tests.fakes.proxying import closed_port, gateway, proxied, token_secret
+from tests.fakes.proxying import closed_port, gateway, proxied, status_body, token_secret
 
 pytestmark = pytest.mark.timeout(60)
 UPGRADE = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
@@ -82,25 +82,11 @@ async def outcomes(gw: RunningGateway, name: str) -> list[tuple[int, dict[str, A
     return results
 
 
-def failure(code: int, message: str) -> dict[str, Any]:
-    """The Status body the client must get."""
-    reason = {502: "BadGateway", 503: "ServiceUnavailable"}[code]
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
 async def assert_both(gw: RunningGateway, name: str, code: int, message: str) -> None:
     """A GET and an upgrade both get exactly this Status, free of Python internals."""
     for status, body in await outcomes(gw, name):
         assert (status, body["message"]) == (code, message)
-        assert body == failure(code, message)
+        assert body == status_body(code, message)
         assert not any(marker in body["message"] for marker in INTERNALS), body["message"]
 
 
