@@ -113,7 +113,13 @@ def load_client_certificate(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes
             finally:
                 os.unlink(path)
     except ssl.SSLError as exc:
-        raise CredentialError(f"the client certificate and key cannot be used: {exc.reason or exc}") from None
+        reason = str(exc.reason or "")
+        why = (
+            "the private key does not match the certificate"
+            if reason == "KEY_VALUES_MISMATCH"
+            else reason.lower().replace("_", " ")
+        )
+        raise CredentialError(f"the client certificate and key cannot be used: {why or 'unreadable'}") from None
 
 
 class CredentialProvider(Protocol):

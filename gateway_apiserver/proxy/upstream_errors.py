@@ -156,8 +156,8 @@ def describe_proxy_failure(hop: Hop, exc: BaseException) -> StatusError:
     """The proxy between the gateway and the member failed: say so, naming the proxy."""
     unreachable = f"{hop.subject} unreachable:"
     cause: BaseException | None = exc.cause if isinstance(exc, ProxyFailure) else exc
-    if isinstance(cause, aiohttp_socks.ProxyConnectionError | python_socks.ProxyConnectionError):
-        cause = cause.__cause__ or cause
+    while isinstance(cause, aiohttp_socks.ProxyConnectionError | python_socks.ProxyConnectionError) and cause.__cause__:
+        cause = cause.__cause__  # aiohttp-socks wraps python-socks, which wraps the socket error
     http_status = getattr(cause, "error_code", None) if isinstance(cause, python_socks.ProxyError) else None
     if isinstance(exc, aiohttp.ClientHttpProxyError) or (isinstance(http_status, int) and http_status >= 100):
         # aiohttp's CONNECT, or python-socks' (upgrade tunnels): the proxy answered the CONNECT with an error.
@@ -202,7 +202,12 @@ UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _is_proxy_failure(exc: BaseException) -> bool:
+def _is_proxy_failure(hop: Hop, exc: BaseException) -> bool:
+    if hop.proxy_url and isinstance(exc, aiohttp.ClientConnectorError):
+        # aiohttp reports a failure to reach an HTTP proxy (its DNS included) as a connect error to the proxy's address.
+        proxy = URL(hop.proxy)
+        if (exc.host, exc.port) == (proxy.host, proxy.port):
+            return True
     return isinstance(
         exc,
         ProxyFailure
@@ -220,7 +225,7 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
     `connecting`: `exc` was raised while dialing (aiohttp says so itself with ClientConnectorError).
     """
     cluster, where = hop.subject, hop.member
-    if _is_proxy_failure(exc):
+    if _is_proxy_failure(hop, exc):
         return describe_proxy_failure(hop, exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
         err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorDNSError) else exc

@@ -201,6 +201,14 @@ async def test_a_dead_proxy_is_blamed_on_the_proxy_not_the_member(
     assert member.requests == []
 
 
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_a_proxy_whose_name_does_not_resolve_is_named(member: FakeMemberAPIServer, tmp_path: Path, scheme: str) -> None:
+    secret = token_secret("c1", member, data={"proxy-url": f"{scheme}://user:pw-must-not-leak@nonexistent.invalid:3128"})
+    async with gateway(tmp_path, secret) as gw:
+        await assert_both(gw, "c1", 503, 'cannot resolve host "nonexistent.invalid" of the proxy of cluster "c1": no such host')
+    assert member.requests == []
+
+
 @pytest.mark.parametrize(
     ("refusal", "said"),
     [
