@@ -43,6 +43,8 @@ _SOCKS_REPLIES = {
     7: "command not supported",
     8: "address type not supported",
 }
+# python-socks' words for a SOCKS5 proxy refusing our login (RFC 1929), or wanting one we do not have.
+_SOCKS_LOGIN_REFUSED = ("authentication failure", "no acceptable authentication methods")
 # OpenSSL reasons seen when the peer does not speak TLS at all (e.g. a plain-HTTP port).
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL")
 # OpenSSL alerts meaning the peer refused our (missing or unknown) client certificate.
@@ -152,6 +154,13 @@ def _ssl_error_in(exc: BaseException) -> ssl.SSLError | None:
     return found
 
 
+def _http_phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
 def describe_proxy_failure(hop: Hop, exc: BaseException) -> StatusError:
     """The proxy between the gateway and the member failed: say so, naming the proxy."""
     unreachable = f"{hop.subject} unreachable:"
@@ -162,7 +171,7 @@ def describe_proxy_failure(hop: Hop, exc: BaseException) -> StatusError:
     if isinstance(exc, aiohttp.ClientHttpProxyError) or (isinstance(http_status, int) and http_status >= 100):
         # aiohttp's CONNECT, or python-socks' (upgrade tunnels): the proxy answered the CONNECT with an error.
         status = exc.status if isinstance(exc, aiohttp.ClientHttpProxyError) else int(http_status or 0)
-        phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "unknown status"
+        phrase = _http_phrase(status)
         hint = " (check the user and password in proxy-url)" if status == 407 else ""
         return StatusError(
             503, f"{unreachable} its proxy {hop.proxy} refused the tunnel to {hop.member}: {status} {phrase}{hint}"
@@ -177,7 +186,7 @@ def describe_proxy_failure(hop: Hop, exc: BaseException) -> StatusError:
             return StatusError(
                 503, f"{unreachable} its proxy {hop.proxy} refused the tunnel to {hop.member}: {_SOCKS_REPLIES[code]}"
             )
-        if "authentication" in str(cause).lower():
+        if any(marker in str(cause).lower() for marker in _SOCKS_LOGIN_REFUSED):
             return StatusError(
                 503, f"{unreachable} its proxy {hop.proxy} refused the gateway's login (check the user and password in proxy-url)"
             )

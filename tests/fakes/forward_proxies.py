@@ -58,12 +58,28 @@ async def http_connect_proxy(log: list[str], *, refuse_with: int | None = None) 
 
 
 @asynccontextmanager
-async def socks5_proxy(log: list[str], *, reply: int = 0) -> AsyncIterator[int]:
-    """A SOCKS5 proxy without authentication that tunnels CONNECT (or answers reply code `reply`); yields its port."""
+async def socks5_proxy(log: list[str], *, reply: int = 0, reject_login: bool = False) -> AsyncIterator[int]:
+    """A SOCKS5 proxy that tunnels CONNECT (or answers reply code `reply`); yields its port.
+
+    Without authentication, or with `reject_login` one that asks for a user and password
+    (RFC 1929) and refuses every pair (and every client that offers none).
+    """
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        _, methods = await r.readexactly(2)
-        await r.readexactly(methods)
+        _, count = await r.readexactly(2)
+        methods = await r.readexactly(count)
+        if reject_login:
+            if 2 not in methods:
+                w.write(b"\x05\xff")  # no acceptable method
+            else:
+                w.write(b"\x05\x02")  # username/password
+                _, user_len = await r.readexactly(2)
+                await r.readexactly(user_len)
+                await r.readexactly((await r.readexactly(1))[0])
+                w.write(b"\x01\x01")  # authentication failed
+            await w.drain()
+            w.close()
+            return
         w.write(b"\x05\x00")  # no authentication
         _, _, _, atyp = await r.readexactly(4)
         if atyp == 3:

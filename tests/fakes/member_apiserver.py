@@ -7,6 +7,11 @@ every PATCH type (server-side apply included), `dryRun=All`, list/watch flushed 
 `pods/log?follow=true` streaming, plus test endpoints: a generated large list, an echo, an
 upload meter, a slow answer, a gzip answer and a failure. It records every request (headers
 included), every TCP connection and every streaming handler cancelled by a client leaving.
+
+Faults a real member shows, on demand: `serve_certificate` rotates the serving certificate (an
+expired one, one for other names) for the next handshakes, as a kube-apiserver reloading its
+cert files does; `abort_streams` cuts every streaming answer mid-body (a crash, a network cut);
+`stop` takes it down; removing a token from `tokens` revokes it (401).
 """
 
 from __future__ import annotations

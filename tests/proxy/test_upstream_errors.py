@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp_socks
 import pytest
-from aiohttp import web
+from aiohttp import RequestInfo, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
+from gateway_apiserver.proxy.upstream_errors import Hop, describe_failure
 from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
@@ -241,3 +247,82 @@ async def test_a_socks5_proxy_refusing_connect_is_named_with_its_reply(member: F
             )
             await assert_both(gw, "c1", 503, message)
     assert asked == [f"127.0.0.1:{member.port}"] * 2
+
+
+@pytest.mark.parametrize("userinfo", ["user:pw-must-not-leak@", ""])
+async def test_a_socks5_proxy_refusing_the_login_is_named(member: FakeMemberAPIServer, tmp_path: Path, userinfo: str) -> None:
+    asked: list[str] = []
+    async with socks5_proxy(asked, reject_login=True) as port:
+        secret = token_secret("c1", member, data={"proxy-url": f"socks5://{userinfo}127.0.0.1:{port}"})
+        async with gateway(tmp_path, secret) as gw:
+            message = (
+                f'cluster "c1" unreachable: its proxy socks5://127.0.0.1:{port} refused the gateway\'s login '
+                "(check the user and password in proxy-url)"
+            )
+            await assert_both(gw, "c1", 503, message)
+    assert asked == [] and member.requests == []
+
+
+# --- causes too rare to stage on loopback: the exceptions the libraries raise for them ---------
+
+
+def _verification_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    err = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message} (_ssl.c:1006)")
+    err.verify_code, err.verify_message = code, message
+    return err
+
+
+HOP = Hop("c1", URL("https://member.example:6443"), "http://user:pw-must-not-leak@proxy.example:3128", 2.0)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [
+        (
+            _verification_error(9, "certificate is not yet valid"),
+            502,
+            'TLS verification of cluster "c1" at member.example:6443 failed: '
+            "the member's certificate is not valid yet (check the clocks)",
+        ),
+        (
+            socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+            503,
+            'cannot resolve host "member.example" of cluster "c1": temporary failure in name resolution',
+        ),
+        (
+            aiohttp_socks.ProxyTimeoutError("Proxy connection timed out: 2"),
+            503,
+            'cluster "c1" unreachable: connecting through its proxy http://proxy.example:3128 timed out after 2s',
+        ),
+        (
+            aiohttp.ClientResponseError(
+                RequestInfo(URL("https://member.example:6443/"), "GET", CIMultiDictProxy(CIMultiDict())),
+                (),
+                status=400,
+                message="Invalid constant string",
+            ),
+            502,
+            'cluster "c1" at member.example:6443 sent an answer that is not valid HTTP/1.1',
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            502,
+            'cluster "c1" at member.example:6443 reset the connection without answering',
+        ),
+        (
+            aiohttp.ClientPayloadError("Response payload is not completed"),
+            502,
+            'the connection to cluster "c1" at member.example:6443 failed before it answered',
+        ),
+    ],
+)
+def test_rarer_causes_are_described_in_words(exc: BaseException, code: int, message: str) -> None:
+    error = describe_failure(HOP, exc)
+    assert (error.code, error.message) == (code, message)
+
+
+def test_a_connect_timeout_through_a_proxy_names_both_hops() -> None:
+    error = describe_failure(HOP, aiohttp.ConnectionTimeoutError("Connection timeout to host https://member.example:6443/"))
+    where = "member.example:6443 through its proxy http://proxy.example:3128"
+    message = f'cluster "c1" unreachable: connecting to {where} timed out after 2s'
+    assert (error.code, error.message) == (503, message)
