@@ -132,7 +132,7 @@ async def handle_upgrade(
         except (OSError, asyncio.IncompleteReadError):
             return _error(502, f"{hop.subject} at {hop.member} closed the connection without answering")
         except (_BadUpstream, asyncio.LimitOverrunError) as exc:
-            return _error(502, f"invalid upgrade response from member {target}: {exc}")
+            return _error(502, f"{hop.subject} at {hop.member} sent an invalid upgrade response: {exc}")
         if head.status != 101:
             log.debug("member %s refused the upgrade with %d; relaying, no tunnel", target, head.status)
             return _relay(head, body)
