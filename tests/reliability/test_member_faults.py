@@ -61,8 +61,8 @@ async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
     return result, time.monotonic() - started
 
 
-async def healthy_is_served(client: aiohttp.ClientSession, member: FakeMemberAPIServer, name: str = "healthy") -> float:
-    """GET /version on the healthy cluster: 200 with the member's body. Returns the latency."""
+async def served(client: aiohttp.ClientSession, name: str = "healthy") -> float:
+    """GET /version on cluster `name` (the healthy one by default): 200 with the member's body. Returns the latency."""
     started = time.monotonic()
     async with client.get(proxied(name, "/version")) as resp:
         assert resp.status == 200
@@ -71,6 +71,7 @@ async def healthy_is_served(client: aiohttp.ClientSession, member: FakeMemberAPI
 
 
 async def get_status(client: aiohttp.ClientSession, path: str) -> tuple[int, dict[str, Any]]:
+    """GET `path`: (status, JSON body)."""
     async with client.get(path) as resp:
         return resp.status, await resp.json()
 
@@ -81,7 +82,7 @@ async def test_an_unreachable_member_fails_alone(healthy: FakeMemberAPIServer, t
     async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
         results = await asyncio.gather(
             *(get_status(client, proxied("down", "/version")) for _ in range(10)),
-            *(healthy_is_served(client, healthy) for _ in range(10)),
+            *(served(client) for _ in range(10)),
         )
     expected = status_body(503, f'cluster "down" unreachable: connecting to 127.0.0.1:{port} failed: connection refused')
     assert results[:10] == [(503, expected)] * 10
@@ -103,7 +104,7 @@ async def test_a_member_dying_mid_body_breaks_the_stream_at_once(
             with pytest.raises(aiohttp.ClientPayloadError):
                 await asyncio.wait_for(resp.content.read(), 5)
             assert time.monotonic() - started < 2.0  # noticed at once, not after a timeout
-            await healthy_is_served(client, healthy)
+            await served(client)
 
         # A watch: one event arrives, then the member's connection is cut: the client sees a break, not an end.
         async with client.get(proxied("faulty", f"{NS}/configmaps?watch=true")) as resp:
@@ -115,11 +116,11 @@ async def test_a_member_dying_mid_body_breaks_the_stream_at_once(
             with pytest.raises(aiohttp.ClientPayloadError):
                 await asyncio.wait_for(resp.content.read(), 5)
             assert time.monotonic() - started < 2.0  # noticed at once, not after a timeout
-            await healthy_is_served(client, healthy)
+            await served(client)
 
-        # Nothing is left in flight, and the member (up again) is served on a fresh connection.
+        # Nothing is left in flight, and the member, whose connections were cut, is served again.
         await eventually(lambda: all(t.active == 0 for t in pool(gw)._transports.values()))
-        await healthy_is_served(client, faulty, "faulty")
+        await served(client, "faulty")
 
 
 async def test_a_slow_member_gets_504_for_short_requests_but_its_watches_live_on(
@@ -132,7 +133,7 @@ async def test_a_slow_member_gets_504_for_short_requests_but_its_watches_live_on
             assert watch.status == 200
             (slow, took), *latencies = await asyncio.gather(
                 timed(get_status(client, proxied("faulty", "/slow?seconds=5"))),
-                *(healthy_is_served(client, healthy) for _ in range(5)),
+                *(served(client) for _ in range(5)),
             )
             assert slow == (504, status_body(504, 'cluster "faulty" did not answer within 1s'))
             assert 1.0 <= took < 2.0
@@ -150,9 +151,7 @@ async def test_an_expired_member_certificate_then_a_renewed_one(
     faulty.serve_certificate(issue_server_cert(faulty.ca, ip_addresses=("127.0.0.1",), expired=True))
     secrets = [token_secret("healthy", healthy), token_secret("faulty", faulty)]
     async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
-        expired, latency = await asyncio.gather(
-            get_status(client, proxied("faulty", "/version")), healthy_is_served(client, healthy)
-        )
+        expired, latency = await asyncio.gather(get_status(client, proxied("faulty", "/version")), served(client))
         where = f'cluster "faulty" at 127.0.0.1:{faulty.port}'
         message = f"TLS verification of {where} failed: the member's certificate (or one in its chain) has expired"
         assert expired == (502, status_body(502, message))
@@ -160,9 +159,9 @@ async def test_an_expired_member_certificate_then_a_renewed_one(
 
         # The member's certificate is renewed: the next request succeeds, on the same gateway and transport.
         faulty.serve_certificate(issue_server_cert(faulty.ca, ip_addresses=("127.0.0.1",)))
-        await healthy_is_served(client, faulty, "faulty")
+        await served(client, "faulty")
         assert pool(gw).built == 2  # one transport per cluster, never rebuilt
-        await healthy_is_served(client, healthy)
+        await served(client)
 
 
 # --- a Secret changes under load: hosting mode, through the real informer ---------------------------
@@ -209,7 +208,7 @@ async def test_a_rotated_token_applies_to_new_requests_within_a_second_and_spare
     gw = await hosted_gateway(tmp_path, kube_apiserver)
     try:
         async with _client(gw, kube_apiserver) as client:
-            in_flight = [asyncio.create_task(get_status(client, proxied("rotating", "/slow?seconds=1"))) for _ in range(5)]
+            in_flight = [asyncio.create_task(get_status(client, proxied("rotating", "/slow?seconds=2"))) for _ in range(5)]
             await eventually(lambda: faulty.open_streams == 5)
             rotated: dict[str, str | bytes] = {"endpoint": faulty.url, "ca.crt": faulty.ca_pem, "token": new}
             kube_apiserver.update_secret("vela-system", "rotating", data=rotated)
@@ -222,9 +221,10 @@ async def test_a_rotated_token_applies_to_new_requests_within_a_second_and_spare
                     headers = dict((k.lower(), v) for k, v in (await resp.json())["headers"])
                     seen.append(headers["authorization"].removeprefix("Bearer "))
                 assert time.monotonic() - rotated_at < 1.0, f"still {len(seen)} requests with the old token after 1 s"
-            await healthy_is_served(client, healthy)
+            assert faulty.open_streams == 5  # the old requests are still in flight on the retired connections
+            await served(client)
             for _ in range(5):  # and from now on, only the new one
-                await healthy_is_served(client, faulty, "rotating")
+                await served(client, "rotating")
 
             results = await asyncio.gather(*in_flight)
             assert results == [(200, {"slept": True})] * 5
