@@ -160,9 +160,7 @@ async def test_first_load_replaces_even_when_empty(tmp_path: Path, start: Callab
     await sink.quiet()
 
 
-async def test_each_credential_type_loads_and_converts(
-    tmp_path: Path, start: Callable[..., Any], client_pair: CertKey
-) -> None:
+async def test_each_credential_type_loads_and_converts(tmp_path: Path, start: Callable[..., Any], client_pair: CertKey) -> None:
     write(tmp_path / "token.yaml", manifest("token-cluster"))
     write(
         tmp_path / "x509.yaml",
@@ -383,9 +381,7 @@ def plain(secret: Secret) -> dict[str, str]:
     return {k: unb64(v) for k, v in secret["data"].items()}
 
 
-async def test_kubeconfig_contexts_become_secrets(
-    tmp_path: Path, start: Callable[..., Any], client_pair: CertKey
-) -> None:
+async def test_kubeconfig_contexts_become_secrets(tmp_path: Path, start: Callable[..., Any], client_pair: CertKey) -> None:
     ca_pem = make_ca("server-ca").cert_pem
     certs = tmp_path / "certs"
     cert_path, _ = write_pair(certs, "client", client_pair)
