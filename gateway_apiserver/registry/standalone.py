@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterator, Mapping
@@ -47,6 +48,7 @@ _LIST_KINDS = frozenset({"List", "SecretList"})
 # uuid5 namespace for the uid of Secrets that come without one.
 _UID_NAMESPACE = uuid.UUID("3f9d0c52-6b1e-5a47-8c2d-9e4f1a7b5c60")
 _Stamp = tuple[int, int, int]  # (mtime_ns, size, inode); the inode catches symlink swaps
+_MAX_NAME = 253  # the longest DNS-1123 subdomain, hence Secret name
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
 
 
@@ -62,6 +64,14 @@ _Loader.yaml_implicit_resolvers = {
 
 class _Skip(Exception):
     """One manifest or context is unusable; the message says why (never with Secret data)."""
+
+
+class _Unreadable(Exception):
+    """A whole file cannot be read or parsed right now (perhaps mid-save); the message says why."""
+
+    def __init__(self, reason: str, *, quiet: bool = False) -> None:
+        super().__init__(reason)
+        self.quiet = quiet  # nothing worth a warning unless it had content before
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,23 +188,23 @@ def _objects(docs: list[Any], origin: str) -> Iterator[Mapping[str, Any]]:
 
 
 def _parse_manifest(path: Path, namespace: str) -> list[Secret]:
-    """The served Secrets of one manifest file. Logs one warning per unusable part."""
+    """The served Secrets of one manifest file. Logs one warning per unusable part.
+
+    Raises `_Unreadable` when the file as a whole cannot be read or parsed (or is empty, as a
+    file being rewritten in place briefly is): the caller keeps serving its last good content.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        log.warning("%s: cannot read: %s", path, exc.strerror if isinstance(exc, OSError) else "not UTF-8")
-        return []
+        raise _Unreadable(f"cannot read it: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
+    if not text.strip():
+        raise _Unreadable("it is empty", quiet=True)
     try:
-        if path.suffix.lower() == ".json":
-            docs = [json.loads(text)] if text.strip() else []
-        else:
-            docs = list(yaml.load_all(text, Loader=_Loader))
+        docs = [json.loads(text)] if path.suffix.lower() == ".json" else list(yaml.load_all(text, Loader=_Loader))
     except json.JSONDecodeError as exc:
-        log.warning("%s: skipped, not valid JSON: %s at line %d, column %d", path, exc.msg, exc.lineno, exc.colno)
-        return []
+        raise _Unreadable(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except yaml.YAMLError as exc:
-        log.warning("%s: skipped, not valid YAML: %s", path, _yaml_error(exc))
-        return []
+        raise _Unreadable(f"not valid YAML: {_yaml_error(exc)}") from None
     secrets = []
     for obj in _objects(docs, str(path)):
         try:
@@ -207,7 +217,62 @@ def _parse_manifest(path: Path, namespace: str) -> list[Secret]:
     return secrets
 
 
+def _keep_or_skip(what: object, problem: _Unreadable, last_good: int) -> None:
+    """Log, once per unreadable version of a file, what happens to the Secrets it defined."""
+    if last_good:
+        log.warning(
+            "%s: %s; still serving the %d Secret(s) it last defined until it is fixed or removed",
+            what,
+            problem,
+            last_good,
+        )
+    elif not problem.quiet:
+        log.warning("%s: skipped, %s", what, problem)
+
+
 # --- kubeconfig contexts ----------------------------------------------------------------------
+
+
+def context_object_name(context: str) -> str | None:
+    """The cluster name a kubeconfig context is served as; None if nothing usable is left.
+
+    A context name that is a valid object name (a DNS-1123 subdomain) once lower-cased is used
+    as it is. Otherwise every run of characters other than a-z and 0-9 becomes one '-', '-' is
+    trimmed from both ends, and the result is cut to 253 characters:
+    `arn:aws:eks:us-east-1:123:cluster/prod` -> `arn-aws-eks-us-east-1-123-cluster-prod`,
+    `admin@Kind-Prod` -> `admin-kind-prod`.
+    """
+    lowered = context.lower()
+    if not dns1123_subdomain_errors(lowered):
+        return lowered
+    mapped = re.sub(r"[^a-z0-9]+", "-", lowered).strip("-")[:_MAX_NAME].rstrip("-")
+    return mapped or None
+
+
+def _object_names(contexts: list[str], origin: Path) -> dict[str, str]:
+    """Context name -> object name, for the contexts whose object name is not taken.
+
+    On a clash the context whose name needs no change wins, then the first in sorted order;
+    each loser is logged. The result does not depend on the order of contexts in the file.
+    """
+    claimed: dict[str, str] = {}
+    for context in sorted(contexts, key=lambda c: (c != c.lower() or bool(dns1123_subdomain_errors(c)), c)):
+        name = context_object_name(context)
+        if name is None:
+            log.warning("kubeconfig %s: skipping context %r: no letter or digit to name a cluster after", origin, context)
+        elif name in claimed:
+            log.warning(
+                "kubeconfig %s: skipping context %r: it would be served as %r, which context %r already is",
+                origin,
+                context,
+                name,
+                claimed[name],
+            )
+        else:
+            if name != context:
+                log.info("kubeconfig %s: context %r is served as cluster %r", origin, context, name)
+            claimed[name] = context
+    return {context: name for name, context in claimed.items()}
 
 
 def _named(entries: Any, field: str) -> dict[str, Mapping[str, Any]]:
@@ -256,26 +321,27 @@ class _KubeconfigReader:
         return None
 
     def read(self) -> list[Secret]:
-        """The Secrets of all usable contexts; a warning for each skipped one."""
+        """The Secrets of all usable contexts; a warning for each skipped one.
+
+        Raises `_Unreadable` when the kubeconfig itself cannot be read or parsed.
+        """
         self.referenced = {}
         try:
             config = yaml.load(self.path.read_text(encoding="utf-8"), Loader=_Loader)
         except (OSError, UnicodeDecodeError) as exc:
-            log.warning("kubeconfig %s: cannot read: %s", self.path, getattr(exc, "strerror", None) or "not UTF-8")
-            return []
+            raise _Unreadable(f"cannot read it: {getattr(exc, 'strerror', None) or 'not UTF-8'}") from None
         except yaml.YAMLError as exc:
-            log.warning("kubeconfig %s: skipped, not valid YAML: %s", self.path, _yaml_error(exc))
-            return []
+            raise _Unreadable(f"not valid YAML: {_yaml_error(exc)}") from None
         if not isinstance(config, Mapping):
-            log.warning("kubeconfig %s: skipped, not a kubeconfig", self.path)
-            return []
+            raise _Unreadable("not a kubeconfig", quiet=config is None)
         clusters, users = _named(config.get("clusters"), "cluster"), _named(config.get("users"), "user")
+        contexts = _named(config.get("contexts"), "context")
         secrets = []
-        for name, context in _named(config.get("contexts"), "context").items():
+        for context_name, name in _object_names(list(contexts), self.path).items():
             try:
-                secrets.append(self._context_secret(name, context, clusters, users))
+                secrets.append(self._context_secret(name, contexts[context_name], clusters, users))
             except _Skip as exc:
-                log.warning("kubeconfig %s: skipping context %r: %s", self.path, name, exc)
+                log.warning("kubeconfig %s: skipping context %r: %s", self.path, context_name, exc)
         return secrets
 
     def _context_secret(
@@ -285,8 +351,6 @@ class _KubeconfigReader:
         clusters: Mapping[str, Mapping[str, Any]],
         users: Mapping[str, Mapping[str, Any]],
     ) -> Secret:
-        if errs := dns1123_subdomain_errors(name):
-            raise _Skip(f"the name is not a valid Secret name: {errs[0]}")
         cluster = clusters.get(str(context.get("cluster")))
         if cluster is None:
             raise _Skip(f"cluster {context.get('cluster')!r} is not defined")
@@ -303,6 +367,8 @@ class _KubeconfigReader:
                 data["ca.crt"] = ca
         if cluster.get("proxy-url"):
             data["proxy-url"] = _b64(str(cluster["proxy-url"]).encode())
+        if cluster.get("tls-server-name"):
+            data["tls-server-name"] = _b64(str(cluster["tls-server-name"]).encode())
         credential_type, credential = self._credential(user)
         data.update(credential)
         return {
@@ -425,7 +491,15 @@ class FileSecretSource:
                 seen[name] = cached
             elif stat.S_ISREG(st.st_mode):
                 path = self._dir / name
-                seen[name] = (stamp, [_item(s, stamp, str(path)) for s in _parse_manifest(path, self._namespace)])
+                try:
+                    seen[name] = (stamp, [_item(s, stamp, str(path)) for s in _parse_manifest(path, self._namespace)])
+                except _Unreadable as problem:
+                    # Mid-save or mistyped: keep what it defined (no DELETED, no takeover by a
+                    # kubeconfig context of the same name); the new stamp means one log per version.
+                    last_good = cached[1] if cached is not None else []
+                    _keep_or_skip(path, problem, len(last_good))
+                    seen[name] = (stamp, last_good)
+                    continue
                 changed = True
         changed = changed or seen.keys() != self._files.keys()
         self._files = seen
@@ -442,7 +516,13 @@ class FileSecretSource:
             self._kubeconfig_items = []
         else:
             origin = f"kubeconfig {reader.path}"
-            self._kubeconfig_items = [_item(s, stamp, origin) for s in reader.read()]
+            try:
+                self._kubeconfig_items = [_item(s, stamp, origin) for s in reader.read()]
+            except _Unreadable as problem:
+                # Mid-save or mistyped: keep serving its contexts as they were.
+                last_good = self._kubeconfig_items or []
+                _keep_or_skip(origin, problem, len(last_good))
+                self._kubeconfig_items = last_good
         return True
 
     # --- versioning (event loop) ------------------------------------------------------------
