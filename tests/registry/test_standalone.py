@@ -20,12 +20,15 @@ from gateway_apiserver.registry.conversion import secret_to_cluster_gateway
 from gateway_apiserver.registry.model import CredentialType, EndpointType
 from gateway_apiserver.registry.source import Secret, WatchEventType
 from gateway_apiserver.registry.standalone import FileSecretSource, context_object_name
-from tests.fakes.pki import CertKey, issue_client_cert, make_ca, write_pair
+from tests.fakes.gateway import running_gateway
+from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.pki import CertKey, issue_client_cert, issue_server_cert, make_ca, write_pair
 
 NS = "vela-system"
 CRED = "cluster.core.oam.dev/cluster-credential-type"
 ENDPOINT = "cluster.core.oam.dev/cluster-endpoint-type"
 POLL = 0.02
+PROXY = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 EXEC = {"apiVersion": "client.authentication.k8s.io/v1", "command": "get-token", "args": ["--cluster", "c1"]}
 
 
@@ -656,3 +659,34 @@ async def test_a_briefly_invalid_kubeconfig_keeps_its_contexts(
     kubeconfig(path, {"b": ({"server": "https://b"}, {"token": "t"})})
     secrets, _ = await sink.next(2)
     assert sorted(secrets) == ["b"]
+
+
+# --- tls-server-name, end to end --------------------------------------------------------------
+
+
+async def test_tls_server_name_is_honoured_through_the_proxy(tmp_path: Path) -> None:
+    """A member reached by IP whose certificate names only its tls-server-name: kubectl succeeds, so must we."""
+    member = FakeMemberAPIServer()
+    member.serving = issue_server_cert(member.ca, dns_names=("api.member.internal",), ip_addresses=())
+    cluster = {"server": "", "certificate-authority-data": b64(member.ca_pem)}
+    async with member:
+        cluster["server"] = member.url
+        path = kubeconfig(
+            tmp_path / "config",
+            {
+                "named": ({**cluster, "tls-server-name": "api.member.internal"}, {"token": member.token}),
+                "unnamed": (cluster, {"token": member.token}),
+            },
+        )
+        source = FileSecretSource(None, path, NS, poll_interval=POLL)
+        async with running_gateway(tmp_path, source) as gw, gw.session() as client:
+            async with client.get(f"{PROXY}/named/proxy/api/v1/namespaces/default/configmaps") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["kind"] == "ConfigMapList"
+            upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}  # a tunnel dials on its own
+            async with client.post(f"{PROXY}/named/proxy/echo/exec", headers=upgrade) as resp:
+                assert resp.status == 200 and (await resp.json())["method"] == "POST"
+            async with client.get(f"{PROXY}/unnamed/proxy/api/v1/namespaces/default/configmaps") as resp:
+                assert resp.status == 502  # the certificate does not cover 127.0.0.1
+                body = await resp.json()
+            assert (body["kind"], body["code"], body["reason"]) == ("Status", 502, "BadGateway")
