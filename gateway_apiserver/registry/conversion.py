@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from yarl import URL
 
 from .model import (
     ANNOTATION_HEALTHY,
@@ -125,6 +126,12 @@ def _check_url(url: str, what: str, schemes: frozenset[str]) -> None:
         raise ConversionError(f"{what} {shown} has no host")
     if parts.query or parts.fragment:
         raise ConversionError(f"{what} {shown} must not carry a query or fragment")
+    try:
+        host = URL(url).host  # the transport's parser decodes the host name (IDNA) lazily, and more strictly
+    except ValueError:
+        host = None
+    if not host:
+        raise ConversionError(f"{what} {shown} has a host name that is not valid (IDNA)")
     del port
 
 

@@ -179,6 +179,7 @@ class TestMetadataAndStatus:
         (secret(endpoint="not-a-url", token=TOKEN), "has scheme '(none)'"),
         (secret(endpoint="ftp://m", token=TOKEN), "has scheme 'ftp'"),
         (secret(endpoint="https://m:99999", token=TOKEN), "is not a valid URL"),
+        (secret(endpoint="https://xn--/", token=TOKEN), "endpoint 'https://xn--/' has a host name that is not valid (IDNA)"),
         (secret(endpoint="https://m", token=""), "needs a non-empty data['token']"),
         (
             secret(endpoint="https://m", ca_crt=b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", token=TOKEN),

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from gateway_apiserver.registry.conversion import ConversionError, secret_to_cluster_gateway
 
@@ -18,7 +19,7 @@ CREDENTIAL_TYPES = ["ServiceAccountToken", "X509Certificate", "Dynamic", "Bogus"
 # line-separator characters, next to ordinary URL pieces.
 _PIECES = st.sampled_from(
     ["https://", "http://", "socks5://", "m", "10.0.0.1", ":6443", "/", "@", "admin:pw@", "\r\n", "\n", "\x00", "\x7f",
-     " ", "\t", "\u200b", "\u2028", "?q=1", "#f", "[::1]", "%0d%0a", "ü", "\ufeff", "X-Injected: yes"]
+     " ", "\t", "\u200b", "\u2028", "?q=1", "#f", "[::1]", "%0d%0a", "ü", "xn--", "[", "\ufeff", "X-Injected: yes"]
 )  # fmt: skip
 URLISH = st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=8).map("".join)
 VALUE = st.one_of(URLISH, st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
@@ -52,7 +53,7 @@ def _strings(obj: Any) -> list[str]:
     return [obj] if isinstance(obj, str) else []
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(secrets())
 def test_conversion_yields_a_safe_cluster_or_a_reason(secret: dict[str, Any]) -> None:
     try:
@@ -72,5 +73,8 @@ def test_conversion_yields_a_safe_cluster_or_a_reason(secret: dict[str, Any]) ->
     if const:
         assert urlsplit(const["address"]).scheme == "https"
         assert urlsplit(const["address"]).username is None
+    for url in (gw.address, gw.proxy_url):
+        if url is not None:
+            assert URL(url).host, f"the transport cannot use {url!r}"  # yarl, as the transport parses it
     if gw.credential.token is not None:
         assert all(0x21 <= ord(ch) <= 0x7E for ch in gw.credential.token)
