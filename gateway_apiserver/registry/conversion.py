@@ -80,6 +80,11 @@ def _text(value: bytes, key: str) -> str:
         raise ConversionError(f"data[{key!r}] is not UTF-8 text") from None
 
 
+def is_bearer_token(value: str) -> bool:
+    """True if `value` can be sent as `Authorization: Bearer <value>`: visible ASCII, no space or control."""
+    return _TOKEN_CHARACTERS.fullmatch(value) is not None
+
+
 def _unsafe_character(value: str) -> bool:
     """True if `value` holds a control, format or whitespace character (none belong in a URL or header)."""
     return any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in value)
@@ -171,7 +176,7 @@ def _credential(kind: CredentialType, data: Mapping[str, Any]) -> ClusterCredent
         text = _text(token, "token").strip() if token is not None else ""
         if not text:
             raise ConversionError("ServiceAccountToken credential needs a non-empty data['token']")
-        if not _TOKEN_CHARACTERS.fullmatch(text):
+        if not is_bearer_token(text):
             # Never quote the token: the reason is served by GET and logged.
             raise ConversionError(
                 "data['token'] contains control, whitespace or non-ASCII characters; "
