@@ -4,7 +4,12 @@ Two inputs, both optional and both re-read when they change:
 
 * a directory of Secret manifests (`.yaml`, `.yml`, `.json`; multi-document files and
   `kind: List`/`SecretList` allowed), in the cluster-gateway Secret format;
-* a kubeconfig, each context of which becomes one Secret named after the context.
+* a kubeconfig, each context of which becomes one Secret named after the context (mapped to
+  a valid object name when it is not one: see `context_object_name`).
+
+A name defined by both wins in the directory (files in sorted order first), with a warning.
+A file that cannot be parsed (or is empty), as an editor may leave it mid-save, keeps serving
+what it last defined: no DELETED event, and no takeover by a context of the same name.
 
 Change detection polls stat() results (mtime, size, inode) every `poll_interval` seconds
 rather than using inotify: it needs no dependency, works on every filesystem, and catches the

@@ -68,7 +68,9 @@ async def every_body(gw: RunningGateway, names: list[str]) -> list[str]:
     return bodies
 
 
-async def test_a_password_in_the_endpoint_url_is_refused_and_never_served(tmp_path: Path) -> None:
+async def test_a_password_in_the_endpoint_url_is_refused_and_never_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     secrets = [
         cluster_secret("pw-in-endpoint", endpoint=f"https://admin:{PASSWORD}@127.0.0.1:6443"),
         cluster_secret("token-in-endpoint", endpoint=f"https://{PASSWORD}@127.0.0.1:6443"),
@@ -86,9 +88,12 @@ async def test_a_password_in_the_endpoint_url_is_refused_and_never_served(tmp_pa
     for body in bodies:
         for form in leaked_forms(PASSWORD):
             assert form not in body
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"skipping Secret vela-system/pw-in-endpoint: {USERINFO_REASON}" in logged
+    assert PASSWORD not in logged
 
 
-async def test_a_proxy_url_password_is_served_redacted_everywhere(tmp_path: Path) -> None:
+async def test_a_proxy_url_password_is_served_redacted_everywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     proxy_url = f"http://{PROXY_USER}:{PASSWORD}@127.0.0.1:3128"
     secrets = [cluster_secret("via-proxy", data={"proxy-url": proxy_url})]
     async with running_gateway(tmp_path, ManualSecretSource(secrets)) as gw, gw.session() as client:
@@ -99,6 +104,7 @@ async def test_a_proxy_url_password_is_served_redacted_everywhere(tmp_path: Path
         assert gw.registry.get("via-proxy").proxy_url == proxy_url  # the transport still authenticates to the proxy
         bodies = await every_body(gw, ["via-proxy"])
     assert sum("http://REDACTED@127.0.0.1:3128" in body for body in bodies) >= 6  # GETs, LIST, object Tables, watch
+    assert not any(PASSWORD in r.getMessage() for r in caplog.records)
     for body in bodies:
         for secret in (PASSWORD, PROXY_USER):
             for form in leaked_forms(secret):
