@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from gateway_apiserver.registry.conversion import secret_to_cluster_gateway
+from gateway_apiserver.registry.kubeconfig_contexts import context_object_name
 from gateway_apiserver.registry.model import CredentialType, EndpointType
 from gateway_apiserver.registry.source import Secret, WatchEventType
-from gateway_apiserver.registry.standalone import FileSecretSource, context_object_name
+from gateway_apiserver.registry.standalone import FileSecretSource
 from tests.fakes.gateway import running_gateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import CertKey, issue_client_cert, issue_server_cert, make_ca, write_pair
@@ -492,7 +493,7 @@ async def test_context_names_that_are_not_object_names_are_mapped_predictably(
         "KIND:PROD": good,
     }
     path = kubeconfig(tmp_path / "config", contexts)
-    with caplog.at_level(logging.INFO, logger="gateway_apiserver.registry.standalone"):
+    with caplog.at_level(logging.INFO, logger="gateway_apiserver.registry.kubeconfig_contexts"):
         sink = await start(None, path)
         secrets, _ = await sink.next(0)
     assert sorted(secrets) == sorted(
