@@ -54,17 +54,41 @@ class ProxySettings:
 
 def connection_facts(cluster: ClusterGateway) -> tuple[Any, ...]:
     """What a transport is built from: a change of any of these (and only these) rebuilds it."""
-    return (cluster.endpoint_type, cluster.address, cluster.ca_bundle, cluster.insecure, cluster.proxy_url, cluster.credential)
+    return (
+        cluster.endpoint_type,
+        cluster.address,
+        cluster.ca_bundle,
+        cluster.insecure,
+        cluster.proxy_url,
+        cluster.tls_server_name,
+        cluster.credential,
+    )
+
+
+class _ServerNameContext(ssl.SSLContext):
+    """A client context that sends SNI for, and checks the certificate against, a fixed name
+    (kubeconfig's tls-server-name) whatever host it dials: every TLS path (the session, upgrade
+    tunnels, HTTP CONNECT and SOCKS proxies) wraps its connection through `wrap_bio`."""
+
+    server_name: str
+
+    def wrap_bio(
+        self, incoming: Any, outgoing: Any, server_side: bool = False, server_hostname: Any = None, session: Any = None
+    ) -> Any:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
 
 
 def server_ssl_context(cluster: ClusterGateway) -> ssl.SSLContext:
     """Verification of the member: its CA bundle, or none at all when the Secret has no CA (insecure)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cluster.tls_server_name:
+        ctx = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.server_name = cluster.tls_server_name
     if cluster.insecure or not cluster.ca_bundle:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        ctx = ssl.create_default_context(cadata=cluster.ca_bundle.decode("ascii", errors="replace"))
+        ctx.load_verify_locations(cadata=cluster.ca_bundle.decode("ascii", errors="replace"))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])  # aiohttp speaks HTTP/1.1 only
     return ctx

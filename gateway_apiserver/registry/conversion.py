@@ -6,6 +6,8 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from yarl import URL
 
 from .model import (
     ANNOTATION_HEALTHY,
@@ -32,6 +35,14 @@ from .model import (
 # uuid5 namespace so a ClusterGateway uid is stable for a Secret uid but never equal to it.
 _UID_NAMESPACE = uuid.UUID("7c1f5d2e-4a8b-5f3c-9e6d-0b1a2c3d4e5f")
 _PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
+# Unicode control, format (e.g. zero-width), surrogate, private, unassigned, space and separator
+# characters: none belongs in a URL or an HTTP header, and \r\n would split a request.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# Visible ASCII: what may appear in an Authorization header's token (RFC 9110 field-vchar, no obs-text).
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+# A DNS name or an IP address, as a TLS server name (SNI and certificate check).
+_SERVER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?")
+REDACTED = "REDACTED"  # replaces a proxy-url's userinfo wherever the URL is served or logged
 _EXEC_API_VERSIONS = frozenset({"client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"})
 # Go's strconv.ParseBool, which the reference uses for the healthy annotation.
 _GO_BOOLS = {
@@ -69,19 +80,75 @@ def _text(value: bytes, key: str) -> str:
         raise ConversionError(f"data[{key!r}] is not UTF-8 text") from None
 
 
+def is_bearer_token(value: str) -> bool:
+    """True if `value` can be sent as `Authorization: Bearer <value>`: visible ASCII, no space or control."""
+    return _TOKEN_CHARACTERS.fullmatch(value) is not None
+
+
+def _unsafe_character(value: str) -> bool:
+    """True if `value` holds a control, format or whitespace character (none belong in a URL or header)."""
+    return any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in value)
+
+
+def _authority(url: str) -> str:
+    """The `user:password@host:port` part of a URL, found without parsing (so it works on any input)."""
+    _, sep, rest = url.partition("://")
+    return re.split(r"[/?#]", rest if sep else url, maxsplit=1)[0]
+
+
+def redact_url(url: str) -> str:
+    """`url` with any userinfo (user and password) replaced by the fixed marker REDACTED."""
+    authority = _authority(url)
+    if "@" not in authority:
+        return url
+    scheme, sep, rest = url.partition("://")
+    rest = rest if sep else url
+    host_and_path = authority.rpartition("@")[2] + rest[len(authority) :]
+    return f"{scheme}://{REDACTED}@{host_and_path}" if sep else f"{REDACTED}@{host_and_path}"
+
+
+def _quoted(url: str) -> str:
+    """`url` as an error message may show it: redacted, without query or fragment, or not at all."""
+    shown = re.split(r"[?#]", redact_url(url), maxsplit=1)[0]
+    # An '@' left over means userinfo this crude split did not find (e.g. a '/' in the password).
+    return "(not shown: it holds an '@')" if "@" in shown.replace(f"{REDACTED}@", "", 1) else repr(shown)
+
+
 def _check_url(url: str, what: str, schemes: frozenset[str]) -> None:
+    # Messages never quote a URL's userinfo, query or fragment: a proxy-url may carry a password.
+    shown = _quoted(url)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a bad port
     except ValueError as exc:
-        raise ConversionError(f"{what} {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in schemes:
-        raise ConversionError(f"{what} {url!r} has scheme {parts.scheme or '(none)'!r}, want one of {', '.join(sorted(schemes))}")
+        detail = "" if "@" in url else f": {exc}"  # the parser's message may quote the userinfo
+        raise ConversionError(f"{what} {shown} is not a valid URL{detail}") from None
+    if parts.scheme not in schemes or "://" not in url:
+        # Without "://" what urlsplit calls the scheme may be a user name ("user:pw@host").
+        scheme = parts.scheme if "://" in url and parts.scheme else "(none)"
+        raise ConversionError(f"{what} {shown} has scheme {scheme!r}, want one of {', '.join(sorted(schemes))}")
     if not parts.hostname:
-        raise ConversionError(f"{what} {url!r} has no host")
+        raise ConversionError(f"{what} {shown} has no host")
     if parts.query or parts.fragment:
-        raise ConversionError(f"{what} {url!r} must not carry a query or fragment")
+        raise ConversionError(f"{what} {shown} must not carry a query or fragment")
+    try:
+        host = URL(url).host  # the transport's parser decodes the host name (IDNA) lazily, and more strictly
+    except ValueError:
+        host = None
+    if not host:
+        raise ConversionError(f"{what} {shown} has a host name that is not valid (IDNA)")
     del port
+
+
+def _url_value(data: Mapping[str, Any], key: str) -> str | None:
+    """A URL-valued key: surrounding whitespace trimmed (a file's trailing newline), nothing unsafe inside."""
+    raw = _decode(data, key)
+    if raw is None:
+        return None
+    value = _text(raw, key).strip()
+    if _unsafe_character(value):
+        raise ConversionError(f"data[{key!r}] contains control or whitespace characters; a URL must not")
+    return value
 
 
 def _check_certificates(pem: bytes, what: str) -> None:
@@ -105,9 +172,16 @@ def _check_private_key(pem: bytes, what: str) -> None:
 def _credential(kind: CredentialType, data: Mapping[str, Any]) -> ClusterCredential:
     if kind is CredentialType.SERVICE_ACCOUNT_TOKEN:
         token = _decode(data, "token")
+        # Surrounding whitespace is trimmed, as client-go trims a token file (`--from-file` adds a newline).
         text = _text(token, "token").strip() if token is not None else ""
         if not text:
             raise ConversionError("ServiceAccountToken credential needs a non-empty data['token']")
+        if not is_bearer_token(text):
+            # Never quote the token: the reason is served by GET and logged.
+            raise ConversionError(
+                "data['token'] contains control, whitespace or non-ASCII characters; "
+                "a bearer token is visible ASCII only (it is sent in the Authorization header)"
+            )
         return ClusterCredential(kind, token=text)
     if kind is CredentialType.X509_CERTIFICATE:
         cert, key = _decode(data, "tls.crt"), _decode(data, "tls.key")
@@ -129,6 +203,27 @@ def _credential(kind: CredentialType, data: Mapping[str, Any]) -> ClusterCredent
     if api_version not in _EXEC_API_VERSIONS:
         raise ConversionError(f"data['exec'].apiVersion {api_version!r} is not one of {', '.join(sorted(_EXEC_API_VERSIONS))}")
     return ClusterCredential(kind, exec_config=config)
+
+
+def _server_name(data: Mapping[str, Any]) -> str | None:
+    raw = _decode(data, "tls-server-name")
+    if raw is None:
+        return None
+    name = _text(raw, "tls-server-name").strip()
+    if not _SERVER_NAME.fullmatch(name):
+        raise ConversionError("data['tls-server-name'] must be a DNS name or an IP address")
+    return name
+
+
+def _refuse_plain_http(address: str, credential_type: CredentialType, ca_key: str | None, server_name: str | None) -> None:
+    """An http:// endpoint would send the credential in clear and ignore any TLS setting: refuse it."""
+    if ca_key is not None or server_name is not None:
+        what = f"data[{ca_key!r}]" if ca_key is not None else "data['tls-server-name']"
+        raise ConversionError(f"endpoint {address!r} is plain http, so {what} would be ignored; use an https:// endpoint")
+    raise ConversionError(
+        f"endpoint {address!r} is plain http: the {credential_type.value} credential would cross the network "
+        "unencrypted; use an https:// endpoint"
+    )
 
 
 def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
@@ -168,23 +263,31 @@ def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
     ca_bundle: bytes | None = None
     proxy_url: str | None = None
     insecure = False
+    tls_server_name = _server_name(data)
     if endpoint_type is EndpointType.CONST:
-        raw = _decode(data, "endpoint")
-        address = _text(raw, "endpoint").removesuffix("\n").strip() if raw is not None else ""
+        # One trailing newline (and any surrounding whitespace) is trimmed, as the reference does.
+        address = _url_value(data, "endpoint")
         if not address:
             raise ConversionError("missing data['endpoint'] (the member cluster's API server URL)")
+        if "@" in _authority(address):
+            # Never quote the URL here: it holds a password.
+            raise ConversionError(
+                "data['endpoint'] carries credentials in its URL (user:password@host), which are not supported; "
+                "put the credential in data['token'], or data['tls.crt'] and data['tls.key']"
+            )
         _check_url(address, "endpoint", frozenset({"https", "http"}))
-        ca_bundle = _decode(data, "ca.crt")
-        if ca_bundle is None:
-            ca_bundle = _decode(data, "ca")
+        ca_key = "ca.crt" if "ca.crt" in data else "ca"
+        ca_bundle = _decode(data, ca_key)
+        plain_http = urlsplit(address).scheme == "http"
+        if plain_http:
+            _refuse_plain_http(address, credential_type, ca_key if ca_bundle else None, tls_server_name)
         if ca_bundle:
-            _check_certificates(ca_bundle, "data['ca.crt']" if "ca.crt" in data else "data['ca']")
-        else:
+            _check_certificates(ca_bundle, f"data[{ca_key!r}]")
+        elif not plain_http:
             # As in the reference: no CA means no server verification. Shown as insecure: true.
             ca_bundle, insecure = None, True
-        raw_proxy = _decode(data, "proxy-url")
-        if raw_proxy:
-            proxy_url = _text(raw_proxy, "proxy-url").strip()
+        proxy_url = _url_value(data, "proxy-url") or None
+        if proxy_url:
             _check_url(proxy_url, "proxy-url", _PROXY_SCHEMES)
 
     credential = _credential(credential_type, data)
@@ -213,6 +316,7 @@ def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
         healthy_reason=healthy_reason,
         credential=credential,
         proxy_configuration=annotations.get(ANNOTATION_PROXY_CONFIGURATION),
+        tls_server_name=tls_server_name,
     )
     return with_manifest(gateway)
 
@@ -231,7 +335,7 @@ def _manifest(gw: ClusterGateway) -> dict[str, Any]:
         if gw.insecure:
             const["insecure"] = True
         if gw.proxy_url:
-            const["proxy-url"] = gw.proxy_url
+            const["proxy-url"] = redact_url(gw.proxy_url)
         endpoint["const"] = const
     status: dict[str, Any] = {"healthy": gw.healthy}
     if gw.healthy_reason:

@@ -65,11 +65,15 @@ class ClusterGateway:
     address: str | None
     ca_bundle: bytes | None
     insecure: bool
-    proxy_url: str | None
+    # The full proxy URL, proxy credentials included, for the transport only; served redacted.
+    proxy_url: str | None = field(repr=False)
     healthy: bool
     healthy_reason: str
     credential: ClusterCredential = field(repr=False)
     proxy_configuration: str | None = field(default=None, repr=False)
+    # The name the member's certificate is checked against (and sent as SNI) instead of the
+    # endpoint's host: a kubeconfig's tls-server-name, or the Secret key `tls-server-name`.
+    tls_server_name: str | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     json: bytes = field(default=b"", repr=False, compare=False)
     # Presentation layers memoise encodings of this immutable object here (e.g. Table row parts).

@@ -4,7 +4,12 @@ Two inputs, both optional and both re-read when they change:
 
 * a directory of Secret manifests (`.yaml`, `.yml`, `.json`; multi-document files and
   `kind: List`/`SecretList` allowed), in the cluster-gateway Secret format;
-* a kubeconfig, each context of which becomes one Secret named after the context.
+* a kubeconfig, each context of which becomes one Secret named after the context (mapped to
+  a valid object name when it is not one: see `context_object_name`).
+
+A name defined by both wins in the directory (files in sorted order first), with a warning.
+A file that cannot be parsed (or is empty), as an editor may leave it mid-save, keeps serving
+what it last defined: no DELETED event, and no takeover by a context of the same name.
 
 Change detection polls stat() results (mtime, size, inode) every `poll_interval` seconds
 rather than using inotify: it needs no dependency, works on every filesystem, and catches the
@@ -20,8 +25,6 @@ Secret data is never logged: messages name files, Secrets, contexts and keys onl
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import hashlib
 import json
@@ -37,7 +40,9 @@ from typing import Any
 import yaml
 
 from ..api.selectors import dns1123_subdomain_errors
-from .model import LABEL_CREDENTIAL_TYPE, CredentialType
+from .file_parsing import Stamp, Unreadable, Unusable, YamlLoader, b64, file_stamp, yaml_error
+from .kubeconfig_contexts import KubeconfigReader
+from .model import LABEL_CREDENTIAL_TYPE
 from .source import Secret, SecretSink, WatchEventType
 
 log = logging.getLogger(__name__)
@@ -46,22 +51,6 @@ MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 _LIST_KINDS = frozenset({"List", "SecretList"})
 # uuid5 namespace for the uid of Secrets that come without one.
 _UID_NAMESPACE = uuid.UUID("3f9d0c52-6b1e-5a47-8c2d-9e4f1a7b5c60")
-_Stamp = tuple[int, int, int]  # (mtime_ns, size, inode); the inode catches symlink swaps
-_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built
-
-
-class _Loader(_BASE_LOADER):  # type: ignore[misc]
-    """Safe YAML that keeps timestamps as strings, as Kubernetes' YAML-to-JSON decoding does."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _BASE_LOADER.yaml_implicit_resolvers.items()
-}
-
-
-class _Skip(Exception):
-    """One manifest or context is unusable; the message says why (never with Secret data)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,14 +71,6 @@ class _Version:
     created: str
 
 
-def _stamp(path: Path) -> _Stamp | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 def _rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -99,25 +80,11 @@ def _digest(secret: Secret) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    # One line, without the source snippet that str(exc) quotes: it could be Secret data.
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = "; ".join(p for p in (exc.context, exc.problem) if p)
-        return f"{what or 'invalid YAML'}{where}"
-    return type(exc).__name__
-
-
 def _string_map(value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-        raise _Skip(f"{what} must map strings to strings")
+        raise Unusable(f"{what} must map strings to strings")
     return {str(k): v for k, v in value.items()}
 
 
@@ -127,13 +94,13 @@ def _normalize_secret(obj: Mapping[str, Any], namespace: str) -> Secret | None:
     None for objects that are not Secrets, Secrets of another namespace, and Secrets without
     the credential-type label (the hosting-cluster informer's label selector skips those).
     `stringData` is merged into `data` base64-encoded, winning over `data` as on a real write.
-    Raises `_Skip` for a Secret the kube-apiserver would reject.
+    Raises `Unusable` for a Secret the kube-apiserver would reject.
     """
     if obj.get("kind") != "Secret":
         return None
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise _Skip("a Secret without metadata.name")
+        raise Unusable("a Secret without metadata.name")
     name = meta["name"]
     if (meta.get("namespace") or namespace) != namespace:
         return None
@@ -141,19 +108,19 @@ def _normalize_secret(obj: Mapping[str, Any], namespace: str) -> Secret | None:
     if LABEL_CREDENTIAL_TYPE not in labels:
         return None
     if errs := dns1123_subdomain_errors(name):
-        raise _Skip(f"Secret {name!r}: the name is invalid: {errs[0]}")
+        raise Unusable(f"Secret {name!r}: the name is invalid: {errs[0]}")
     annotations = _string_map(meta.get("annotations"), f"Secret {name!r}: metadata.annotations")
     data = obj.get("data") or {}
     if not isinstance(data, Mapping) or not all(isinstance(v, str) for v in data.values()):
-        raise _Skip(f"Secret {name!r}: data must map keys to base64 strings")
+        raise Unusable(f"Secret {name!r}: data must map keys to base64 strings")
     data = {str(k): v for k, v in data.items()}
     string_data = obj.get("stringData") or {}
     if not isinstance(string_data, Mapping):
-        raise _Skip(f"Secret {name!r}: stringData must be a mapping")
+        raise Unusable(f"Secret {name!r}: stringData must be a mapping")
     for key, value in string_data.items():
         if not isinstance(value, str):
-            raise _Skip(f"Secret {name!r}: stringData[{str(key)!r}] must be a string")  # not its value
-        data[str(key)] = _b64(value.encode())
+            raise Unusable(f"Secret {name!r}: stringData[{str(key)!r}] must be a string")  # not its value
+        data[str(key)] = b64(value.encode())
     secret: Secret = {k: v for k, v in obj.items() if k not in ("stringData", "data", "metadata")}
     secret["apiVersion"] = "v1"
     metadata: dict[str, Any] = {**meta, "namespace": namespace, "labels": labels}
@@ -178,28 +145,28 @@ def _objects(docs: list[Any], origin: str) -> Iterator[Mapping[str, Any]]:
 
 
 def _parse_manifest(path: Path, namespace: str) -> list[Secret]:
-    """The served Secrets of one manifest file. Logs one warning per unusable part."""
+    """The served Secrets of one manifest file. Logs one warning per unusable part.
+
+    Raises `Unreadable` when the file as a whole cannot be read or parsed (or is empty, as a
+    file being rewritten in place briefly is): the caller keeps serving its last good content.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        log.warning("%s: cannot read: %s", path, exc.strerror if isinstance(exc, OSError) else "not UTF-8")
-        return []
+        raise Unreadable(f"cannot read it: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
+    if not text.strip():
+        raise Unreadable("it is empty", quiet=True)
     try:
-        if path.suffix.lower() == ".json":
-            docs = [json.loads(text)] if text.strip() else []
-        else:
-            docs = list(yaml.load_all(text, Loader=_Loader))
+        docs = [json.loads(text)] if path.suffix.lower() == ".json" else list(yaml.load_all(text, Loader=YamlLoader))
     except json.JSONDecodeError as exc:
-        log.warning("%s: skipped, not valid JSON: %s at line %d, column %d", path, exc.msg, exc.lineno, exc.colno)
-        return []
+        raise Unreadable(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except yaml.YAMLError as exc:
-        log.warning("%s: skipped, not valid YAML: %s", path, _yaml_error(exc))
-        return []
+        raise Unreadable(f"not valid YAML: {yaml_error(exc)}") from None
     secrets = []
     for obj in _objects(docs, str(path)):
         try:
             secret = _normalize_secret(obj, namespace)
-        except _Skip as exc:
+        except Unusable as exc:
             log.warning("%s: skipping %s", path, exc)
             continue
         if secret is not None:
@@ -207,140 +174,17 @@ def _parse_manifest(path: Path, namespace: str) -> list[Secret]:
     return secrets
 
 
-# --- kubeconfig contexts ----------------------------------------------------------------------
-
-
-def _named(entries: Any, field: str) -> dict[str, Mapping[str, Any]]:
-    if not isinstance(entries, list):
-        return {}
-    return {
-        e["name"]: e.get(field) or {}
-        for e in entries
-        if isinstance(e, Mapping) and isinstance(e.get("name"), str) and isinstance(e.get(field) or {}, Mapping)
-    }
-
-
-class _KubeconfigReader:
-    """Turns the contexts of one kubeconfig into Secrets, remembering the files it read."""
-
-    def __init__(self, path: Path, namespace: str) -> None:
-        self.path = path
-        self.namespace = namespace
-        self.referenced: dict[Path, _Stamp | None] = {}
-
-    def _resolve(self, value: str) -> Path:
-        # As client-go: relative paths in a kubeconfig are relative to its directory.
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.path.parent / path
-
-    def _read(self, value: str, what: str) -> bytes:
-        path = self._resolve(value)
-        self.referenced[path] = _stamp(path)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise _Skip(f"cannot read {what} {path}: {exc.strerror}") from None
-
-    def _inline_or_file(self, section: Mapping[str, Any], key: str) -> str | None:
-        """base64 of `<key>-data` (already base64 in a kubeconfig) or of the file `<key>`."""
-        inline = section.get(f"{key}-data")
-        if inline:
-            compact = "".join(str(inline).split())
-            try:
-                base64.b64decode(compact, validate=True)
-            except (binascii.Error, ValueError):
-                raise _Skip(f"{key}-data is not valid base64") from None
-            return compact
-        if section.get(key):
-            return _b64(self._read(str(section[key]), key))
-        return None
-
-    def read(self) -> list[Secret]:
-        """The Secrets of all usable contexts; a warning for each skipped one."""
-        self.referenced = {}
-        try:
-            config = yaml.load(self.path.read_text(encoding="utf-8"), Loader=_Loader)
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("kubeconfig %s: cannot read: %s", self.path, getattr(exc, "strerror", None) or "not UTF-8")
-            return []
-        except yaml.YAMLError as exc:
-            log.warning("kubeconfig %s: skipped, not valid YAML: %s", self.path, _yaml_error(exc))
-            return []
-        if not isinstance(config, Mapping):
-            log.warning("kubeconfig %s: skipped, not a kubeconfig", self.path)
-            return []
-        clusters, users = _named(config.get("clusters"), "cluster"), _named(config.get("users"), "user")
-        secrets = []
-        for name, context in _named(config.get("contexts"), "context").items():
-            try:
-                secrets.append(self._context_secret(name, context, clusters, users))
-            except _Skip as exc:
-                log.warning("kubeconfig %s: skipping context %r: %s", self.path, name, exc)
-        return secrets
-
-    def _context_secret(
-        self,
-        name: str,
-        context: Mapping[str, Any],
-        clusters: Mapping[str, Mapping[str, Any]],
-        users: Mapping[str, Mapping[str, Any]],
-    ) -> Secret:
-        if errs := dns1123_subdomain_errors(name):
-            raise _Skip(f"the name is not a valid Secret name: {errs[0]}")
-        cluster = clusters.get(str(context.get("cluster")))
-        if cluster is None:
-            raise _Skip(f"cluster {context.get('cluster')!r} is not defined")
-        user = users.get(str(context.get("user")))
-        if user is None:
-            raise _Skip(f"user {context.get('user')!r} is not defined")
-        server = cluster.get("server")
-        if not isinstance(server, str) or not server:
-            raise _Skip("its cluster has no server")
-        data = {"endpoint": _b64(server.encode())}
-        if cluster.get("insecure-skip-tls-verify") is not True:
-            ca = self._inline_or_file(cluster, "certificate-authority")
-            if ca:
-                data["ca.crt"] = ca
-        if cluster.get("proxy-url"):
-            data["proxy-url"] = _b64(str(cluster["proxy-url"]).encode())
-        credential_type, credential = self._credential(user)
-        data.update(credential)
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {LABEL_CREDENTIAL_TYPE: credential_type.value},
-            },
-            "data": data,
-        }
-
-    def _credential(self, user: Mapping[str, Any]) -> tuple[CredentialType, dict[str, str]]:
-        # One credential per Secret: a token first, then a client certificate, then exec.
-        if user.get("token") or user.get("tokenFile"):
-            if user.get("token"):
-                token = str(user["token"])
-            else:
-                token = self._read(str(user["tokenFile"]), "tokenFile").decode(errors="replace")
-            if not token.strip():
-                raise _Skip("its user's token is empty")
-            return CredentialType.SERVICE_ACCOUNT_TOKEN, {"token": _b64(token.strip().encode())}
-        cert = self._inline_or_file(user, "client-certificate")
-        key = self._inline_or_file(user, "client-key")
-        if cert or key:
-            if not (cert and key):
-                raise _Skip("its user has a client certificate without a key, or a key without a certificate")
-            return CredentialType.X509_CERTIFICATE, {"tls.crt": cert, "tls.key": key}
-        exec_config = user.get("exec")
-        if isinstance(exec_config, Mapping) and exec_config.get("command"):
-            config = dict(exec_config)
-            command = str(config["command"])
-            if "/" in command:  # client-go resolves only path-like commands, not PATH lookups
-                config["command"] = str(self._resolve(command))
-            return CredentialType.DYNAMIC, {"exec": _b64(json.dumps(config).encode())}
-        raise _Skip("its user has no token, tokenFile, client certificate or exec credential")
+def _keep_or_skip(what: object, problem: Unreadable, last_good: int) -> None:
+    """Log, once per unreadable version of a file, what happens to the Secrets it defined."""
+    if last_good:
+        log.warning(
+            "%s: %s; still serving the %d Secret(s) it last defined until it is fixed or removed",
+            what,
+            problem,
+            last_good,
+        )
+    elif not problem.quiet:
+        log.warning("%s: skipped, %s", what, problem)
 
 
 # --- the source -------------------------------------------------------------------------------
@@ -359,11 +203,11 @@ class FileSecretSource:
         self._dir = secrets_dir
         self._namespace = namespace
         self._poll_interval = poll_interval
-        self._kubeconfig = _KubeconfigReader(kubeconfig_clusters, namespace) if kubeconfig_clusters else None
+        self._kubeconfig = KubeconfigReader(kubeconfig_clusters, namespace) if kubeconfig_clusters else None
         # Scan state: touched only by the scan, in a worker thread, one scan at a time.
-        self._files: dict[str, tuple[_Stamp, list[_Item]]] = {}  # by file name
+        self._files: dict[str, tuple[Stamp, list[_Item]]] = {}  # by file name
         self._dir_unlisted = False
-        self._kubeconfig_stamp: _Stamp | None = None
+        self._kubeconfig_stamp: Stamp | None = None
         self._kubeconfig_items: list[_Item] | None = None  # None: never read
         # Versioning state: touched only on the event loop.
         self._counter = 0
@@ -411,7 +255,7 @@ class FileSecretSource:
             return changed
         self._dir_unlisted = False
         changed = False
-        seen: dict[str, tuple[_Stamp, list[_Item]]] = {}
+        seen: dict[str, tuple[Stamp, list[_Item]]] = {}
         prefix = os.path.join(self._dir, "")
         for name in names:
             # Plain str paths: a Path per file per poll would triple the cost with 10,000 files.
@@ -425,16 +269,24 @@ class FileSecretSource:
                 seen[name] = cached
             elif stat.S_ISREG(st.st_mode):
                 path = self._dir / name
-                seen[name] = (stamp, [_item(s, stamp, str(path)) for s in _parse_manifest(path, self._namespace)])
+                try:
+                    seen[name] = (stamp, [_item(s, stamp, str(path)) for s in _parse_manifest(path, self._namespace)])
+                except Unreadable as problem:
+                    # Mid-save or mistyped: keep what it defined (no DELETED, no takeover by a
+                    # kubeconfig context of the same name); the new stamp means one log per version.
+                    last_good = cached[1] if cached is not None else []
+                    _keep_or_skip(path, problem, len(last_good))
+                    seen[name] = (stamp, last_good)
+                    continue
                 changed = True
         changed = changed or seen.keys() != self._files.keys()
         self._files = seen
         return changed
 
-    def _scan_kubeconfig(self, reader: _KubeconfigReader) -> bool:
-        stamp = _stamp(reader.path)
+    def _scan_kubeconfig(self, reader: KubeconfigReader) -> bool:
+        stamp = file_stamp(reader.path)
         unchanged = self._kubeconfig_items is not None and stamp == self._kubeconfig_stamp
-        if unchanged and all(_stamp(path) == old for path, old in reader.referenced.items()):
+        if unchanged and all(file_stamp(path) == old for path, old in reader.referenced.items()):
             return False  # neither the kubeconfig nor a file it names (CA, cert, key, token) changed
         self._kubeconfig_stamp = stamp
         if stamp is None:
@@ -442,7 +294,13 @@ class FileSecretSource:
             self._kubeconfig_items = []
         else:
             origin = f"kubeconfig {reader.path}"
-            self._kubeconfig_items = [_item(s, stamp, origin) for s in reader.read()]
+            try:
+                self._kubeconfig_items = [_item(s, stamp, origin) for s in reader.read()]
+            except Unreadable as problem:
+                # Mid-save or mistyped: keep serving its contexts as they were.
+                last_good = self._kubeconfig_items or []
+                _keep_or_skip(origin, problem, len(last_good))
+                self._kubeconfig_items = last_good
         return True
 
     # --- versioning (event loop) ------------------------------------------------------------
@@ -497,7 +355,7 @@ class FileSecretSource:
             sink.apply(event_type, secret)
 
 
-def _item(secret: Secret, stamp: _Stamp, origin: str) -> _Item:
+def _item(secret: Secret, stamp: Stamp, origin: str) -> _Item:
     return _Item(secret["metadata"]["name"], secret, _digest(secret), stamp[0] / 1e9, origin)
 
 

@@ -17,15 +17,19 @@ import pytest
 import yaml
 
 from gateway_apiserver.registry.conversion import secret_to_cluster_gateway
+from gateway_apiserver.registry.kubeconfig_contexts import context_object_name
 from gateway_apiserver.registry.model import CredentialType, EndpointType
 from gateway_apiserver.registry.source import Secret, WatchEventType
 from gateway_apiserver.registry.standalone import FileSecretSource
-from tests.fakes.pki import CertKey, issue_client_cert, make_ca, write_pair
+from tests.fakes.gateway import running_gateway
+from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.pki import CertKey, issue_client_cert, issue_server_cert, make_ca, write_pair
 
 NS = "vela-system"
 CRED = "cluster.core.oam.dev/cluster-credential-type"
 ENDPOINT = "cluster.core.oam.dev/cluster-endpoint-type"
 POLL = 0.02
+PROXY = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 EXEC = {"apiVersion": "client.authentication.k8s.io/v1", "command": "get-token", "args": ["--cluster", "c1"]}
 
 
@@ -160,9 +164,7 @@ async def test_first_load_replaces_even_when_empty(tmp_path: Path, start: Callab
     await sink.quiet()
 
 
-async def test_each_credential_type_loads_and_converts(
-    tmp_path: Path, start: Callable[..., Any], client_pair: CertKey
-) -> None:
+async def test_each_credential_type_loads_and_converts(tmp_path: Path, start: Callable[..., Any], client_pair: CertKey) -> None:
     write(tmp_path / "token.yaml", manifest("token-cluster"))
     write(
         tmp_path / "x509.yaml",
@@ -383,9 +385,7 @@ def plain(secret: Secret) -> dict[str, str]:
     return {k: unb64(v) for k, v in secret["data"].items()}
 
 
-async def test_kubeconfig_contexts_become_secrets(
-    tmp_path: Path, start: Callable[..., Any], client_pair: CertKey
-) -> None:
+async def test_kubeconfig_contexts_become_secrets(tmp_path: Path, start: Callable[..., Any], client_pair: CertKey) -> None:
     ca_pem = make_ca("server-ca").cert_pem
     certs = tmp_path / "certs"
     cert_path, _ = write_pair(certs, "client", client_pair)
@@ -453,12 +453,11 @@ async def test_unusable_contexts_are_skipped_with_a_warning(
     path = kubeconfig(
         tmp_path / "config",
         {
-            "kind-Cluster": good,  # upper case: not a DNS-1123 subdomain
-            "user@cluster": good,
             "no-credential": ({"server": "https://a"}, {"username": "admin", "password": "pw"}),
             "half-cert": ({"server": "https://a"}, {"client-certificate-data": b64("x")}),
             "no-server": ({}, {"token": "t"}),
             "missing-token-file": ({"server": "https://a"}, {"tokenFile": "nope"}),
+            "@@@": good,  # nothing to name a cluster after
             "ok": good,
         },
     )
@@ -467,18 +466,74 @@ async def test_unusable_contexts_are_skipped_with_a_warning(
         secrets, _ = await sink.next(0)
     assert sorted(secrets) == ["ok"]
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 6
+    assert len(warnings) == 5
     skipped = {w.split("skipping context ")[1].split(":")[0] for w in warnings}
-    assert skipped == {
-        "'kind-Cluster'",
-        "'user@cluster'",
-        "'no-credential'",
-        "'half-cert'",
-        "'no-server'",
-        "'missing-token-file'",
-    }
+    assert skipped == {"'no-credential'", "'half-cert'", "'no-server'", "'missing-token-file'", "'@@@'"}
     assert all(w.startswith(f"kubeconfig {path}: skipping context ") for w in warnings)
     assert not any("secret-token-value" in w or "pw" in w.split(":")[-1] for w in warnings)
+
+
+async def test_context_names_that_are_not_object_names_are_mapped_predictably(
+    tmp_path: Path, start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = ({"server": "https://a"}, {"token": "t"})
+    long_context = "Team/" + "x" * 300
+    contexts = {
+        "arn:aws:eks:us-east-1:123456789012:cluster/prod": good,
+        "admin@Kind-Prod": good,
+        "gke_my-project_europe-west1-b_c1": good,
+        "Kind-Cluster": good,  # valid once lower-cased
+        "dev.example.com": good,  # already valid: unchanged, dots kept
+        "--Odd__Name--": good,
+        long_context: good,
+        # Clashes: the context that needs no change wins, then the first in sorted order.
+        "kind-prod": good,
+        "Kind@Prod": good,
+        "kind prod": good,
+        "KIND:PROD": good,
+    }
+    path = kubeconfig(tmp_path / "config", contexts)
+    with caplog.at_level(logging.INFO, logger="gateway_apiserver.registry.kubeconfig_contexts"):
+        sink = await start(None, path)
+        secrets, _ = await sink.next(0)
+    assert sorted(secrets) == sorted(
+        [
+            "arn-aws-eks-us-east-1-123456789012-cluster-prod",
+            "admin-kind-prod",
+            "gke-my-project-europe-west1-b-c1",
+            "kind-cluster",
+            "dev.example.com",
+            "odd-name",
+            ("team-" + "x" * 300)[:253],
+            "kind-prod",
+        ]
+    )
+    assert all(secret["metadata"]["name"] == name for name, secret in secrets.items())
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"kubeconfig {path}: context 'admin@Kind-Prod' is served as cluster 'admin-kind-prod'" in messages
+    clashes = sorted(m for m in messages if "already is" in m)
+    assert clashes == [
+        f"kubeconfig {path}: skipping context '{loser}': it would be served as 'kind-prod', which context 'kind-prod' already is"
+        for loser in ("KIND:PROD", "Kind@Prod", "kind prod")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("context", "name"),
+    [
+        ("arn:aws:eks:us-east-1:123:cluster/prod", "arn-aws-eks-us-east-1-123-cluster-prod"),
+        ("admin@Kind-Prod", "admin-kind-prod"),
+        ("My.Cluster", "my.cluster"),
+        ("a..b", "a-b"),
+        ("a.-b", "a-b"),
+        ("ünïcode", "n-code"),
+        ("@@@", None),
+        ("x" * 260, "x" * 253),
+        ("x" * 252 + "/y", "x" * 252),
+    ],
+)
+def test_the_context_name_mapping(context: str, name: str | None) -> None:
+    assert context_object_name(context) == name
 
 
 async def test_kubeconfig_reloads_when_a_file_it_names_changes(tmp_path: Path, start: Callable[..., Any]) -> None:
@@ -554,3 +609,85 @@ async def test_a_configmap_style_symlink_swap_is_seen(tmp_path: Path, start: Cal
     (tmp_path / "..data.tmp").replace(tmp_path / "..data")
     secrets, _ = await sink.next(1)
     assert plain(secrets["a"])["token"] == "bbbb"
+
+
+# --- a file caught mid-save ---------------------------------------------------------------------
+
+
+async def test_a_briefly_invalid_secrets_file_keeps_its_clusters_and_no_context_takes_over(
+    tmp_path: Path, start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    shared = write(secrets_dir / "shared.yaml", manifest("shared"))
+    path = kubeconfig(tmp_path / "config", {"shared": ({"server": "https://from-kubeconfig"}, {"token": "t"})})
+    sink = await start(secrets_dir, path)
+    secrets, _ = await sink.next(0)
+    assert plain(secrets["shared"])["endpoint"] == "https://shared.example.com:6443"
+
+    with caplog.at_level(logging.WARNING):
+        write(shared, "kind: Secret\nstringData:\n  token: s3cr3t-value\n   : [unbalanced\n")  # an editor mid-save
+        await sink.quiet()
+        write(shared, "")  # `cat new > shared.yaml` truncates first
+        await sink.quiet()
+    assert sink.events == []  # no DELETED, no ADDED, no takeover by the kubeconfig context
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Secret 'shared' from kubeconfig {path} is ignored: {shared} defines it first",  # once, at the first load
+        f"{shared}: not valid YAML: while parsing a block mapping; did not find expected key at line 4, column 4; "
+        "still serving the 1 Secret(s) it last defined until it is fixed or removed",
+        f"{shared}: it is empty; still serving the 1 Secret(s) it last defined until it is fixed or removed",
+    ]
+
+    write(shared, manifest("shared", string_data={"endpoint": "https://saved.example.com", "token": "t2"}))
+    secrets, rv = await sink.next(1)
+    assert sink.events == [("MODIFIED", "shared", rv)]
+    assert plain(secrets["shared"])["endpoint"] == "https://saved.example.com"
+
+
+async def test_a_briefly_invalid_kubeconfig_keeps_its_contexts(
+    tmp_path: Path, start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = kubeconfig(tmp_path / "config", {"a": ({"server": "https://a"}, {"token": "t"})})
+    sink = await start(None, path)
+    await sink.next(0)
+    with caplog.at_level(logging.WARNING):
+        write(path, "clusters: [\n  token: abc")
+        await sink.quiet()
+    assert sink.events == []
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith(f"kubeconfig {path}: not valid YAML: ")
+    assert caplog.records[0].getMessage().endswith("; still serving the 1 Secret(s) it last defined until it is fixed or removed")
+    kubeconfig(path, {"b": ({"server": "https://b"}, {"token": "t"})})
+    secrets, _ = await sink.next(2)
+    assert sorted(secrets) == ["b"]
+
+
+# --- tls-server-name, end to end --------------------------------------------------------------
+
+
+async def test_tls_server_name_is_honoured_through_the_proxy(tmp_path: Path) -> None:
+    """A member reached by IP whose certificate names only its tls-server-name: kubectl succeeds, so must we."""
+    member = FakeMemberAPIServer()
+    member.serving = issue_server_cert(member.ca, dns_names=("api.member.internal",), ip_addresses=())
+    cluster = {"server": "", "certificate-authority-data": b64(member.ca_pem)}
+    async with member:
+        cluster["server"] = member.url
+        path = kubeconfig(
+            tmp_path / "config",
+            {
+                "named": ({**cluster, "tls-server-name": "api.member.internal"}, {"token": member.token}),
+                "unnamed": (cluster, {"token": member.token}),
+            },
+        )
+        source = FileSecretSource(None, path, NS, poll_interval=POLL)
+        async with running_gateway(tmp_path, source) as gw, gw.session() as client:
+            async with client.get(f"{PROXY}/named/proxy/api/v1/namespaces/default/configmaps") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["kind"] == "ConfigMapList"
+            upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}  # a tunnel dials on its own
+            async with client.post(f"{PROXY}/named/proxy/echo/exec", headers=upgrade) as resp:
+                assert resp.status == 200 and (await resp.json())["method"] == "POST"
+            async with client.get(f"{PROXY}/unnamed/proxy/api/v1/namespaces/default/configmaps") as resp:
+                assert resp.status == 502  # the certificate does not cover 127.0.0.1
+                body = await resp.json()
+            assert (body["kind"], body["code"], body["reason"]) == ("Status", 502, "BadGateway")
