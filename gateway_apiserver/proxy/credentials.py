@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from ..registry.conversion import is_bearer_token
 from ..registry.model import ClusterGateway, CredentialType
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def cluster_info(cluster: ClusterGateway) -> dict[str, Any]:
         info["certificate-authority-data"] = base64.b64encode(cluster.ca_bundle).decode()
     if cluster.insecure:
         info["insecure-skip-tls-verify"] = True
+    if cluster.tls_server_name:
+        info["tls-server-name"] = cluster.tls_server_name
     if cluster.proxy_url:
         info["proxy-url"] = cluster.proxy_url
     return info
@@ -223,6 +226,8 @@ def parse_exec_credential(
     cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
     if token is not None and (not isinstance(token, str) or not token):
         raise CredentialError(f"{what} returned an empty or non-string status.token")
+    if token is not None and not is_bearer_token(token):  # a CR/LF or space would bend the Authorization header
+        raise CredentialError(f"{what} returned a status.token with characters a bearer token cannot have")
     if (cert is None) != (key is None) or (cert is not None and not (isinstance(cert, str) and isinstance(key, str))):
         raise CredentialError(f"{what} must return both status.clientCertificateData and status.clientKeyData")
     if token is None and cert is None:

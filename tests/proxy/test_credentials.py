@@ -25,8 +25,10 @@ from gateway_apiserver.proxy.credentials import (
     StaticCredential,
     load_client_certificate,
 )
+from gateway_apiserver.registry.conversion import secret_to_cluster_gateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import issue_client_cert, make_ca
+from tests.fakes.secrets import cluster_secret
 
 pytestmark = pytest.mark.timeout(30)
 V1 = "client.authentication.k8s.io/v1"
@@ -254,6 +256,10 @@ async def test_hanging_plugin_times_out_and_is_killed_with_its_children(tmp_path
             + '", "status": {"token": "x", "expirationTimestamp": "TOKEN-IN-GARBAGE"}}',
             "an expirationTimestamp that is not an RFC 3339 time",
         ),
+        (
+            '{"kind": "ExecCredential", "apiVersion": "' + V1 + '", "status": {"token": "TOKEN-IN-GARBAGE\\r\\nX-Injected: 1"}}',
+            "a status.token with characters a bearer token cannot have",
+        ),
     ],
 )
 async def test_garbage_output_is_a_clear_error_without_echoing_it(tmp_path: Path, stdout: str, match: str) -> None:
@@ -295,3 +301,10 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_run(tmp_path: Path)
     assert (await second).token == "t"
     assert runs(tmp_path) == 1
     assert credentials.ExecCredentialProvider is ExecCredentialProvider
+
+
+def test_cluster_info_carries_the_tls_server_name_as_client_go_does() -> None:
+    secret = cluster_secret("c1", endpoint="https://10.0.0.1:6443", token="t", data={"tls-server-name": "member.example"})
+    info = credentials.cluster_info(secret_to_cluster_gateway(secret))
+    # No ca.crt: the reference connects without verification, and tells the plugin so.
+    assert info == {"server": "https://10.0.0.1:6443", "insecure-skip-tls-verify": True, "tls-server-name": "member.example"}
