@@ -174,9 +174,7 @@ _CLUSTER_TYPES: dict[str, Schema] = {
                 "Insecure indicates the cluster is accessed without verifying its serving certificate, "
                 "which is the case whenever no caBundle is configured."
             ),
-            "proxy-url": _string(
-                "ProxyURL is an http, https or socks5 proxy the gateway dials the cluster through."
-            ),
+            "proxy-url": _string("ProxyURL is an http, https or socks5 proxy the gateway dials the cluster through."),
         },
         required=["address"],
     ),
@@ -223,8 +221,7 @@ _API_RESOURCE = META + "APIResource"
 
 _META_TYPES: dict[str, Schema] = {
     OBJECT_META: _object(
-        "ObjectMeta is metadata that all persisted resources must have, which includes all objects users "
-        "must create.",
+        "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.",
         {
             "annotations": _string_map(
                 "Annotations is an unstructured key value map stored with a resource that may be set by "
@@ -277,8 +274,7 @@ _META_TYPES: dict[str, Schema] = {
         },
     ),
     LIST_META: _object(
-        "ListMeta describes metadata that synthetic resources must have, including lists and various "
-        "status objects.",
+        "ListMeta describes metadata that synthetic resources must have, including lists and various status objects.",
         {
             "continue": _string(
                 "continue may be set if the user set a limit on the number of items returned, and indicates "
@@ -327,11 +323,10 @@ _META_TYPES: dict[str, Schema] = {
         "type": "object",
     },
     _GROUP_VERSION_FOR_DISCOVERY: _object(
-        "GroupVersion contains the \"group/version\" and \"version\" string of a version. It is made a "
-        "struct to keep extensibility.",
+        'GroupVersion contains the "group/version" and "version" string of a version. It is made a struct to keep extensibility.',
         {
-            "groupVersion": _string("groupVersion specifies the API group and version in the form \"group/version\""),
-            "version": _string("version specifies the version in the form of \"version\"."),
+            "groupVersion": _string('groupVersion specifies the API group and version in the form "group/version"'),
+            "version": _string('version specifies the version in the form of "version".'),
         },
         required=["groupVersion", "version"],
     ),
@@ -350,9 +345,7 @@ _META_TYPES: dict[str, Schema] = {
             "apiVersion": _string(_API_VERSION_DOC),
             "kind": _string(_KIND_DOC),
             "name": _string("name is the name of the group."),
-            "preferredVersion": ref(
-                _GROUP_VERSION_FOR_DISCOVERY, "preferredVersion is the version preferred by the API server."
-            ),
+            "preferredVersion": ref(_GROUP_VERSION_FOR_DISCOVERY, "preferredVersion is the version preferred by the API server."),
             "serverAddressByClientCIDRs": {
                 "type": "array",
                 "description": "a map of client CIDR to server address that is serving this group.",
