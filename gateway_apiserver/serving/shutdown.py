@@ -151,7 +151,7 @@ async def _end_stream(request: web.Request) -> None:
     response = sent_response(request)
     if response is None or response.status == 101:
         return  # nothing sent yet (the connection just closes), or a tunnel its handler closed
-    if response.chunked:
+    if response.headers.get("Transfer-Encoding", "").lower() == "chunked":  # set by prepare() for any chunked body
         try:
             async with asyncio.timeout(_FINAL_CHUNK_TIMEOUT):
                 await response.write_eof()  # the final chunk: the client sees the stream end, not break
