@@ -31,6 +31,11 @@ def test_the_certificate_covers_a_specific_bind_address_but_not_a_wildcard() -> 
     assert "0.0.0.0" not in serving_hosts(Config(bind_address="0.0.0.0"))
 
 
+def server_of(kubeconfig: Path | None) -> str:
+    assert kubeconfig is not None
+    return str(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+
+
 async def kubectl(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed (.ci/run installs it)")
@@ -52,7 +57,7 @@ async def test_two_standalone_gateways_sharing_a_cert_dir_each_work_with_kubectl
         try:
             assert first.kubeconfig == tmp_path / "certs" / f"kubeconfig-{first.port}"
             assert second.kubeconfig == tmp_path / "certs" / f"kubeconfig-{second.port}"
-            servers = [yaml.safe_load(gw.kubeconfig.read_text())["clusters"][0]["cluster"]["server"] for gw in (first, second)]
+            servers = [server_of(gw.kubeconfig) for gw in (first, second)]
             assert servers == [f"https://127.0.0.1:{first.port}", f"https://127.0.0.2:{second.port}"]
             for gw, name in ((second, "second"), (first, "first")):
                 assert gw.kubeconfig is not None

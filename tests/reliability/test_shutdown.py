@@ -76,6 +76,7 @@ class Gateway:
         raise AssertionError("the gateway did not become ready")
 
     def session(self) -> aiohttp.ClientSession:
+        assert self.ctx is not None, "not started"
         return aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(ssl=self.ctx, force_close=True))
 
     async def get(self, path: str) -> tuple[int, bytes]:
