@@ -121,7 +121,10 @@ class GatewayRequestHandler(RequestHandler):
             log.debug("rejected an unparsable request from %s: %d %s", request.remote, error.code, error.reason)
         else:
             error = handler_error_status(status)
-            log.error("unhandled error serving a request from %s", request.remote, exc_info=exc)
+            if isinstance(exc, ConnectionError):  # the client left mid-request: nothing went wrong here
+                log.debug("client %s left: %r", request.remote, exc)
+            else:
+                log.error("unhandled error serving a request from %s", request.remote, exc_info=exc)
         count_body_bytes(request)
         response = status_response(error)
         response.headers["Connection"] = "close"
