@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -58,8 +59,7 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._requests: dict[asyncio.Task[object], web.Request] = {}
-        self._protocols: set[GatewayRequestHandler] = set()
+        self._requests: dict[asyncio.Task[Any], web.Request] = {}
         self._changed = asyncio.Event()
         self.shutting_down = False
         self.draining = False
@@ -131,8 +131,8 @@ class InFlight:
         )
 
     @staticmethod
-    def _cancel(items: object) -> None:
-        for task, request in list(items):  # type: ignore[call-overload]
+    def _cancel(items: Iterable[tuple[asyncio.Task[Any], web.Request]]) -> None:
+        for task, request in list(items):
             if request.get(ENDED_KEY) != SHUTDOWN:
                 mark_ended(request, SHUTDOWN)
                 task.cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import ssl
 import sys
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.member_upgrade import FakeUpgradeMember
 from tests.fakes.secrets import cluster_secret
@@ -212,3 +214,31 @@ async def test_sigterm_unready_first_then_refuses_drains_ends_streams_cleanly_an
     assert {k: by_path[EXEC.split("?", maxsplit=1)[0]][k] for k in ("status", "ended")} == {"status": 101, "ended": "shutdown"}
     slow_line = by_path[f"{PREFIX}/clustergateways/member/proxy/slow"]
     assert (slow_line["status"], slow_line["ended"], slow_line["bytes"]) == (200, "complete", len(b'{"slept":true}'))
+
+
+async def test_a_request_still_running_after_the_grace_period_is_cut_and_logged(
+    tmp_path: Path, members: tuple[FakeMemberAPIServer, FakeUpgradeMember], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway_apiserver.access")
+    member, _ = members
+    secret = cluster_secret("member", endpoint=member.url, token=member.token, ca_pem=member.ca_pem)
+    overrides = {"shutdown_delay_duration": 0.0, "shutdown_grace_period": 0.5}
+    async with running_gateway(tmp_path, ManualSecretSource([secret]), **overrides) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port, ssl=gw.ssl_context())
+        writer.write(f"GET {PREFIX}/clustergateways/member/proxy/slow?seconds=30 HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+        for _ in range(200):
+            if gw.server.in_flight.count:
+                break
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await gw.server.shutdown()
+        assert time.monotonic() - started <= 0.5 + 2.0
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without an answer
+        writer.close()
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway_apiserver.access"]
+    assert (line["path"], line["status"], line["bytes"], line["ended"]) == (
+        f"{PREFIX}/clustergateways/member/proxy/slow",
+        0,
+        0,
+        "shutdown",
+    )
