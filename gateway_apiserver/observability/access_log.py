@@ -129,7 +129,8 @@ def audit_id(request: web.BaseRequest) -> str:
 async def add_audit_id(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: return the Audit-ID on every response, streams included (and note what was sent)."""
     response.headers["Audit-Id"] = audit_id(request)
-    request[_RESPONSE_KEY] = response
+    if _RESPONSE_KEY not in request:  # the first head prepared is the one the client got
+        request[_RESPONSE_KEY] = response
 
 
 def sent_response(request: web.BaseRequest) -> web.StreamResponse | None:
@@ -150,11 +151,13 @@ class AccessLogger(AbstractAccessLogger):
         """Write the line for a finished request (aiohttp calls this after writing, or failing to write, the response)."""
         if request.get(_LOGGED_KEY):
             return
+        # What went out first wins: a stream that broke is followed by an error response nobody sent.
+        sent = sent_response(request) or response
         ended = request.get(ENDED_KEY)
         if ended is None:
             # A tunnel (101) ends by closing the connection; anything else closed under us lost its client.
-            ended = CLIENT_DISCONNECT if response.status != 101 and _client_gone(request) else COMPLETE
-        _write(self.logger, request, response.status, ended, time)
+            ended = CLIENT_DISCONNECT if sent.status != 101 and _client_gone(request) else COMPLETE
+        _write(self.logger, request, sent.status, ended, time)
 
     @property
     def enabled(self) -> bool:
