@@ -67,12 +67,21 @@ def _configure_logging(config: Config) -> None:
 
 
 async def _run(config: Config) -> None:
+    """Serve; the first SIGTERM/SIGINT starts the graceful shutdown, a second one stops at once."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        if task is not None:
-            loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        await serve_forever(config)
+        await serve_forever(config, stop)
     except asyncio.CancelledError:
-        logging.getLogger(__name__).info("shutting down")
+        logging.getLogger(__name__).info("stopped at once on a second signal")
+    else:
+        logging.getLogger(__name__).info("shut down")

@@ -66,6 +66,11 @@ class Config:
     # Process model and event loop.
     event_loop: str = "auto"
     workers: int = 1
+    # HTTP serving: connection timeouts (Go's http.Server names; 0 = none) and graceful shutdown.
+    read_header_timeout: float = 32.0
+    idle_timeout: float = 90.0
+    shutdown_delay_duration: float = 0.0
+    shutdown_grace_period: float = 60.0
 
 
 def parse_bool(value: str) -> bool:
@@ -239,6 +244,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes serving the same port with SO_REUSEPORT, each with its own registry (default: %(default)s)",
     )
     p.add_argument(
+        "--read-header-timeout",
+        type=parse_duration,
+        default=32.0,
+        metavar="DURATION",
+        help="a connection must complete its TLS handshake, and each request its headers, within this; "
+        "0s: no limit (default: 32s, as the kube-apiserver)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=parse_duration,
+        default=90.0,
+        metavar="DURATION",
+        help="close a keep-alive connection idle this long between requests; 0s: never (default: 90s, as the kube-apiserver)",
+    )
+    p.add_argument(
+        "--shutdown-delay-duration",
+        type=parse_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="on SIGTERM, keep serving this long with /readyz failing before new connections are refused (default: 0s)",
+    )
+    p.add_argument(
+        "--shutdown-grace-period",
+        type=parse_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="on shutdown, how long requests in flight may take to finish; watches and tunnels are ended at once (default: 60s)",
+    )
+    p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
         **boolean,  # type: ignore[arg-type]
@@ -331,6 +365,10 @@ def parse_config(argv: list[str]) -> Config:
         proxy_request_timeout=ns.proxy_request_timeout,
         event_loop=ns.event_loop,
         workers=ns.workers,
+        read_header_timeout=ns.read_header_timeout,
+        idle_timeout=ns.idle_timeout,
+        shutdown_delay_duration=ns.shutdown_delay_duration,
+        shutdown_grace_period=ns.shutdown_grace_period,
         token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,

@@ -85,20 +85,21 @@ def run_workers(config: Config, worker: Worker, *, startup_grace: float = STARTU
                 log.warning("worker %d exited with code %d; starting a new one", proc.pid, exitcode)
                 workers[i] = start()
     finally:
-        _stop(workers)
+        # Each worker shuts down gracefully: give it its delay and grace period, and a margin.
+        _stop(workers, config.shutdown_delay_duration + config.shutdown_grace_period + STOP_TIMEOUT)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
 
 
-def _stop(workers: list[tuple[BaseProcess, float]]) -> None:
+def _stop(workers: list[tuple[BaseProcess, float]], timeout: float) -> None:
     for proc, _ in workers:
         if proc.is_alive():
             proc.terminate()  # SIGTERM: each worker drains and closes like a single process does
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     for proc, _ in workers:
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
-            log.warning("worker %d did not stop in %.0fs; killing it", proc.pid, STOP_TIMEOUT)
+            log.warning("worker %d did not stop in %.0fs; killing it", proc.pid, timeout)
             proc.kill()
             proc.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import random
@@ -19,7 +20,7 @@ from .api.probes import READY_CHECKS
 from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
-from .observability.access_log import AccessLogger
+from .observability.access_log import ACCESS_LOGGER, AccessLogger
 from .proxy.handler import IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
 from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
 from .proxy.transport import ProxySettings
@@ -33,17 +34,32 @@ from .security.delegation import DelegatedSecurity, Security, standalone_securit
 from .security.identity import request_user
 from .security.middleware import RequestAuthenticator, security_middleware
 from .security.tls import ServingCert, TLSServing, ensure_self_signed, peer_certificate
+from .serving.listener import ConnectionTimeouts, listen
+from .serving.shutdown import SHUTDOWN_CHECK, InFlight
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SECURE_PORT = 9443  # the flag's default: its kubeconfig keeps the plain name
+
 
 def serving_hosts(config: Config) -> list[str]:
-    """Names the self-signed certificate covers: the in-cluster Service names and loopback."""
+    """Names the self-signed certificate covers: the in-cluster Service names, loopback and the bind address."""
     svc, ns = config.service_name, config.secret_namespace
     hosts = ["localhost", "127.0.0.1", "::1"]
     if not config.standalone:
         hosts = [f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", f"{svc}.{ns}", svc, *hosts]
+    bind = config.bind_address
+    if bind not in hosts and not ipaddress.ip_address(bind).is_unspecified:
+        hosts.append(bind)  # clients dial the bind address itself (the standalone kubeconfig does)
     return hosts
+
+
+def kubeconfig_path(cert_dir: Path, port: int) -> Path:
+    """Where the standalone kubeconfig goes: `kubeconfig` for the default port, `kubeconfig-<port>` otherwise.
+
+    One file per port, so a second gateway on another port does not overwrite the first's.
+    """
+    return cert_dir / ("kubeconfig" if port == DEFAULT_SECURE_PORT else f"kubeconfig-{port}")
 
 
 async def hosting_configuration(config: Config) -> Configuration:
@@ -106,6 +122,8 @@ class GatewayServer:
         self._source = source
         self._source_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self.in_flight = InFlight()
         self.port = config.secure_port
         self.cert: ServingCert | None = None
         self.kubeconfig: Path | None = None  # standalone: a kubeconfig for this server
@@ -143,19 +161,15 @@ class GatewayServer:
         security: list[Middleware] = [
             security_middleware(authenticator, authorizer, peer_certificate, authorize_proxy_subpath=cfg.authorize_proxy_subpath)
         ]
-        app = build_app(self.registry, WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout), security)
+        watch_settings = WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout)
+        app = build_app(self.registry, watch_settings, security, serving=[self.in_flight.middleware])
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
+        app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check
         app[PROXY_SETTINGS] = ProxySettings(connect_timeout=cfg.proxy_connect_timeout, request_timeout=cfg.proxy_request_timeout)
         app[IMPERSONATION] = impersonation_hook(impersonation)
         # handler_cancellation: a client leaving a watch must end its handler at once.
-        self._runner = web.AppRunner(
-            app,
-            handler_cancellation=True,
-            shutdown_timeout=1.0,
-            access_log_class=AccessLogger,
-            access_log=logging.getLogger("gateway_apiserver.access"),
-        )
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -164,8 +178,14 @@ class GatewayServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((cfg.bind_address, cfg.secure_port))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, ssl_context=self.tls.context)
-        await site.start()
+        self._listener = await listen(
+            self._runner,
+            sock,
+            self.tls.context,
+            ConnectionTimeouts(read_header=cfg.read_header_timeout, idle=cfg.idle_timeout),
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger(ACCESS_LOGGER),
+        )
         log.info(
             "serving on https://%s:%d (%s mode)",
             cfg.bind_address,
@@ -173,7 +193,8 @@ class GatewayServer:
             "standalone" if cfg.standalone else "hosting-cluster",
         )
         if cfg.standalone:
-            self.kubeconfig = write_local_kubeconfig(Path(cfg.cert_dir) / "kubeconfig", cfg.bind_address, self.port, self.cert)
+            path = kubeconfig_path(Path(cfg.cert_dir), self.port)
+            self.kubeconfig = write_local_kubeconfig(path, cfg.bind_address, self.port, self.cert)
             log.info("try: kubectl --kubeconfig %s get clustergateways", self.kubeconfig)
 
     async def _supervise(self, source: SecretSource) -> None:
@@ -189,8 +210,24 @@ class GatewayServer:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 30.0)
 
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+
+    async def shutdown(self) -> None:
+        """Stop gracefully, as the kube-apiserver does (see serving/shutdown.py), then stop()."""
+        cfg = self.config
+        runner_server = self._runner.server if self._runner is not None else None
+        try:
+            await self.in_flight.shutdown(
+                runner_server, self._stop_listening, cfg.shutdown_delay_duration, cfg.shutdown_grace_period
+            )
+        finally:
+            await self.stop()
+
     async def stop(self) -> None:
-        """Stop listening and stop the source."""
+        """Stop listening, close every connection at once, and stop the source."""
+        self._stop_listening()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -205,11 +242,13 @@ class GatewayServer:
             self._source_task = None
 
 
-async def serve_forever(config: Config) -> None:
-    """Run until cancelled (SIGINT/SIGTERM)."""
+async def serve_forever(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (then shut down gracefully), or until cancelled (then stop at once)."""
     server = GatewayServer(config)
     await server.start()
     try:
-        await asyncio.Event().wait()
-    finally:
+        await (stop or asyncio.Event()).wait()
+    except asyncio.CancelledError:
         await server.stop()
+        raise
+    await server.shutdown()

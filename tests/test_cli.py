@@ -163,7 +163,7 @@ async def test_the_readme_run_command_serves_the_examples_and_stops_on_sigterm(t
             body = await r.json()
         assert r.status == 200
         assert len(body["items"]) >= 3
-        code, out, err = await kubectl_with(tmp_path / "certs" / "kubeconfig", "get", "clustergateways", "-o", "name")
+        code, out, err = await kubectl_with(tmp_path / "certs" / f"kubeconfig-{port}", "get", "clustergateways", "-o", "name")
         assert code == 0, err
         assert "clustergateway.cluster.core.oam.dev/example-token" in out.split()
         with pytest.raises(aiohttp.ClientConnectorError):

@@ -160,8 +160,7 @@ def _resource_discovery() -> dict[str, Any]:
         "verbs": list(VERBS),
         "shortNames": list(SHORT_NAMES),
         "subresources": [
-            {"subresource": sub.name, "responseKind": gvk(sub.kind), "verbs": list(sub.verbs)}
-            for sub in SUBRESOURCES
+            {"subresource": sub.name, "responseKind": gvk(sub.kind), "verbs": list(sub.verbs)} for sub in SUBRESOURCES
         ],
     }
 
@@ -179,9 +178,7 @@ def aggregated_discovery(version: str, *, with_group: bool = True) -> dict[str, 
         items.append(
             {
                 "metadata": {"name": GROUP},
-                "versions": [
-                    {"version": VERSION, "resources": [_resource_discovery()], "freshness": "Current"}
-                ],
+                "versions": [{"version": VERSION, "resources": [_resource_discovery()], "freshness": "Current"}],
             }
         )
     return {
@@ -204,9 +201,7 @@ _AGGREGATABLE: Final = frozenset({Shape.OBJECT, Shape.DISCOVERY_V2, Shape.DISCOV
 def _root_documents(legacy: dict[str, Any], *, with_group: bool) -> dict[Shape, StaticDocument]:
     return {
         Shape.OBJECT: StaticDocument.from_object(legacy),
-        Shape.DISCOVERY_V2: StaticDocument.from_object(
-            aggregated_discovery("v2", with_group=with_group), CONTENT_TYPE_V2
-        ),
+        Shape.DISCOVERY_V2: StaticDocument.from_object(aggregated_discovery("v2", with_group=with_group), CONTENT_TYPE_V2),
         Shape.DISCOVERY_V2BETA1: StaticDocument.from_object(
             aggregated_discovery("v2beta1", with_group=with_group), CONTENT_TYPE_V2BETA1
         ),

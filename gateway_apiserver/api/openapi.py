@@ -170,19 +170,22 @@ def _query(name: str, type_: str, description: str) -> Param:
 
 _NAME = Param("name", "path", "string", "name of the ClusterGateway")
 _LIST_PARAMS: Final = (
-    _query("allowWatchBookmarks", "boolean", "allowWatchBookmarks requests watch events with type \"BOOKMARK\"."),
+    _query("allowWatchBookmarks", "boolean", 'allowWatchBookmarks requests watch events with type "BOOKMARK".'),
     _query("continue", "string", "The continue option should be set when retrieving more results from the server."),
     _query("fieldSelector", "string", "A selector to restrict the list of returned objects by their fields."),
     _query("labelSelector", "string", "A selector to restrict the list of returned objects by their labels."),
     _query("limit", "integer", "limit is a maximum number of responses to return for a list call."),
-    _query("resourceVersion", "string", "resourceVersion sets a constraint on what resource versions a request "
-           "may be served from."),
-    _query("resourceVersionMatch", "string", "resourceVersionMatch determines how resourceVersion is applied "
-           "to list calls."),
+    _query(
+        "resourceVersion", "string", "resourceVersion sets a constraint on what resource versions a request may be served from."
+    ),
+    _query("resourceVersionMatch", "string", "resourceVersionMatch determines how resourceVersion is applied to list calls."),
     _query("sendInitialEvents", "boolean", "`sendInitialEvents=true` may be set together with `watch=true`."),
     _query("timeoutSeconds", "integer", "Timeout for the list/watch call."),
-    _query("watch", "boolean", "Watch for changes to the described resources and return them as a stream of "
-           "add, update, and remove notifications."),
+    _query(
+        "watch",
+        "boolean",
+        "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.",
+    ),
 )
 _PROXY_METHODS: Final = ("delete", "get", "head", "options", "patch", "post", "put")
 
@@ -209,8 +212,9 @@ def _proxy_item(path: str, with_path: bool) -> PathItem:
     return PathItem(path, ops, params)
 
 
-def _resource_op(method: str, verb: str, description: str, response: str, action: str, *,
-                 suffix: str = "", **options: Any) -> Operation:
+def _resource_op(
+    method: str, verb: str, description: str, response: str, action: str, *, suffix: str = "", **options: Any
+) -> Operation:
     """An operation on clustergateways, with a kube-style id (e.g. `readClusterCoreOamDevV1alpha1ClusterGateway`)."""
     operation_id = f"{verb}{_GV_TOKEN}{KIND}{suffix}"
     return Operation(method, operation_id, description, _GV_TAG, response, action=action, kind=KIND, **options)
@@ -224,35 +228,79 @@ def group_version_paths() -> tuple[PathItem, ...]:
     streaming: dict[str, Any] = {"params": _LIST_PARAMS, "produces": (JSON, _WATCH_STREAM)}
     deprecated = "deprecated: use the 'watch' parameter with a list operation instead"
     return (
-        PathItem(f"{_PREFIX}/", (
-            Operation("get", f"get{_GV_TOKEN}APIResources", "get available resources", _GV_TAG, API_RESOURCE_LIST),
-        )),
-        PathItem(collection, (
-            _resource_op("get", "list", "list or watch objects of kind ClusterGateway", CLUSTER_GATEWAY_LIST,
-                         "list", **streaming),
-        )),
-        PathItem(item, (
-            _resource_op("get", "read", "read the specified ClusterGateway", CLUSTER_GATEWAY, "get"),
-        ), (_NAME,)),
-        PathItem(f"{item}/{HEALTH.name}", (
-            _resource_op("get", "read", "read health of the specified ClusterGateway", CLUSTER_GATEWAY, "get",
-                         suffix="Health"),
-            _resource_op("patch", "patch", "partially update health of the specified ClusterGateway",
-                         CLUSTER_GATEWAY, "patch", suffix="Health", body=PATCH, consumes=_PATCH_TYPES),
-            _resource_op("put", "replace", "replace health of the specified ClusterGateway", CLUSTER_GATEWAY,
-                         "put", suffix="Health", body=CLUSTER_GATEWAY, consumes=(JSON,)),
-        ), (_NAME,)),
+        PathItem(
+            f"{_PREFIX}/",
+            (Operation("get", f"get{_GV_TOKEN}APIResources", "get available resources", _GV_TAG, API_RESOURCE_LIST),),
+        ),
+        PathItem(
+            collection,
+            (
+                _resource_op(
+                    "get", "list", "list or watch objects of kind ClusterGateway", CLUSTER_GATEWAY_LIST, "list", **streaming
+                ),
+            ),
+        ),
+        PathItem(item, (_resource_op("get", "read", "read the specified ClusterGateway", CLUSTER_GATEWAY, "get"),), (_NAME,)),
+        PathItem(
+            f"{item}/{HEALTH.name}",
+            (
+                _resource_op(
+                    "get", "read", "read health of the specified ClusterGateway", CLUSTER_GATEWAY, "get", suffix="Health"
+                ),
+                _resource_op(
+                    "patch",
+                    "patch",
+                    "partially update health of the specified ClusterGateway",
+                    CLUSTER_GATEWAY,
+                    "patch",
+                    suffix="Health",
+                    body=PATCH,
+                    consumes=_PATCH_TYPES,
+                ),
+                _resource_op(
+                    "put",
+                    "replace",
+                    "replace health of the specified ClusterGateway",
+                    CLUSTER_GATEWAY,
+                    "put",
+                    suffix="Health",
+                    body=CLUSTER_GATEWAY,
+                    consumes=(JSON,),
+                ),
+            ),
+            (_NAME,),
+        ),
         _proxy_item(f"{item}/{PROXY.name}", with_path=False),
         _proxy_item(f"{item}/{PROXY.name}/{{path}}", with_path=True),
-        PathItem(watch, (
-            _resource_op("get", "watch", f"watch individual changes to a list of ClusterGateway. {deprecated}.",
-                         WATCH_EVENT, "watchlist", suffix="List", **streaming),
-        )),
-        PathItem(f"{watch}/{{name}}", (
-            _resource_op("get", "watch", f"watch changes to an object of kind ClusterGateway. {deprecated}, "
-                         "filtered to a single item with the 'fieldSelector' parameter.",
-                         WATCH_EVENT, "watch", **streaming),
-        ), (_NAME,)),
+        PathItem(
+            watch,
+            (
+                _resource_op(
+                    "get",
+                    "watch",
+                    f"watch individual changes to a list of ClusterGateway. {deprecated}.",
+                    WATCH_EVENT,
+                    "watchlist",
+                    suffix="List",
+                    **streaming,
+                ),
+            ),
+        ),
+        PathItem(
+            f"{watch}/{{name}}",
+            (
+                _resource_op(
+                    "get",
+                    "watch",
+                    f"watch changes to an object of kind ClusterGateway. {deprecated}, "
+                    "filtered to a single item with the 'fieldSelector' parameter.",
+                    WATCH_EVENT,
+                    "watch",
+                    **streaming,
+                ),
+            ),
+            (_NAME,),
+        ),
     )
 
 
@@ -274,8 +322,7 @@ def group_paths() -> tuple[PathItem, ...]:
 # ---------------------------------------------------------------------------------------------
 
 _INFO: Final = {"title": "gateway-apiserver", "version": f"v{__version__}"}
-_BEARER: Final = {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization",
-                  "in": "header"}
+_BEARER: Final = {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}
 _ROOT_KINDS: Final = (CLUSTER_GATEWAY, CLUSTER_GATEWAY_LIST, PROXY_OPTIONS)
 
 

@@ -45,17 +45,11 @@ _ALNUM_ENDS = "and must start and end with an alphanumeric character"
 _KEY_MSG = f"must consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
 _VALUE_FMT = f"({_KEY_FMT})?"
 _VALUE_RE = re.compile(_VALUE_FMT)
-_VALUE_MSG = (
-    f"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    f"{_ALNUM_ENDS}"
-)
+_VALUE_MSG = f"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
 _DNS_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN_FMT = _DNS_LABEL_FMT + r"(\." + _DNS_LABEL_FMT + ")*"
 _SUBDOMAIN_RE = re.compile(_SUBDOMAIN_FMT)
-_SUBDOMAIN_MSG = (
-    f"a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    f"{_ALNUM_ENDS}"
-)
+_SUBDOMAIN_MSG = f"a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', {_ALNUM_ENDS}"
 _INT64_RE = re.compile(r"[+-]?[0-9]+")
 
 

@@ -22,7 +22,7 @@ from yarl import URL
 
 from ..api.resource import PREFIX, REGISTRY
 from ..api.status import StatusError
-from ..observability.access_log import audit_id
+from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
@@ -181,6 +181,7 @@ async def _forward(
         if response is None:
             raise StatusError(504, f'cluster "{transport.name}" did not answer within {timeout:g}s', reason="Timeout") from None
         log.warning("proxy to cluster %s timed out after %ss mid-response; cutting the client", transport.name, timeout)
+        mark_ended(request, TIMEOUT)
         _abort(request)
         return response
     except (aiohttp.ClientError, ConnectionError) as exc:
@@ -188,6 +189,8 @@ async def _forward(
             raise
         # Mid-body: the member broke off (cut the client too) or the client left (nothing to say).
         log.info("proxy stream to cluster %s ended early: %s", transport.name, type(exc).__name__)
+        if request.transport is not None and not request.transport.is_closing():
+            mark_ended(request, UPSTREAM_DISCONNECT)  # the client is still there: the member broke off
         _abort(request)
         return response
     finally:
