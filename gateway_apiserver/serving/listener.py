@@ -13,11 +13,12 @@ from aiohttp.abc import AbstractAccessLogger
 
 from .aiohttp_protocol import GatewayRequestHandler
 
-# aiohttp's limits, named here so error messages can state them: 128 fields of at most 8190
-# bytes is about 1 MiB of headers, the kube-apiserver's MaxHeaderBytes.
+# Header limits, named here so error messages can state them. The aggregator sends one
+# X-Remote-Group line per group, so aiohttp's default of 128 fields would refuse a user in
+# many groups; 1024 short fields still fit the kube-apiserver's 1 MiB MaxHeaderBytes.
 MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 8190
-MAX_HEADERS = 128
+MAX_HEADERS = 1024
 _NEVER = 10 * 365 * 86400.0  # aiohttp's keep-alive timer has no "off"; ten years is off
 
 
