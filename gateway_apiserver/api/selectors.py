@@ -45,17 +45,11 @@ _ALNUM_ENDS = "and must start and end with an alphanumeric character"
 _KEY_MSG = f"must consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
 _VALUE_FMT = f"({_KEY_FMT})?"
 _VALUE_RE = re.compile(_VALUE_FMT)
-_VALUE_MSG = (
-    f"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    f"{_ALNUM_ENDS}"
-)
+_VALUE_MSG = f"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
 _DNS_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN_FMT = _DNS_LABEL_FMT + r"(\." + _DNS_LABEL_FMT + ")*"
 _SUBDOMAIN_RE = re.compile(_SUBDOMAIN_FMT)
-_SUBDOMAIN_MSG = (
-    f"a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    f"{_ALNUM_ENDS}"
-)
+_SUBDOMAIN_MSG = f"a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', {_ALNUM_ENDS}"
 _INT64_RE = re.compile(r"[+-]?[0-9]+")
 
 
@@ -140,6 +134,8 @@ def _parse_int64(text: str) -> int | None:
     # strconv.ParseInt(text, 10, 64): optional sign, ASCII digits, within int64.
     if not _INT64_RE.fullmatch(text):
         return None
+    if len(text.lstrip("+-").lstrip("0")) > 19:
+        return None  # beyond int64 anyway; and int() raises past 4300 digits
     number = int(text)
     return number if -(2**63) <= number < 2**63 else None
 

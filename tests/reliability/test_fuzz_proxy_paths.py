@@ -141,3 +141,14 @@ async def test_ordinary_paths_reach_the_member_byte_for_byte(gateway: RunningGat
 @pytest.mark.parametrize("remainder", ["/%0a", "/echo/%0A/x", "/api/%0d%0a"])
 async def test_an_encoded_newline_is_a_400_status(gateway: RunningGateway, member: FakeMemberAPIServer, remainder: str) -> None:
     await send(gateway, member, remainder)
+
+
+@pytest.mark.parametrize("timeout", ["9" * 400 + "s", "99999999999999999999h", "1" * 5000 + "ms"])
+async def test_an_absurd_client_timeout_is_forwarded_and_answered(
+    gateway: RunningGateway, member: FakeMemberAPIServer, timeout: str
+) -> None:
+    """kubectl's --request-timeout arrives as `?timeout=`; a huge one must not break the gateway's own timer."""
+    async with gateway.session() as session, session.get(f"{PROXY}/echo", params={"timeout": timeout}) as resp:
+        body = await resp.json()
+    assert resp.status == 200, body
+    assert body["query"] == f"timeout={timeout}"

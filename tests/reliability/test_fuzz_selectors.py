@@ -322,3 +322,28 @@ async def test_the_exact_messages_for_typical_mistakes(gateway: RunningGateway) 
             listed = await list_with(session, {param: selector})
         assert_bad_request(listed, (message,))
         assert listed.body["message"] == message
+
+
+async def test_a_number_too_long_for_python_to_parse_is_a_400(gateway: RunningGateway) -> None:
+    """Python refuses int() on more than 4300 digits; kube's ParseInt merely fails. Either way: not an integer."""
+    not_an_integer = "for 'Gt', 'Lt' operators, the value must be an integer"
+    number = "9" * 30  # beyond int64, but a valid label value
+    listed, _ = await check_both(gateway, "labelSelector", f"tier>{number}")
+    assert_bad_request(listed, (LABEL_ERROR,))
+    invalid = f'{LABEL_ERROR}unable to parse requirement: values[0]: Invalid value: "{number}"'
+    assert listed.body["message"] == f"{invalid}: {not_an_integer}"
+    number = "9" * 5000  # beyond what Python's int() parses, and too long for a label value
+    listed, _ = await check_both(gateway, "labelSelector", f"tier>{number}")
+    assert_bad_request(listed, (LABEL_ERROR,))
+    assert listed.body["message"] == (
+        f'{LABEL_ERROR}unable to parse requirement: [values[0]: Invalid value: "{number}": {not_an_integer}, '
+        f'values[0][tier]: Invalid value: "{number}": must be no more than 63 bytes]'
+    )
+
+
+async def test_a_label_value_too_long_for_python_to_parse_never_matches_gt(tmp_path: Path) -> None:
+    """Standalone Secrets are files, so their labels are not checked by any API server: a huge number may appear."""
+    secrets = [cluster_secret("huge", labels={"tier": "9" * 5000}), cluster_secret("small", labels={"tier": "2"})]
+    async with running_gateway(tmp_path, ManualSecretSource(secrets)) as gw:
+        listed, _ = await check_both(gw, "labelSelector", "tier>1")
+    assert (listed.status, listed.names) == (200, ["small"])
