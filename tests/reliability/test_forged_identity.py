@@ -282,3 +282,46 @@ async def test_forged_headers_do_not_reach_the_member_on_an_upgrade(hosting: Hos
     [forwarded] = [r for r in hosting.upgrade_member.requests if "/exec" in r.target]
     assert identity_headers(forwarded.headers) == []
     assert forwarded.headers.getall("Authorization") == ["Bearer upgrade-member-token"]
+
+
+# --- bytes that are not UTF-8 --------------------------------------------------------------------
+
+
+async def raw_get(hosting: Hosting, path: str, header_lines: list[bytes], *, client: CertKey | None = None) -> tuple[int, Any]:
+    """A GET written byte for byte (no client library would send these headers), on a fresh TLS connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", hosting.gateway.port, ssl=hosting.context(client))
+    try:
+        host = f"Host: 127.0.0.1:{hosting.gateway.port}".encode()
+        head = [f"GET {path} HTTP/1.1".encode(), host, b"Connection: close", *header_lines]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    status_line, _, rest = raw.partition(b"\r\n")
+    body = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(body)
+
+
+UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
+                "reason": "Unauthorized", "code": 401}  # fmt: skip
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe", b"alice-token\x80", b"\xc3\x28abc"])
+async def test_a_bearer_token_that_is_not_utf8_is_401(hosting: Hosting, token: bytes) -> None:
+    """No real token has such bytes; anyone can send them, before any authentication."""
+    status, body = await raw_get(hosting, CG, [b"Authorization: Bearer " + token])
+    assert (status, body) == (401, UNAUTHORIZED)
+    assert hosting.reviews() == []
+
+
+async def test_front_proxy_headers_that_are_not_utf8_are_read_as_go_reads_them(hosting: Hosting) -> None:
+    """Go's JSON encoder turns invalid UTF-8 into U+FFFD; the SubjectAccessReview says so, and nothing breaks."""
+    aggregator = issue_client_cert(hosting.front_proxy_ca, "front-proxy-client")
+    headers = [b"X-Remote-User: al\xffice", b"X-Remote-Group: d\xfeevs", b"X-Remote-Extra-Scopes: r\xffead"]
+    status, body = await raw_get(hosting, CG, headers, client=aggregator)
+    assert (status, body["reason"]) == (403, "Forbidden")
+    assert body["message"].startswith('clustergateways.cluster.core.oam.dev is forbidden: User "al\ufffdice" cannot list')
+    list_attrs = {**PROXY_ATTRS, "verb": "list"}
+    assert hosting.reviews() == [
+        spec("al\ufffdice", ["d\ufffdevs", "system:authenticated"], list_attrs, extra={"scopes": ["r\ufffdead"]})
+    ]
