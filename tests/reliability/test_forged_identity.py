@@ -12,12 +12,15 @@ The rules, as the kube-apiserver keeps them:
     anonymous if nothing, or refused (401) if it presented a certificate that fails.
   * The SubjectAccessReview the hosting cluster receives names the real caller.
   * No caller-sent `X-Remote-*` or `Impersonate-*` header ever reaches a member, on plain
-    requests and on upgrades; the only `Impersonate-*` a member sees are the gateway's own.
+    requests and on upgrades; the only `Impersonate-*` a member sees are the gateway's own
+    (`?impersonate=true`, or ClientIdentityPenetration with its exchange rules).
+  * Bytes that are not UTF-8 in these headers are read as Go reads them (U+FFFD), never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -35,7 +38,7 @@ from tests.fakes.gateway import ManualSecretSource
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.member_upgrade import FakeUpgradeMember
+from tests.fakes.member_upgrade import FakeUpgradeMember, RecordedRequest
 from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert, make_ca
 from tests.fakes.secrets import cluster_secret
 
@@ -89,6 +92,39 @@ class Hosting:
 
 @pytest.fixture
 async def hosting(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Hosting]:
+    """The gateway with the reference's defaults: no identity penetration, no exchange rules."""
+    async with hosting_gateway(tmp_path, kube_apiserver) as setup:
+        yield setup
+
+
+EXCHANGE_RULES = """\
+apiVersion: cluster.core.oam.dev/v1alpha1
+kind: ClusterGatewayProxyConfiguration
+spec:
+  clientIdentityExchanger:
+    rules:
+    - name: alice-is-mapped
+      type: StaticMappingIdentityExchanger
+      source: {user: alice}
+      target: {user: mapped, groups: [team-m]}
+    - name: carol-is-privileged
+      type: PrivilegedIdentityExchanger
+      source: {user: carol}
+"""
+
+
+@pytest.fixture
+async def penetrating(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Hosting]:
+    """ClientIdentityPenetration on, with a static mapping for alice and a privileged rule for carol."""
+    rules = tmp_path / "proxy-config.yaml"
+    rules.write_text(EXCHANGE_RULES)
+    gates = {**Config().feature_gates, "ClientIdentityPenetration": True}
+    async with hosting_gateway(tmp_path, kube_apiserver, feature_gates=gates, cluster_gateway_proxy_config=rules) as setup:
+        yield setup
+
+
+@contextlib.asynccontextmanager
+async def hosting_gateway(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, **overrides: Any) -> AsyncIterator[Hosting]:
     front_proxy_ca, client_ca = make_ca("front-proxy-ca"), make_ca("client-ca")
     kube_apiserver.set_authentication_configmap(
         requestheader_ca_pem=front_proxy_ca.cert_pem, client_ca_pem=client_ca.cert_pem, allowed_names=("front-proxy-client",)
@@ -111,6 +147,7 @@ async def hosting(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIte
             bind_address="127.0.0.1",
             cert_dir=tmp_path / "certs",
             kubeconfig=kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig"),
+            **overrides,
         )
         gateway = GatewayServer(config, source=ManualSecretSource(secrets))
         await gateway.start()
@@ -226,6 +263,25 @@ async def test_only_the_gateways_own_impersonation_reaches_the_member(hosting: H
     ]
 
 
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("alice", [("Impersonate-User", "mapped"), ("Impersonate-Group", "team-m")]),  # her static mapping
+        ("carol", []),  # privileged: the gateway's own identity, and nobody else's
+    ],
+)
+async def test_with_identity_penetration_only_the_exchange_rules_decide(
+    penetrating: Hosting, who: str, expected: list[tuple[str, str]]
+) -> None:
+    carol = issue_client_cert(penetrating.client_ca, "carol")
+    headers, client = ([*FORGED, ("Authorization", "Bearer alice-token")], None) if who == "alice" else (FORGED, carol)
+    status, body = await penetrating.get(f"{CG}/c1/proxy/echo", headers, client=client)
+    assert status == 200, body
+    [forwarded] = penetrating.member.requests_to("/echo")
+    assert identity_headers(forwarded.headers) == expected
+    assert forwarded.headers.getall("Authorization") == [f"Bearer {penetrating.member.token}"]
+
+
 async def test_the_exact_headers_a_member_receives(hosting: Hosting) -> None:
     """Everything the member gets, header by header: neither the forged ones nor the caller's token are among them."""
     headers = [
@@ -263,10 +319,23 @@ WEBSOCKET_HEADERS = [
 @pytest.mark.parametrize("upgrade", ["SPDY/3.1", "websocket"])
 async def test_forged_headers_do_not_reach_the_member_on_an_upgrade(hosting: Hosting, upgrade: str) -> None:
     """exec's upgrade is proxied by another path than plain requests; it strips the same headers."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", hosting.gateway.port, ssl=hosting.context())
+    forwarded = await exec_upgrade(hosting, upgrade)
+    assert identity_headers(forwarded.headers) == []
+    assert forwarded.headers.getall("Authorization") == ["Bearer upgrade-member-token"]
+
+
+@pytest.mark.parametrize("upgrade", ["SPDY/3.1", "websocket"])
+async def test_an_upgrade_carries_only_the_gateways_impersonation(penetrating: Hosting, upgrade: str) -> None:
+    forwarded = await exec_upgrade(penetrating, upgrade)
+    assert identity_headers(forwarded.headers) == [("Impersonate-User", "mapped"), ("Impersonate-Group", "team-m")]
+
+
+async def exec_upgrade(setup: Hosting, upgrade: str) -> RecordedRequest:
+    """alice's `exec` upgrade with every forged header, written byte for byte; what the member received."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", setup.gateway.port, ssl=setup.context())
     head = [
         f"GET {CG}/u1/proxy/api/v1/namespaces/default/pods/p/exec?command=cat&stdin=1&stdout=1 HTTP/1.1",
-        f"Host: 127.0.0.1:{hosting.gateway.port}",
+        f"Host: 127.0.0.1:{setup.gateway.port}",
         "Authorization: Bearer alice-token",
         "Connection: Upgrade",
         f"Upgrade: {upgrade}",
@@ -279,9 +348,8 @@ async def test_forged_headers_do_not_reach_the_member_on_an_upgrade(hosting: Hos
         assert status_line.startswith(b"HTTP/1.1 101"), status_line
     finally:
         writer.close()
-    [forwarded] = [r for r in hosting.upgrade_member.requests if "/exec" in r.target]
-    assert identity_headers(forwarded.headers) == []
-    assert forwarded.headers.getall("Authorization") == ["Bearer upgrade-member-token"]
+    [forwarded] = [r for r in setup.upgrade_member.requests if "/exec" in r.target]
+    return forwarded
 
 
 # --- bytes that are not UTF-8 --------------------------------------------------------------------
