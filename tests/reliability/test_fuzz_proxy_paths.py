@@ -152,3 +152,24 @@ async def test_an_absurd_client_timeout_is_forwarded_and_answered(
         body = await resp.json()
     assert resp.status == 200, body
     assert body["query"] == f"timeout={timeout}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1%2Fproxy/skipped/echo/x",
+        "/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1%2fproxy/skipped/echo/x",
+        "/apis/cluster.core.oam.dev%2Fv1alpha1/clustergateways/c1/proxy/echo/x",
+        "/apis/cluster.core.oam.dev/v1alpha1%2Fclustergateways/c1/proxy/echo/x",
+    ],
+)
+async def test_an_encoded_slash_before_the_remainder_is_no_route(
+    gateway: RunningGateway, member: FakeMemberAPIServer, path: str
+) -> None:
+    """Decoded, `c1%2Fproxy/skipped/echo` reads as cluster c1's proxy to `/skipped/echo`, while split raw its
+    remainder is `/echo`: were it routed, the member would get another path than the one authorized. The router
+    keeps `%2F` encoded, so no route matches: 404, and the member gets nothing."""
+    async with gateway.session() as session, session.get(URL(gateway.url + path, encoded=True)) as resp:
+        status = await resp.json()
+    assert (resp.status, status["kind"], status["reason"]) == (404, "Status", "NotFound"), status
+    assert member.requests == []
