@@ -30,6 +30,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from gateway_apiserver.config import Config
@@ -393,3 +395,25 @@ async def test_front_proxy_headers_that_are_not_utf8_are_read_as_go_reads_them(h
     assert hosting.reviews() == [
         spec("al\ufffdice", ["d\ufffdevs", "system:authenticated"], list_attrs, extra={"scopes": ["r\ufffdead"]})
     ]
+
+
+# --- any spelling ---------------------------------------------------------------------------------
+
+IDENTITY_PREFIX = st.sampled_from(["X-Remote-", "Impersonate-"]).flatmap(
+    lambda prefix: st.lists(st.booleans(), min_size=len(prefix), max_size=len(prefix)).map(
+        lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(prefix, upper, strict=True))
+    )
+)
+HEADER_SUFFIX = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.%!#$&'*+^`|~", min_size=1, max_size=20)
+HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+
+
+@settings(max_examples=60)
+@given(forged=st.lists(st.tuples(st.tuples(IDENTITY_PREFIX, HEADER_SUFFIX).map("".join), HEADER_VALUE), min_size=1, max_size=6))
+async def test_no_spelling_of_an_identity_header_reaches_the_member(hosting: Hosting, forged: list[tuple[str, str]]) -> None:
+    before = len(hosting.member.requests)
+    status, body = await hosting.get(f"{CG}/c1/proxy/echo", [*forged, ("Authorization", "Bearer alice-token")])
+    assert status == 200, body
+    [forwarded] = hosting.member.requests[before:]
+    assert identity_headers(forwarded.headers) == []
+    assert {review["user"] for review in hosting.reviews()} == {"alice"}
