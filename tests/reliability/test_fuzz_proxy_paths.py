@@ -15,6 +15,7 @@ Never a 500, never a 502.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -172,4 +173,26 @@ async def test_an_encoded_slash_before_the_remainder_is_no_route(
     async with gateway.session() as session, session.get(URL(gateway.url + path, encoded=True)) as resp:
         status = await resp.json()
     assert (resp.status, status["kind"], status["reason"]) == (404, "Status", "NotFound"), status
+    assert member.requests == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="owned by server.py: aiohttp's HTTP parser answers raw non-ASCII bytes in the request line with a "
+    "plain-text 'HTTP/1.0 400' that echoes the request, not a Status",
+)
+@pytest.mark.parametrize("raw", [b"/echo/\xc3\xa9", b"/echo/\xff", b"/echo/..\xc3\xa9"])
+async def test_raw_non_ascii_bytes_in_the_path_are_a_400_status(
+    gateway: RunningGateway, member: FakeMemberAPIServer, raw: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.server.port, ssl=gateway.ssl_context())
+    try:
+        writer.write(b"GET " + PROXY.encode() + raw + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    status = json.loads(body)
+    assert (status["kind"], status["code"], status["reason"]) == ("Status", 400, "BadRequest")
     assert member.requests == []
