@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+
+# Property tests draw the same inputs on every run (CI is reproducible), with no per-example
+# deadline (the shared CPU makes timings noisy) and no example database in the repository.
+# HYPOTHESIS_PROFILE=explore draws fresh inputs each run, to hunt for new failures locally.
+# One server serves every example of a test: a function-scoped fixture is intended there.
+_SHARED_SERVER = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, suppress_health_check=_SHARED_SERVER)
+settings.register_profile("explore", max_examples=2000, deadline=None, database=None, suppress_health_check=_SHARED_SERVER)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -134,6 +134,8 @@ def _parse_int64(text: str) -> int | None:
     # strconv.ParseInt(text, 10, 64): optional sign, ASCII digits, within int64.
     if not _INT64_RE.fullmatch(text):
         return None
+    if len(text.lstrip("+-").lstrip("0")) > 19:
+        return None  # beyond int64 anyway; and int() raises past 4300 digits
     number = int(text)
     return number if -(2**63) <= number < 2**63 else None
 

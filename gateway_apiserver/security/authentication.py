@@ -57,10 +57,26 @@ def unauthorized() -> StatusError:
 # --- headers ----------------------------------------------------------------------------------
 
 
+def go_string(value: str) -> str:
+    """A header value as Go reads its bytes into JSON: invalid UTF-8 becomes U+FFFD.
+
+    aiohttp keeps bytes that are not UTF-8 as lone surrogates, which cannot be encoded again
+    (an HMAC of a token, a TokenReview or SubjectAccessReview body). The kube-apiserver sends
+    such bytes on as U+FFFD, so identities read from headers are always valid text.
+    """
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte decoded to: never from aiohttp, but be total
+        raw = value.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def _values(headers: Mapping[str, str], name: str) -> list[str]:
     # Every value of a header, repeated ones included (CIMultiDictProxy.items() yields them all).
     wanted = name.lower()
-    return [v for k, v in headers.items() if k.lower() == wanted]
+    return [go_string(v) for k, v in headers.items() if k.lower() == wanted]
 
 
 def _first_value(headers: Mapping[str, str], names: Iterable[str]) -> str:
@@ -91,7 +107,7 @@ def _extras(headers: Mapping[str, str], prefixes: Iterable[str]) -> dict[str, tu
     for prefix in prefixes:  # prefixes first, as kube, so value order follows the configuration
         for name, value in headers.items():
             if len(name) > len(prefix) and name[: len(prefix)].lower() == prefix.lower():
-                extra.setdefault(decode_extra_key(name[len(prefix) :]), []).append(value)
+                extra.setdefault(go_string(decode_extra_key(name[len(prefix) :])), []).append(go_string(value))
     return {key: tuple(values) for key, values in extra.items()}
 
 
