@@ -223,4 +223,5 @@ def add_proxy_routes(app: web.Application) -> None:
     app.on_cleanup.append(stop)
     for method in METHODS:
         app.router.add_route(method, PROXY_PATH, proxy)
-        app.router.add_route(method, PROXY_PATH + "/{path:.*}", proxy)
+        # [\s\S], not '.': a decoded %0A must reach the path check (400), not miss the route (404).
+        app.router.add_route(method, PROXY_PATH + r"/{path:[\s\S]*}", proxy)
