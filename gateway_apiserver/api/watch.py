@@ -21,7 +21,6 @@ from .tables import partial_object_metadata, table
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 TOO_LARGE_WAIT = 3.0  # seconds the kube-apiserver's cache waits to reach a requested resourceVersion
-_LONGEST_SLEEP = 3600.0  # one wait at a time, whatever timeoutSeconds says (event loops cap timer delays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +179,7 @@ async def serve_watch(
             if remaining <= 0:
                 break
             wait_for = min(remaining, next_bookmark - time.monotonic()) if opts.allow_bookmarks else remaining
-            await watcher.wait(min(max(wait_for, 0), _LONGEST_SLEEP))
+            await watcher.wait(max(wait_for, 0))
             out = bytearray()
             for event in watcher.drain():
                 if event.type == "BOOKMARK":
