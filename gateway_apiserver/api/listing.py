@@ -15,7 +15,7 @@ SUPPORTED_FIELDS = frozenset({"metadata.name"})
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0", ""})
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() would also take "+5", "1_0" and other scripts' digits
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"[-+]?[0-9]+")  # Go's strconv.ParseInt, which parses limit and timeoutSeconds
 MAX_INT64 = 2**63 - 1
 MAX_RESOURCE_VERSION = MAX_INT64  # etcd revisions, and the kube-apiserver's continue tokens, are int64
 
@@ -90,10 +90,16 @@ def parse_resource_version(query: Mapping[str, str]) -> int | None:
         return None
     if not _DIGITS.fullmatch(text):
         raise bad_request(f"resourceVersion: Invalid value: {_quote(text)}: must be a non-negative integer")
-    rv = int(text)
-    if rv > MAX_RESOURCE_VERSION:
+    if not _fits_int64(text):
         raise bad_request(f"resourceVersion: Invalid value: {_quote(text)}: out of range: must be at most {MAX_RESOURCE_VERSION}")
-    return rv
+    return int(text)
+
+
+def _fits_int64(digits: str) -> bool:
+    """Whether an unsigned run of digits is at most MAX_INT64 (checked by length first: int() refuses
+    strings over 4300 digits, and a query string can be longer)."""
+    significant = digits.lstrip("0")
+    return len(significant) <= 19 and int(significant or "0") <= MAX_INT64
 
 
 def _quote(text: str) -> str:
@@ -119,11 +125,11 @@ def _int(query: Mapping[str, str], key: str) -> int | None:
         return None
     if not _INTEGER.fullmatch(value):
         raise bad_request(f"{key}: Invalid value: {_quote(value)}: must be an integer")
+    if not _fits_int64(value.lstrip("+-")):
+        raise bad_request(f"{key}: Invalid value: {_quote(value)}: out of range: must be at most {MAX_INT64}")
     number = int(value)
     if number < 0:
         raise bad_request(f"{key}: Invalid value: {number}: must be greater than or equal to 0")
-    if number > MAX_INT64:
-        raise bad_request(f"{key}: Invalid value: {_quote(value)}: out of range: must be at most {MAX_INT64}")
     return number
 
 

@@ -133,6 +133,11 @@ BAD_REQUESTS: dict[str, tuple[str, tuple[int, dict[str, Any]]]] = {
         f"{BASE}?watch=1&resourceVersion=9223372036854775808",
         bad_request(f'resourceVersion: Invalid value: "9223372036854775808": {OVER_INT64}'),
     ),
+    "rv of 5000 digits": (
+        f"{BASE}?resourceVersion={'1' * 5000}",
+        bad_request(f'resourceVersion: Invalid value: "{"1" * 64}...": {OVER_INT64}'),
+    ),
+    "limit of 5000 digits": (f"{BASE}?limit={'9' * 5000}", bad_request(f'limit: Invalid value: "{"9" * 64}...": {OVER_INT64}')),
     "rv negative": (
         f"{BASE}?resourceVersion=-1",
         bad_request('resourceVersion: Invalid value: "-1": must be a non-negative integer'),
