@@ -310,6 +310,12 @@ def parse_config(argv: list[str]) -> Config:
         if ns.secrets_dir is not None or ns.kubeconfig_clusters is not None:
             raise ConfigError("--secrets-dir and --kubeconfig-clusters need --standalone")
         bind = bind or "0.0.0.0"
+    for flag, path in (
+        ("--requestheader-client-ca-file", ns.requestheader_client_ca_file),
+        ("--client-ca-file", ns.client_ca_file),
+    ):
+        if path is not None:
+            _check_ca_bundle(flag, path)
     try:
         ipaddress.ip_address(bind)
     except ValueError:
@@ -401,6 +407,16 @@ def _check_readable_file(flag: str, path: Path) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _check_ca_bundle(flag: str, path: Path) -> None:
+    # Checked now: the files are otherwise first read when the hosting cluster's ConfigMap arrives.
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError:
+        raise ConfigError(f'{flag} {path}: not a PEM certificate bundle (no valid "BEGIN CERTIFICATE" block)') from None
 
 
 def _check_directory(flag: str, path: Path, *, must_exist: bool) -> None:

@@ -270,6 +270,14 @@ CASES: dict[str, Case] = {
         ["--kubeconfig", str(f.kubeconfig), "--client-ca-file", str(f.directory)],
         f"--client-ca-file {f.directory}: is a directory, not a file",
     ),
+    "client CA not PEM": lambda f: (
+        ["--kubeconfig", str(f.kubeconfig), "--client-ca-file", str(f.garbage)],
+        f'--client-ca-file {f.garbage}: not a PEM certificate bundle (no valid "BEGIN CERTIFICATE" block)',
+    ),
+    "front-proxy CA not PEM": lambda f: (
+        ["--kubeconfig", str(f.kubeconfig), "--requestheader-client-ca-file", str(f.garbage)],
+        f'--requestheader-client-ca-file {f.garbage}: not a PEM certificate bundle (no valid "BEGIN CERTIFICATE" block)',
+    ),
     "secrets dir missing": lambda f: (
         ["--standalone", "--secrets-dir", str(f.missing)],
         f"--secrets-dir {f.missing}: no such directory",
