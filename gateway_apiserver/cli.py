@@ -6,12 +6,9 @@ import asyncio
 import logging
 import signal
 import sys
-from pathlib import Path
 
 from .config import Config, ConfigError, parse_config
 from .process import event_loop_factory, run_workers
-from .security.tls import ensure_self_signed
-from .server import serve_forever, serving_hosts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(config)
     if config.workers == 1:
         return serve(config)
-    if not (config.tls_cert_file and config.tls_private_key_file):
-        # Minted once here, so every worker serves the same self-signed certificate.
-        ensure_self_signed(Path(config.cert_dir), serving_hosts(config))
+    from .server import listening_socket, serving_tls  # imported after the flags: a flag error is reported at once
+
+    try:
+        # Checked once here, so a port in use or a bad certificate is one line, not one per worker;
+        # and a self-signed certificate is minted once, so every worker serves the same one.
+        listening_socket(config).close()
+        serving_tls(config)
+    except ConfigError as exc:
+        print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
+        return 2
     return run_workers(config, worker_main)
 
 
@@ -52,8 +56,9 @@ def serve(config: Config) -> int:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
-        return 1
+        # Start-up failures are ConfigErrors naming their flag; anything else is still one line, exit 2.
+        print(f"gateway-apiserver: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -68,6 +73,8 @@ def _configure_logging(config: Config) -> None:
 
 async def _run(config: Config) -> None:
     """Serve; the first SIGTERM/SIGINT starts the graceful shutdown, a second one stops at once."""
+    from .server import serve_forever
+
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

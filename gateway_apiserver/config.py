@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +17,9 @@ FEATURE_GATES: dict[str, bool] = {
     "ClientIdentityPenetration": False,
     "OCMClusterCache": True,
 }
+# Gates of the kube-apiserver's generic server that the reference accepts and that deployments pass
+# (the KubeVela chart sets APIPriorityAndFairness=false): accepted, checked as booleans, no effect here.
+INERT_FEATURE_GATES = frozenset({"APIPriorityAndFairness"})
 # Go's strconv.ParseBool, as the reference's flags parse booleans.
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -82,17 +88,23 @@ def parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
 
 
-_DURATION = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
 def parse_duration(text: str) -> float:
-    """A Go duration (`10s`, `1m30s`, `500ms`) in seconds."""
-    import re
-
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+    """A Go duration (`10s`, `1m30s`, `500ms`, `-5s`, `0`) in seconds; the sign is kept for the range checks."""
+    sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.removeprefix("+"))
+    if body == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(body)
+    if not parts or "".join(n + u for n, u in parts) != body:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10s, 1m)")
-    return sum(float(n) * _DURATION[u] for n, u in parts)
+    return sign * sum(float(n) * _DURATION[u] for n, u in parts)
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -106,11 +118,12 @@ def parse_feature_gates(text: str) -> dict[str, bool]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--feature-gates: missing bool value for {key}")
-        if key not in FEATURE_GATES:
+        if key not in FEATURE_GATES and key not in INERT_FEATURE_GATES:
             raise ConfigError(f"--feature-gates: unrecognized feature gate: {key}")
         if value not in _TRUE | _FALSE:
             raise ConfigError(f"--feature-gates: invalid value of {key}={value}, err: invalid syntax")
-        gates[key] = value in _TRUE
+        if key in FEATURE_GATES:
+            gates[key] = value in _TRUE
     return gates
 
 
@@ -282,13 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str]) -> Config:
-    """Parse and validate the command line; ConfigError with a one-line message otherwise."""
-    ns = build_parser().parse_args(argv)
+    """Parse and validate the command line; ConfigError with a one-line message naming the flag otherwise."""
+    parser = build_parser()
+    ns = parser.parse_args(_join_dash_values(parser, argv))
     for attr, flag in NOT_YET_SUPPORTED.items():
         if getattr(ns, attr) not in (None, False):
             raise ConfigError(f"{flag} is not supported by this build yet")
+    _check_label("--secret-namespace", ns.secret_namespace, _DNS1123_LABEL, _DNS1123_LABEL_MESSAGE)
+    _check_label("--service-name", ns.service_name, _DNS1035_LABEL, _DNS1035_LABEL_MESSAGE)
     if not 0 < ns.secure_port < 65536:
-        raise ConfigError(f"--secure-port {ns.secure_port} must be between 1 and 65535")
+        raise ConfigError(f"--secure-port {ns.secure_port}: must be between 1 and 65535")
     if (ns.tls_cert_file is None) != (ns.tls_private_key_file is None):
         raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
     for flag, path in (
@@ -300,10 +316,11 @@ def parse_config(argv: list[str]) -> Config:
         ("--cluster-gateway-proxy-config", ns.cluster_gateway_proxy_config),
         ("--kubeconfig-clusters", ns.kubeconfig_clusters),
     ):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"{flag} {path}: no such file")
-    if ns.secrets_dir is not None and not ns.secrets_dir.is_dir():
-        raise ConfigError(f"--secrets-dir {ns.secrets_dir}: no such directory")
+        if path is not None:
+            _check_readable_file(flag, path)
+    if ns.secrets_dir is not None:
+        _check_directory("--secrets-dir", ns.secrets_dir, must_exist=True)
+    _check_directory("--cert-dir", ns.cert_dir, must_exist=False)
     bind = ns.bind_address
     if ns.standalone:
         if ns.secrets_dir is None and ns.kubeconfig_clusters is None:
@@ -327,14 +344,35 @@ def parse_config(argv: list[str]) -> Config:
         if ns.secrets_dir is not None or ns.kubeconfig_clusters is not None:
             raise ConfigError("--secrets-dir and --kubeconfig-clusters need --standalone")
         bind = bind or "0.0.0.0"
+    for flag, path in (
+        ("--requestheader-client-ca-file", ns.requestheader_client_ca_file),
+        ("--client-ca-file", ns.client_ca_file),
+    ):
+        if path is not None:
+            _check_ca_bundle(flag, path)
     try:
         ipaddress.ip_address(bind)
     except ValueError:
         raise ConfigError(f"--bind-address {bind}: not an IP address") from None
     if not 1 <= ns.workers <= 64:
-        raise ConfigError(f"--workers {ns.workers} must be between 1 and 64")
-    if ns.bookmark_interval <= 0 or ns.min_request_timeout <= 0:
-        raise ConfigError("--bookmark-interval and --min-request-timeout must be positive")
+        raise ConfigError(f"--workers {ns.workers}: must be between 1 and 64")
+    if not (math.isfinite(ns.bookmark_interval) and ns.bookmark_interval > 0):
+        raise ConfigError(f"--bookmark-interval {ns.bookmark_interval:g}: must be a positive number of seconds")
+    if ns.min_request_timeout <= 0:
+        raise ConfigError(f"--min-request-timeout {ns.min_request_timeout}: must be greater than 0")
+    for flag, seconds in (
+        ("--proxy-connect-timeout", ns.proxy_connect_timeout),
+        ("--proxy-request-timeout", ns.proxy_request_timeout),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"{flag} {_format_seconds(seconds)}: must be a positive duration")
+    for flag, seconds in (
+        ("--authentication-token-webhook-cache-ttl", ns.authentication_token_webhook_cache_ttl),
+        ("--authorization-webhook-cache-authorized-ttl", ns.authorization_webhook_cache_authorized_ttl),
+        ("--authorization-webhook-cache-unauthorized-ttl", ns.authorization_webhook_cache_unauthorized_ttl),
+    ):
+        if seconds < 0:
+            raise ConfigError(f"{flag} {_format_seconds(seconds)}: must not be negative (0 turns the cache off)")
     return Config(
         secret_namespace=ns.secret_namespace,
         secure_port=ns.secure_port,
@@ -373,6 +411,72 @@ def parse_config(argv: list[str]) -> Config:
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,
     )
+
+
+# The wording of k8s.io/apimachinery's validation, which kube's own flags print.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end "
+    "with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DNS1035_LABEL_MESSAGE = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, "
+    "and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is "
+    "'[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+
+
+def _check_label(flag: str, value: str, pattern: re.Pattern[str], message: str) -> None:
+    quoted = json.dumps(value, ensure_ascii=False)  # Go's %q: one line, whatever the value holds
+    if len(value) > 63:
+        raise ConfigError(f"{flag} {quoted}: must be no more than 63 characters")
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"{flag} {quoted}: {message}")
+
+
+def _check_readable_file(flag: str, path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _check_ca_bundle(flag: str, path: Path) -> None:
+    # Checked now: the files are otherwise first read when the hosting cluster's ConfigMap arrives.
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError:
+        raise ConfigError(f'{flag} {path}: not a PEM certificate bundle (no valid "BEGIN CERTIFICATE" block)') from None
+
+
+def _check_directory(flag: str, path: Path, *, must_exist: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, not a directory")
+    if must_exist and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: no such directory")
+
+
+def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--flag -5s` as `--flag=-5s`: Go's pflag takes the next word as the value whatever it starts with,
+    where argparse would call `-5s` a flag and say the value is missing."""
+    takes_value = {opt for action in parser._actions if action.nargs is None for opt in action.option_strings}
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in takes_value:
+            value = next(words, None)
+            joined.append(word if value is None else f"{word}={value}")
+        else:
+            joined.append(word)
+    return joined
 
 
 def _is_loopback(address: str) -> bool:

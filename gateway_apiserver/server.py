@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -33,7 +34,7 @@ from .security.authorization import Authorizer
 from .security.delegation import DelegatedSecurity, Security, standalone_security
 from .security.identity import request_user
 from .security.middleware import RequestAuthenticator, security_middleware
-from .security.tls import ServingCert, TLSServing, ensure_self_signed, peer_certificate
+from .security.tls import ServingCert, ServingPairError, TLSServing, ensure_self_signed, peer_certificate
 from .serving.listener import ConnectionTimeouts, listen
 from .serving.shutdown import SHUTDOWN_CHECK, InFlight
 
@@ -67,6 +68,8 @@ async def hosting_configuration(config: Config) -> Configuration:
     try:
         return await load_hosting_config(str(config.kubeconfig) if config.kubeconfig else None)
     except Exception as exc:
+        if config.kubeconfig is not None:
+            raise ConfigError(f"--kubeconfig {config.kubeconfig}: {exc}") from None
         raise ConfigError(f"cannot load the hosting cluster configuration: {exc}") from None
 
 
@@ -102,6 +105,53 @@ def write_local_kubeconfig(path: Path, host: str, port: int, cert: ServingCert) 
     partial.write_text(yaml.safe_dump(config, sort_keys=False))
     partial.replace(path)
     return path
+
+
+def listening_socket(config: Config) -> socket.socket:
+    """The bound TCP socket for --bind-address and --secure-port; ConfigError naming the flag if it cannot be had."""
+    host, port = config.bind_address, config.secure_port
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.workers > 1:  # every worker binds the port; the kernel balances new connections
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--secure-port {port}: address {address} is already in use") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"--bind-address {host}: cannot listen on {address}: no such address on this machine") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"--secure-port {port}: permission denied to listen on {address}") from None
+        raise ConfigError(f"--bind-address {host} --secure-port {port}: cannot listen on {address}: {exc.strerror}") from None
+    return sock
+
+
+def serving_tls(config: Config) -> tuple[ServingCert, TLSServing]:
+    """The serving certificate (given, or self-signed into --cert-dir) loaded for TLS; ConfigError naming the flag."""
+    given = config.tls_cert_file is not None and config.tls_private_key_file is not None
+    try:
+        if config.tls_cert_file is not None and config.tls_private_key_file is not None:
+            cert = ServingCert(config.tls_cert_file, config.tls_private_key_file)
+        else:
+            cert = ensure_self_signed(Path(config.cert_dir), serving_hosts(config))
+        return cert, TLSServing(cert, poll_interval=config.tls_reload_interval)
+    except ServingPairError as exc:
+        if not given:
+            raise ConfigError(f"--cert-dir {config.cert_dir}: apiserver.crt/apiserver.key: {exc.problem}") from None
+        cert_flag = f"--tls-cert-file {config.tls_cert_file}"
+        key_flag = f"--tls-private-key-file {config.tls_private_key_file}"
+        where = {"certificate": cert_flag, "key": key_flag}.get(exc.part, f"{key_flag} and {cert_flag}")
+        raise ConfigError(f"{where}: {exc.problem}") from None
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        if not given:
+            raise ConfigError(f"--cert-dir {config.cert_dir}: cannot write the self-signed certificate: {what}") from None
+        path = exc.filename or f"{config.tls_cert_file} / {config.tls_private_key_file}"
+        flag = "--tls-private-key-file" if str(path) == str(config.tls_private_key_file) else "--tls-cert-file"
+        raise ConfigError(f"{flag} {path}: cannot read it: {what}") from None
 
 
 class GatewayServer:
@@ -144,11 +194,13 @@ class GatewayServer:
                 source = FileSecretSource(cfg.secrets_dir, cfg.kubeconfig_clusters, cfg.secret_namespace)
             else:
                 source = SecretInformer(hosting, cfg.secret_namespace)
-        if cfg.tls_cert_file and cfg.tls_private_key_file:
-            self.cert = ServingCert(cfg.tls_cert_file, cfg.tls_private_key_file)
-        else:
-            self.cert = ensure_self_signed(Path(cfg.cert_dir), serving_hosts(cfg))
-        self.tls = TLSServing(self.cert, poll_interval=cfg.tls_reload_interval)
+        # Listen before minting a certificate: a port in use is then reported before any side effect.
+        sock = listening_socket(cfg)
+        try:
+            self.cert, self.tls = serving_tls(cfg)
+        except BaseException:
+            sock.close()
+            raise
         await self.tls.start()
         if hosting is None:
             self.security = standalone_security()
@@ -171,12 +223,6 @@ class GatewayServer:
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        family = socket.AF_INET6 if ":" in cfg.bind_address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if cfg.workers > 1:  # every worker binds the port; the kernel balances new connections
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((cfg.bind_address, cfg.secure_port))
         self.port = sock.getsockname()[1]
         self._listener = await listen(
             self._runner,

@@ -39,7 +39,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     [
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["--secure-port", "http"], "argument --secure-port: invalid int value: 'http'"),
-        (["--secure-port", "70000"], "--secure-port 70000 must be between 1 and 65535"),
+        (["--secure-port", "70000"], "--secure-port 70000: must be between 1 and 65535"),
         (["--feature-gates", "Teleport=true"], "unrecognized feature gate: Teleport"),
         (["--feature-gates", "HealthinessCheck=maybe"], "invalid value of HealthinessCheck=maybe"),
         (["--standalone"], "--standalone needs --secrets-dir and/or --kubeconfig-clusters"),

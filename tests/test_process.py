@@ -123,18 +123,24 @@ async def test_two_workers_serve_one_port_and_stop_together(tmp_path: Path) -> N
     assert serving_pids == set(workers), (serving_pids, workers)
 
 
+def failing_worker(config: Config) -> None:
+    """A stand-in worker that fails while starting (the parent checks the port and certificate first,
+    so a worker fails only on what it alone meets: the hosting cluster, its event loop)."""
+    (config.cert_dir / str(os.getpid())).touch()
+    sys.exit(2)
+
+
 async def test_a_worker_failing_at_startup_stops_them_all(tmp_path: Path) -> None:
-    with socket.socket() as taken:  # held without SO_REUSEPORT: every worker's bind fails
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        proc = await start_cli(
-            "--standalone", "--secrets-dir", str(REPO / "examples/clusters"), "--secure-port", str(taken.getsockname()[1]),
-            "--cert-dir", str(tmp_path / "certs"), "--workers", "2",
-        )  # fmt: skip
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "Address already in use" in err.decode()
-    assert "while starting; stopping all workers" in err.decode()
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom gateway_apiserver.config import Config\n"
+        "from gateway_apiserver.process import run_workers\nfrom tests.test_process import failing_worker\n"
+        f"sys.exit(run_workers(Config(workers=2, cert_dir=Path({str(tmp_path)!r})), failing_worker))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, cwd=REPO, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "exited with code 2 while starting; stopping all workers" in err.decode()
+    assert not any(alive(int(name)) for name in os.listdir(tmp_path))
 
 
 def sleepy_worker(config: Config) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
-from .status import bad_request
+from .status import StatusError, bad_request
 
 SUPPORTED_FIELDS = frozenset({"metadata.name"})
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0", ""})
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() would also take "+5", "1_0" and other scripts' digits
+_INTEGER = re.compile(r"[-+]?[0-9]+")  # Go's strconv.ParseInt, which parses limit and timeoutSeconds
+MAX_INT64 = 2**63 - 1
+MAX_RESOURCE_VERSION = MAX_INT64  # etcd revisions, and the kube-apiserver's continue tokens, are int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +55,56 @@ class ContinueToken:
 
     @staticmethod
     def decode(token: str) -> ContinueToken:
-        """Parse a token; 400 BadRequest when it is not one of ours."""
+        """Parse a token; 400 BadRequest, in the kube-apiserver's words, when it is not one of ours."""
         try:
-            padded = token + "=" * (-len(token) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            if data.get("v") != "meta.k8s.io/v1":
-                raise ValueError("unsupported continue version")
-            rv = int(data["rv"])
-            start = str(data["start"]).removesuffix("\x00")
-        except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise bad_request(f"continue key is not valid: {exc}") from None
-        if rv <= 0:
-            raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-        return ContinueToken(rv, start)
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        except ValueError:  # binascii.Error, or characters outside ASCII
+            raise _invalid_token("the token is not base64url-encoded") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, integers too long, nesting too deep
+            raise _invalid_token("the token does not hold JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("v"), str):
+            raise _invalid_token('the token is not an object with the fields "v", "rv" and "start"')
+        if data["v"] != "meta.k8s.io/v1":
+            raise _invalid_token("server does not recognize this encoded version")
+        rv = data.get("rv")
+        if isinstance(rv, bool) or not isinstance(rv, int) or not 0 < rv <= MAX_RESOURCE_VERSION:
+            raise _invalid_token("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        start = data.get("start")
+        if not isinstance(start, str):
+            raise _invalid_token('the token is not an object with the fields "v", "rv" and "start"')
+        if not start.removesuffix("\x00"):
+            raise _invalid_token("encoded start key empty (version meta.k8s.io/v1)")
+        return ContinueToken(rv, start.removesuffix("\x00"))
+
+
+def _invalid_token(problem: str) -> StatusError:
+    return bad_request(f"invalid continue token: continue key is not valid: {problem}")
+
+
+def parse_resource_version(query: Mapping[str, str]) -> int | None:
+    """The `resourceVersion` asked for: None for none or "0" (any), else a positive int64; 400 otherwise."""
+    text = query.get("resourceVersion") or None
+    if text is None or text == "0":
+        return None
+    if not _DIGITS.fullmatch(text):
+        raise bad_request(f"resourceVersion: Invalid value: {_quote(text)}: must be a non-negative integer")
+    if not _fits_int64(text):
+        raise bad_request(f"resourceVersion: Invalid value: {_quote(text)}: out of range: must be at most {MAX_RESOURCE_VERSION}")
+    return int(text)
+
+
+def _fits_int64(digits: str) -> bool:
+    """Whether an unsigned run of digits is at most MAX_INT64 (checked by length first: int() refuses
+    strings over 4300 digits, and a query string can be longer)."""
+    significant = digits.lstrip("0")
+    return len(significant) <= 19 and int(significant or "0") <= MAX_INT64
+
+
+def _quote(text: str) -> str:
+    """A query value in a message: quoted and escaped like Go's %q, and cut short."""
+    return json.dumps(text if len(text) <= 64 else text[:64] + "...")
 
 
 def _bool(query: Mapping[str, str], key: str) -> bool | None:
@@ -75,17 +116,18 @@ def _bool(query: Mapping[str, str], key: str) -> bool | None:
         return True
     if lowered in _FALSE:
         return False
-    raise bad_request(f'{key}: Invalid value: "{value}": must be a boolean')
+    raise bad_request(f"{key}: Invalid value: {_quote(value)}: must be a boolean")
 
 
 def _int(query: Mapping[str, str], key: str) -> int | None:
     value = query.get(key)
     if value is None or value == "":
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise bad_request(f'{key}: Invalid value: "{value}": must be an integer') from None
+    if not _INTEGER.fullmatch(value):
+        raise bad_request(f"{key}: Invalid value: {_quote(value)}: must be an integer")
+    if not _fits_int64(value.lstrip("+-")):
+        raise bad_request(f"{key}: Invalid value: {_quote(value)}: out of range: must be at most {MAX_INT64}")
+    number = int(value)
     if number < 0:
         raise bad_request(f"{key}: Invalid value: {number}: must be greater than or equal to 0")
     return number
@@ -108,14 +150,11 @@ def parse_list_options(query: Mapping[str, str], *, force_watch: bool = False) -
     send_initial = _bool(query, "sendInitialEvents")
     allow_bookmarks = bool(_bool(query, "allowWatchBookmarks"))
 
-    if rv is not None and rv != "0":
-        try:
-            if int(rv) < 0:
-                raise ValueError(rv)
-        except ValueError:
-            raise bad_request(f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer') from None
+    parse_resource_version(query)
     if rv_match is not None and rv_match not in ("Exact", "NotOlderThan"):
-        raise bad_request(f'resourceVersionMatch: Unsupported value: "{rv_match}": supported values: "Exact", "NotOlderThan"')
+        raise bad_request(
+            f'resourceVersionMatch: Unsupported value: {_quote(rv_match)}: supported values: "Exact", "NotOlderThan"'
+        )
     if watch:
         if token_text:
             raise bad_request("continue: Forbidden: continue is not supported for watch")

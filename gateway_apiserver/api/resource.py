@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from typing import Any
 
@@ -10,18 +9,17 @@ from aiohttp import web
 
 from ..registry.cache import ClusterRegistry, Snapshot
 from ..registry.model import GROUP_VERSION, LIST_KIND, ClusterGateway, encode
-from .listing import ContinueToken, ListOptions, parse_list_options
+from .listing import ContinueToken, ListOptions, parse_list_options, parse_resource_version
 from .negotiation import Shape, negotiate, table_version
-from .status import StatusError, expired, method_not_allowed
+from .status import expired, method_not_allowed
 from .tables import parse_include_object, partial_object_metadata, table
-from .watch import WatchSettings, serve_watch
+from .watch import WatchSettings, serve_watch, wait_for_resource_version
 
 PREFIX = f"/apis/{GROUP_VERSION}"
 REGISTRY = web.AppKey("registry", ClusterRegistry)
 WATCH_SETTINGS = web.AppKey("watch_settings", WatchSettings)
 
 _SHAPES = frozenset({Shape.OBJECT, Shape.TABLE, Shape.PARTIAL_METADATA})
-_TOO_LARGE_WAIT = 3.0  # seconds the kube-apiserver waits for its cache to reach a requested RV
 
 
 def _json(body: bytes) -> web.Response:
@@ -31,6 +29,8 @@ def _json(body: bytes) -> web.Response:
 async def _snapshot_for(registry: ClusterRegistry, opts: ListOptions) -> Snapshot:
     """The listing this request must be served from, honouring continue and resourceVersion."""
     if opts.continue_token is not None:
+        # A token from a newer listing (another replica, a restarted cache) is too large, not too old.
+        await wait_for_resource_version(registry, opts.continue_token.resource_version)
         snap = registry.snapshot_at(opts.continue_token.resource_version)
         if snap is None:
             raise expired(
@@ -38,34 +38,16 @@ async def _snapshot_for(registry: ClusterRegistry, opts: ListOptions) -> Snapsho
                 "You can start a new list without the continue parameter."
             )
         return snap
-    if opts.resource_version in (None, "0"):
+    wanted = parse_resource_version({"resourceVersion": opts.resource_version or ""})
+    if wanted is None:
         return registry.snapshot()
-    wanted = int(opts.resource_version or 0)
-    if wanted > registry.resource_version:
-        await _wait_for_rv(registry, wanted)
+    await wait_for_resource_version(registry, wanted)
     if opts.resource_version_match == "Exact":
         snap = registry.snapshot_at(wanted)
         if snap is None:
             raise expired(f"too old resource version: {wanted} ({registry.resource_version})")
         return snap
     return registry.snapshot()
-
-
-async def _wait_for_rv(registry: ClusterRegistry, wanted: int) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _TOO_LARGE_WAIT
-    while registry.resource_version < wanted:
-        if loop.time() >= deadline:
-            raise StatusError(
-                504,
-                f"Too large resource version: {wanted}, current: {registry.resource_version}",
-                reason="Timeout",
-                details={
-                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                    "retryAfterSeconds": 1,
-                },
-            )
-        await asyncio.sleep(0.05)
 
 
 def _page(snap: Snapshot, opts: ListOptions) -> tuple[list[ClusterGateway], str | None, int | None]:
@@ -167,7 +149,11 @@ async def get_one(request: web.Request) -> web.StreamResponse:
     accept = request.headers.get("Accept")
     shape = negotiate(accept, _SHAPES)
     include_object = parse_include_object(request.query.get("includeObject"))
-    gw = request.app[REGISTRY].get(name)
+    registry = request.app[REGISTRY]
+    wanted = parse_resource_version(request.query)
+    if wanted is not None:  # as the kube-apiserver's cache: "not older than", waiting a little for a newer one
+        await wait_for_resource_version(registry, wanted)
+    gw = registry.get(name)
     if shape is Shape.TABLE:
         return _json(table([gw], include_object, version=table_version(accept), resource_version=gw.resource_version))
     if shape is Shape.PARTIAL_METADATA:

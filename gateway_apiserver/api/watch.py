@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -13,12 +14,13 @@ from aiohttp import web
 
 from ..registry.cache import ChangeEvent, ClusterRegistry
 from ..registry.model import GROUP_VERSION, KIND, ClusterGateway, encode
-from .listing import ListOptions
+from .listing import ListOptions, parse_resource_version
 from .negotiation import Shape
 from .status import StatusError
 from .tables import partial_object_metadata, table
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+TOO_LARGE_WAIT = 3.0  # seconds the kube-apiserver's cache waits to reach a requested resourceVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,24 @@ def for_client(event: ChangeEvent, opts: ListOptions) -> tuple[str, ClusterGatew
     return None
 
 
+async def wait_for_resource_version(registry: ClusterRegistry, wanted: int) -> None:
+    """Wait up to TOO_LARGE_WAIT for the cache to reach `wanted`, then a 504 Timeout Status, as the kube-apiserver."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TOO_LARGE_WAIT
+    while registry.resource_version < wanted:
+        if loop.time() >= deadline:
+            raise StatusError(
+                504,
+                f"Too large resource version: {wanted}, current: {registry.resource_version}",
+                reason="Timeout",
+                details={
+                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                    "retryAfterSeconds": 1,
+                },
+            )
+        await asyncio.sleep(0.05)
+
+
 def _line(event_type: str, body: bytes) -> bytes:
     return b'{"type":"' + event_type.encode() + b'","object":' + body + b"}\n"
 
@@ -120,16 +140,19 @@ async def serve_watch(
 ) -> web.StreamResponse:
     """Stream watch events until timeoutSeconds, a relist of the registry, or the client leaves."""
     send_initial = bool(opts.send_initial_events)
-    since: int | None = None
-    if not send_initial and opts.resource_version not in (None, "0"):
-        since = int(opts.resource_version or 0)
+    wanted = parse_resource_version({"resourceVersion": opts.resource_version or ""})
+    since = None if send_initial else wanted
     render, render_bookmark = _renderer(shape, include_object, table_version)
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
     response.enable_chunked_encoding()
     try:
+        # A resourceVersion the cache has not reached: wait a little, then say it is too large. (The
+        # kube-apiserver does so for watch-lists; a plain watch there waits silently for ever.)
+        if wanted is not None:
+            await wait_for_resource_version(registry, wanted)
         watcher = registry.watch(since)
     except StatusError as exc:
-        # The kube-apiserver answers a too old resourceVersion with 200 and one ERROR event.
+        # The kube-apiserver answers a watch it cannot start with 200 and one ERROR event.
         await response.prepare(request)
         await response.write(_line("ERROR", encode(exc.to_status())))
         await response.write_eof()

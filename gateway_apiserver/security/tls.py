@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from .pki import covers, issue_serving_cert, new_ca
 
@@ -62,6 +63,32 @@ def ensure_self_signed(cert_dir: Path, hosts: list[str]) -> ServingCert:
     cert_file.write_bytes(serving.cert_pem + ca.cert_pem)
     log.info("generated a self-signed serving certificate for %s in %s", ", ".join(hosts), cert_dir)
     return ServingCert(cert_file, key_file)
+
+
+class ServingPairError(ValueError):
+    """A serving certificate or key that cannot be served; `part` says which: certificate, key or pair."""
+
+    def __init__(self, part: str, problem: str) -> None:
+        super().__init__(problem)
+        self.part = part
+        self.problem = problem
+
+
+def check_serving_pair(cert_pem: bytes, key_pem: bytes) -> None:
+    """Raise ServingPairError unless `cert_pem` holds a PEM certificate and `key_pem` its unencrypted PEM key."""
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_pem)[0]
+    except ValueError:
+        raise ServingPairError("certificate", 'not a PEM certificate (no valid "BEGIN CERTIFICATE" block)') from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise ServingPairError("key", "the private key is encrypted; give an unencrypted PEM key") from None
+    except ValueError:
+        raise ServingPairError("key", 'not a PEM private key (no valid "BEGIN ... PRIVATE KEY" block)') from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise ServingPairError("pair", "the private key does not match the certificate (the first one in the file)")
 
 
 def _build_context(cert_pem: bytes, key_pem: bytes, client_cas: Sequence[bytes]) -> ssl.SSLContext:
@@ -162,11 +189,12 @@ class TLSServing:
     """
 
     def __init__(self, cert: ServingCert, *, client_ca_pems: Sequence[bytes] = (), poll_interval: float = 2.0) -> None:
-        """Load the pair now; raises (ValueError, OSError, ssl.SSLError) if it is unusable at startup."""
+        """Load the pair now; raises ServingPairError or OSError if it is unusable at startup."""
         self.cert = cert
         self.poll_interval = poll_interval
         self._seen = _signature(cert)
         cert_pem, key_pem = cert.cert_file.read_bytes(), cert.key_file.read_bytes()
+        check_serving_pair(cert_pem, key_pem)
         self._client_cas = _clean(client_ca_pems)
         self._current = _build_context(cert_pem, key_pem, self._client_cas)
         self._pair = cert_pem, key_pem
@@ -214,6 +242,7 @@ class TLSServing:
             if sig is None:
                 raise FileNotFoundError("certificate or key file missing")
             cert_pem, key_pem = self.cert.cert_file.read_bytes(), self.cert.key_file.read_bytes()
+            check_serving_pair(cert_pem, key_pem)
             ctx = _build_context(cert_pem, key_pem, self._client_cas)
             certificate = x509.load_pem_x509_certificate(cert_pem)
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
