@@ -33,7 +33,17 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         return status_response(StatusError(exc.status, exc.reason))
+    except ConnectionError:
+        transport = request.transport
+        if transport is None or transport.is_closing():  # the client left mid-answer: nothing to answer, nothing wrong
+            log.debug("client left during %s %s", request.method, request.path)
+            raise
+        return _internal_error(request)
     except Exception:
-        # The client gets a generic message; the details (never credentials) go to our log.
-        log.exception("internal error serving %s %s", request.method, request.path)
-        return status_response(StatusError(500, "an internal error occurred; see the gateway-apiserver log"))
+        return _internal_error(request)
+
+
+def _internal_error(request: web.Request) -> web.Response:
+    # The client gets a generic message; the details (never credentials) go to our log.
+    log.exception("internal error serving %s %s", request.method, request.path)
+    return status_response(StatusError(500, "an internal error occurred; see the gateway-apiserver log"))

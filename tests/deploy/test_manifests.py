@@ -95,6 +95,18 @@ def test_deployment_args_are_valid_gateway_flags(rendered: dict[tuple[str, str],
     assert namespace.secret_namespace == "vela-system"
 
 
+def test_the_pod_is_given_time_for_a_graceful_shutdown(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """The kubelet kills the pod after terminationGracePeriodSeconds: the gateway's delay and grace must fit in it."""
+    from gateway_apiserver.config import build_parser
+
+    pod = rendered[("Deployment", "gateway-apiserver")]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    config = build_parser().parse_args(container["args"])
+    probe_period = container["readinessProbe"]["periodSeconds"]
+    assert config.shutdown_delay_duration >= 2 * probe_period  # unready long enough for the Service to notice
+    assert pod["terminationGracePeriodSeconds"] > config.shutdown_delay_duration + config.shutdown_grace_period
+
+
 async def test_the_generated_certificate_verifies_for_the_service_name(tmp_path: Path) -> None:
     assert generate_certs(["--out", str(tmp_path), "--namespace", "team-a", "--service", "gw", "--days", "30"]) == 0
     secret = yaml.safe_load((tmp_path / "serving-cert.yaml").read_text())

@@ -579,11 +579,6 @@ def test_connections_to_members_are_pooled_and_reused(load_run: LoadRun) -> None
     assert load_run.after.member_connections <= load_run.before.member_connections * 1.5, (load_run.before, load_run.after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owned by api/watch.py: a watch whose client left is written to once more; aiohttp raises "
-    "ClientConnectionResetError, logged as an internal error with a traceback",
-)
 def test_clients_leaving_in_the_middle_of_a_watch_are_no_internal_errors(load_run: LoadRun) -> None:
     assert "Traceback" not in load_run.gateway_log, load_run.gateway_log[-3000:]
     assert "internal error" not in load_run.gateway_log
