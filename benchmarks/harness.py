@@ -326,16 +326,3 @@ class RSSSampler:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self.peak = max(self.peak, rss_mb(self.pids))
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
-    return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0], "kernel": os.uname().release}

@@ -39,7 +39,6 @@ from benchmarks.harness import (
     MinimalProxyProcess,
     RSSSampler,
     cpu_seconds,
-    machine,
     member_from_kubeconfig,
     open_fds,
     percentiles,
@@ -47,6 +46,7 @@ from benchmarks.harness import (
     sessions,
     timed,
 )
+from benchmarks.recording import provenance, reproducing_command
 
 SECTIONS = ("reference", "throughput", "streaming", "watches", "floor", "workers")  # workers last: it restarts the gateway
 NS = "default"
@@ -315,7 +315,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     member = member_from_kubeconfig(args.member_kubeconfig) if args.member_kubeconfig else await local.start()  # type: ignore[union-attr]
     gw = GatewayProcess(work / "gateway", member, event_loop=args.event_loop)
     results: dict[str, Any] = {
-        "machine": machine(),
+        "run": provenance(reproducing_command("./dev bench proxy", sys.argv[1:]), args.note),
         "member": (f"local benchmarks/member.py, latency {args.member_latency_ms} ms" if local else member.url),
         "event_loop": args.event_loop,
     }
@@ -348,7 +348,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> None:
-    m = r["machine"]
+    m = r["run"]["machine"]
     print(
         f"\ngateway vs direct ({m['cpus']} cores, {m['cpu']}, Python {m['python']}, "
         f"gateway loop: {r['event_loop']}; member: {r['member']})"
@@ -422,7 +422,8 @@ def main() -> None:
         help="the local member waits this long before each answer (a real cluster's own time)",
     )
     parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="the gateway's event loop")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="write the results here (benchmarks/recorded/ for figures the README quotes)")
+    parser.add_argument("--note", help="recorded with the results: what else was going on (a busy machine, ...)")
     parser.add_argument("--profile", type=Path, help="throughput: also record the gateway with py-spy (.svg or .json)")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
