@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "benchmarks" / "recorded"
 # Options that say where the result goes or annotate it; the command that reproduces a figure omits them.
 _NOT_PART_OF_THE_COMMAND = ("--json", "--note")
+# The code a figure depends on: the product, the benchmarks and the fakes they drive.
+_MEASURED = ("gateway_apiserver", "benchmarks", "tests/fakes", "pyproject.toml")
 
 
 def machine() -> dict[str, Any]:
@@ -60,10 +62,16 @@ def reproducing_command(prefix: str, argv: Sequence[str]) -> str:
 def _commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *_MEASURED, ":!benchmarks/recorded"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head + (" (with uncommitted changes)" if dirty.strip() else "")
+    return head + (" (with uncommitted changes to the measured code)" if dirty.strip() else "")
 
 
 def provenance(command: str, note: str | None = None) -> dict[str, Any]:
