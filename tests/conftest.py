@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +19,15 @@ _SHARED_SERVER = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, suppress_health_check=_SHARED_SERVER)
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None, suppress_health_check=_SHARED_SERVER)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests drive the real kubectl binary: without it the run stops here, it never skips those tests."""
+    if shutil.which("kubectl") is None:
+        raise pytest.UsageError(
+            "kubectl is not on the PATH; the tests drive the real kubectl "
+            "(.ci/run installs it: apt-get install kubernetes-client)"
+        )
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -176,8 +175,6 @@ async def test_the_readme_run_command_serves_the_examples_and_stops_on_sigterm(t
 
 
 async def kubectl_with(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed (.ci/run installs it)")
     proc = await asyncio.create_subprocess_exec(
         "kubectl",
         f"--kubeconfig={kubeconfig}",

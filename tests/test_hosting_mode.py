@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +146,6 @@ async def _missing(h: Hosted, name: str) -> bool:
     return name not in await names(h)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (.ci/run installs it)")
 async def test_kubectl_through_the_hosting_mode_gateway(hosted: Hosted) -> None:
     proc = await asyncio.create_subprocess_exec(
         "kubectl",

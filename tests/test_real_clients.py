@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
 from tests.fakes.secrets import cluster_secret
-
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (.ci/run installs it)")
 
 SECRETS = [
     cluster_secret("member-1", 1, labels={"env": "prod"}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,8 +36,6 @@ def server_of(kubeconfig: Path | None) -> str:
 
 
 async def kubectl(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed (.ci/run installs it)")
     proc = await asyncio.create_subprocess_exec(
         "kubectl", f"--kubeconfig={kubeconfig}", f"--cache-dir={kubeconfig.parent / 'cache'}", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

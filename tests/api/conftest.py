@@ -183,12 +183,11 @@ Kubectl = Callable[..., Awaitable[KubectlResult]]
 def kubectl(tmp_path: Path) -> Kubectl:
     """Run the real kubectl against a TLSServer, without blocking the loop that serves it.
 
-    Skips the test when kubectl is not installed. The discovery cache and HOME are kept in
+    kubectl is a required test tool (tests/conftest.py stops the run without it). The discovery cache and HOME are kept in
     tmp_path so that runs never see each other's (or the developer's) cached documents.
     """
     binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not on the PATH")
+    assert binary is not None  # checked once for the whole run in tests/conftest.py
 
     async def run(server: TLSServer, *args: str, timeout: float = 60) -> KubectlResult:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gate
 from tests.fakes.member_upgrade import FakeUpgradeMember
 from tests.fakes.secrets import cluster_secret
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (.ci/run installs it)")
 PROXY = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways/m1/proxy"
 
 

@@ -10,7 +10,6 @@ import base64
 import gc
 import json
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -70,7 +69,6 @@ async def kubectl(kubeconfig: Path, *args: str, stdin: bytes | None = None) -> t
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 async def test_kubectl_through_the_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     async with gateway(tmp_path, token_secret("m1", member)) as gw:
         config = {
