@@ -119,7 +119,7 @@ async def test_timeout_seconds_ends_the_stream(gateway: RunningGateway) -> None:
         await stream.next()
         started = asyncio.get_running_loop().time()
         assert await stream.ended(5)
-        assert asyncio.get_running_loop().time() - started < 3
+        assert asyncio.get_running_loop().time() - started < 3  # timeoutSeconds=1 fired; 2 s of margin for a busy CPU
 
 
 async def test_too_old_resource_version_is_a_410_error_event(tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ async def test_hanging_plugin_times_out_and_is_killed_with_its_children(tmp_path
     started = time.monotonic()
     with pytest.raises(CredentialError, match=r"did not finish within 1s"):
         await provider.get()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 5  # the 1 s timeout fired, not the plugin's 60 s sleep; 4 s of margin
     child = int(pid_file.read_text())
     await asyncio.sleep(0.2)
     assert _dead(child)

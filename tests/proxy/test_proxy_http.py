@@ -138,10 +138,9 @@ async def test_watch_events_arrive_while_the_stream_is_open(member: FakeMemberAP
             assert resp.status == 200
             for i in range(3):
                 await asyncio.sleep(0.7)  # longer than request_timeout: a watch is never cut by it
-                started = time.monotonic()
                 member.store.create("configmaps", "default", {"metadata": {"name": f"w{i}"}})
-                line = await asyncio.wait_for(resp.content.readline(), 1.0)
-                assert time.monotonic() - started < 1.0
+                # Forwarded as it happens: a buffered stream would hold it until timeoutSeconds (30 s).
+                line = await asyncio.wait_for(resp.content.readline(), 5.0)
                 event = json.loads(line)
                 assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", f"w{i}")
                 assert not resp.content.at_eof()
@@ -157,7 +156,7 @@ async def test_follow_logs_stream_line_by_line(member: FakeMemberAPIServer, tmp_
                 arrivals.append(time.monotonic() - started)
                 assert line.startswith(b"line ")
         assert len(arrivals) == 8
-        assert arrivals[0] < 0.5  # the first line came long before the stream ended
+        assert arrivals[-1] - arrivals[0] > 0.8  # lines came as written, 0.2 s apart, not all at once at the end
         assert arrivals[-1] > 1.2  # and the stream outlived request_timeout
 
 
@@ -190,7 +189,8 @@ async def test_large_list_streams_in_constant_memory(member: FakeMemberAPIServer
         assert size >= 50 * 1024 * 1024
         growth_mb = (peak - baseline) / 1024
         # Member, gateway and client share this process: all three stream, none holds the list.
-        assert growth_mb < 12, f"RSS grew {growth_mb:.1f} MB for a 50 MB list"
+        # Holding it would add 50 MB or more; half of that is the bound (figures: ./dev bench proxy, streaming).
+        assert growth_mb < 25, f"RSS grew {growth_mb:.1f} MB for a 50 MB list"
 
 
 async def test_request_bodies_stream_to_the_member(member: FakeMemberAPIServer, tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ of the same mix comes first, so the baseline is the steady state (the proxy's ke
 to the members filled, CPython's arenas allocated) rather than a cold process. After the
 measured round the gateway's fds, client connections and tasks must be back to that baseline,
 and its RSS within a stated margin. Figures are printed (`-s`) and written to
-benchmarks/results/load.json. `LOAD_SECONDS` shortens the measured round for local tries.
+benchmarks/results/load.json, or to the file `LOAD_RESULTS` names (the README quotes
+benchmarks/recorded/load.json; `LOAD_NOTE` is recorded with it). `LOAD_SECONDS` shortens the
+measured round for local tries.
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from benchmarks.recording import provenance
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 
 pytestmark = [pytest.mark.load, pytest.mark.timeout(150)]
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "benchmarks" / "results" / "load.json"
+RESULTS = REPO / os.environ.get("LOAD_RESULTS", "benchmarks/results/load.json")
 CG = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 CLUSTERS = [f"c{i:02d}" for i in range(20)]
 FLAPPER = CLUSTERS[0]  # its Secret file is rewritten during the run, to feed the watches
@@ -520,6 +523,8 @@ async def load_run(tmp_path_factory: pytest.TempPathFactory) -> LoadRun:
     """A warm-up round (so the proxy's connection pool and CPython's arenas reach their working size),
     the baseline, then the measured round of DURATION seconds, then the footprint once clients left."""
     tmp_path = tmp_path_factory.mktemp("load")
+    settings = " ".join(f"{k}={os.environ[k]}" for k in ("LOAD_SECONDS", "LOAD_RESULTS") if k in os.environ)
+    run = provenance(f"{settings} .venv/bin/pytest -s tests/reliability/test_load.py".strip(), os.environ.get("LOAD_NOTE"))
     async with FakeMemberAPIServer() as m1, FakeMemberAPIServer() as m2, gateway_process(tmp_path, [m1, m2]) as gateway:
         flapper = Flapper(tmp_path / "secrets", m1)
         warm_up = await load_round(gateway, flapper, WARM_UP, seed=1)
@@ -532,6 +537,7 @@ async def load_run(tmp_path_factory: pytest.TempPathFactory) -> LoadRun:
     result = figures(measured.tally, measured.elapsed, {"before": before, "during": measured.during, "after": after})
     result["gateway_log"] = {level: gateway.log.count(f" {level} ") for level in ("WARNING", "ERROR")}
     result["member_connections_opened"] = opened
+    result["run"] = run
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     show(result)
