@@ -20,7 +20,7 @@ RECORDED = ROOT / "benchmarks" / "recorded"
 # Options that say where the result goes or annotate it; the command that reproduces a figure omits them.
 _NOT_PART_OF_THE_COMMAND = ("--json", "--note")
 # The code a figure depends on: the product, the benchmarks and the fakes they drive.
-_MEASURED = ("gateway_apiserver", "benchmarks", "tests/fakes", "pyproject.toml")
+_MEASURED = ("gateway_apiserver", "benchmarks", "tests/fakes", "tests/reliability/test_load.py", "pyproject.toml")
 
 
 def machine() -> dict[str, Any]:
