@@ -1,14 +1,76 @@
-"""The benchmark suite runs end to end (a smoke run with small counts): what the README quotes
-comes from code that works. No timing is asserted here; figures live in `./dev bench`."""
+"""The benchmarks run end to end (smoke runs with small counts), and every figure the README
+quotes comes from a recorded result in benchmarks/recorded/. No timing is asserted here;
+figures live in `./dev bench`."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import readme_tables
+from benchmarks.recording import reproducing_command
+
 REPO = Path(__file__).resolve().parent.parent
+RECORDED = REPO / "benchmarks" / "recorded"
+
+
+def test_the_readme_quotes_exactly_the_recorded_results() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert readme_tables.render(readme) == readme, "run: python benchmarks/readme_tables.py"
+
+
+def test_a_stale_figure_in_the_readme_is_rewritten_from_the_recorded_file() -> None:
+    readme = (REPO / "README.md").read_text()
+    stale = readme_tables.BLOCK.sub(lambda m: m["open"] + "| list | 8,800 | 282 | 155 ms | 718 ms |\n" + m["close"], readme)
+    assert stale != readme
+    assert readme_tables.render(stale) == readme
+
+
+def test_every_recorded_result_says_where_it_came_from_and_is_quoted() -> None:
+    readme = (REPO / "README.md").read_text()
+    recorded = sorted(RECORDED.glob("*.json"))
+    assert [f.name for f in recorded] == [
+        "load.json",
+        "proxy-asyncio.json",
+        "proxy-member-latency.json",
+        "proxy.json",
+        "registry_scale.json",
+    ]
+    for file in recorded:
+        run = json.loads(file.read_text())["run"]
+        assert run["command"].startswith(("./dev bench ", "LOAD_RESULTS=benchmarks/recorded/load.json")), run["command"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["date"])
+        assert re.fullmatch(r"[0-9a-f]{40}", run["commit"]), "recorded from uncommitted code: " + run["commit"]
+        assert {"cpus", "cpu", "python", "kernel", "load_average_1m_at_start"} <= set(run["machine"])
+        assert f"[`benchmarks/recorded/{file.name}`](benchmarks/recorded/{file.name})" in readme
+
+
+def test_the_reproducing_command_leaves_out_where_the_result_goes() -> None:
+    argv = ["--sections", "reference", "--json", "benchmarks/recorded/x.json", "--note=busy", "--quick", "--note", "a b"]
+    assert reproducing_command("./dev bench proxy", argv) == "./dev bench proxy --sections reference --quick"
+
+
+def test_the_registry_benchmark_times_the_products_list_handler(tmp_path: Path) -> None:
+    out = tmp_path / "registry.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/registry_scale.py", "--secrets", "300", "--lists", "3", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["run"]["command"] == "./dev bench registry --secrets 300 --lists 3"
+    assert set(r["list_handler_ms"]) == {"json", "table", "json_selector", "json_page500"}
+    for key in ("json", "table", "json_selector", "json_page500"):
+        assert r["list_handler_ms"][key]["p50"] > 0 and r[f"list_{key}_ms"]["p50"] > 0
+    assert r["initial_sync_s"] > 0 and 0 < r["rss_after_sync_mb"] <= r["rss_peak_mb"]
+    assert "the list handler alone (list_or_watch in-process" in proc.stdout
 
 
 def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
