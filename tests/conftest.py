@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if shutil.which("kubectl") is None:
         raise pytest.UsageError(
             "kubectl is not on the PATH; the tests drive the real kubectl "
-            "(.ci/run installs it: apt-get install kubernetes-client)"
+            "(./dev test and .ci/run install it: apt-get install kubernetes-client)"
         )
 
 
