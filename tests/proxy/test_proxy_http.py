@@ -150,6 +150,7 @@ async def test_follow_logs_stream_line_by_line(member: FakeMemberAPIServer, tmp_
     member.log_lines, member.log_interval = 8, 0.2
     async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
         started = time.monotonic()
+        started = time.monotonic()
         async with client.get(proxied("m1", f"{NS}/pods/p1/log?follow=true")) as resp:
             arrivals = []
             async for line in resp.content:
@@ -222,12 +223,15 @@ async def test_client_disconnect_closes_the_upstream(member: FakeMemberAPIServer
 
 async def test_a_broken_or_slow_upstream_never_looks_complete(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
-        # The request timeout strikes mid-body (the client reads slowly): the client is cut, not ended cleanly.
-        async with client.get(proxied("m1", "/apis/bulk.test/v1/items?mb=20")) as resp:
+        started = time.monotonic()
+        # The request timeout strikes mid-body (the client reads slowly at first): the client is cut, not ended
+        # cleanly. 100 MB, because loopback socket buffers and the client's own can hold tens of MB.
+        async with client.get(proxied("m1", "/apis/bulk.test/v1/items?mb=100")) as resp:
             assert resp.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):
                 async for _ in resp.content.iter_chunked(65536):
-                    await asyncio.sleep(0.05)  # a slow reader
+                    if time.monotonic() - started < 1.0:  # twice the request timeout: it must strike
+                        await asyncio.sleep(0.05)
         # The member dies mid-watch: the client sees the stream break, not a clean end.
         async with client.get(proxied("m1", f"{NS}/configmaps?watch=true")) as resp:
             member.store.create("configmaps", "default", {"metadata": {"name": "before"}})
