@@ -150,7 +150,6 @@ async def test_follow_logs_stream_line_by_line(member: FakeMemberAPIServer, tmp_
     member.log_lines, member.log_interval = 8, 0.2
     async with gateway(tmp_path, token_secret("m1", member), request_timeout=0.5) as gw, gw.session() as client:
         started = time.monotonic()
-        started = time.monotonic()
         async with client.get(proxied("m1", f"{NS}/pods/p1/log?follow=true")) as resp:
             arrivals = []
             async for line in resp.content:
