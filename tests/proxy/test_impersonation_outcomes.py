@@ -143,9 +143,7 @@ async def test_a_cluster_annotation_applies_to_its_own_cluster_only(member: Fake
             ANNOTATION_PROXY_CONFIGURATION: rules("{name: devs-admin, type: PrivilegedIdentityExchanger, source: {group: devs}}")
         },
     )
-    async with identity_gateway(
-        tmp_path, annotated, token_secret("m2", member), users=USERS, feature_gates=gates(True)
-    ) as gw:
+    async with identity_gateway(tmp_path, annotated, token_secret("m2", member), users=USERS, feature_gates=gates(True)) as gw:
         assert await pods(gw, "alice-token", "team-b", cluster="m1") == (200, ["pod-team-b"])
         assert await pods(gw, "alice-token", "team-b", cluster="m2") == cannot_list("alice", "team-b")
 
@@ -192,3 +190,40 @@ async def test_the_callers_groups_and_extras_are_impersonated_too(member: FakeMe
     assert [(a.name, a.groups, a.uid, dict(a.extra)) for a in acted if a is not None] == [
         ("alice", ("devs", "system:authenticated"), "", {"acme.com/project": ("p1",)})
     ]
+
+
+async def test_the_annotation_is_read_before_the_global_file_and_only_with_the_gate(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        rules(
+            "{name: everyone-audits, type: StaticMappingIdentityExchanger, source: {userPattern: '.*'}, target: {user: auditor}}"
+        )
+    )
+    annotation = rules("{name: alice-is-admin, type: PrivilegedIdentityExchanger, source: {user: alice}}")
+    secret = token_secret("m1", member, annotations={ANNOTATION_PROXY_CONFIGURATION: annotation})
+    async with identity_gateway(
+        tmp_path, secret, users=USERS, feature_gates=gates(True), cluster_gateway_proxy_config=config
+    ) as gw:
+        assert await pods(gw, "alice-token", "team-a") == (200, ["pod-team-a"])  # the annotation's privileged rule won
+        assert await pods(gw, "bob-token", "team-a") == cannot_list("auditor", "team-a")  # the global rule
+    # Without the gate only `?impersonate=true` impersonates, and only the global file counts.
+    async with identity_gateway(tmp_path, secret, users=USERS, cluster_gateway_proxy_config=config) as gw:
+        assert await pods(gw, "alice-token", "team-a", query="?impersonate=true") == cannot_list("auditor", "team-a")
+
+
+async def test_a_static_mapping_target_uid_is_impersonated(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        rules(
+            "{name: bot, type: StaticMappingIdentityExchanger, source: {user: bob},"
+            " target: {user: auditor, groups: [auditors], uid: '42'}}"
+        )
+    )
+    async with identity_gateway(
+        tmp_path, token_secret("m1", member), users=USERS, feature_gates=gates(True), cluster_gateway_proxy_config=config
+    ) as gw:
+        assert await pods(gw, "bob-token", "team-b") == (200, ["pod-team-b"])
+    [acted] = [r.acting_as for r in member.requests_to("/api/v1/namespaces/team-b/pods")]
+    assert acted is not None and (acted.name, acted.groups, acted.uid) == ("auditor", ("auditors", "system:authenticated"), "42")
