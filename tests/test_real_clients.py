@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import kubernetes
@@ -212,7 +213,7 @@ async def test_kubernetes_client_pages_a_list_through_the_proxy(member: FakeMemb
                 versions: set[str] = set()
                 token = None
                 while True:
-                    page = core.list_namespaced_config_map("default", limit=2, _continue=token)
+                    page: Any = core.list_namespaced_config_map("default", limit=2, _continue=token)
                     names += [item.metadata.name for item in page.items]
                     versions.add(page.metadata.resource_version)
                     if len(names) == 2:  # written between pages: not in this list's snapshot
