@@ -167,7 +167,7 @@ def request_attributes(method: str, path: str, query: Mapping[str, str], user: I
     elif parts[:1] == ["apis"] and len(parts) >= 4:
         group, rest = parts[1], parts[3:]
     else:
-        return Attributes(user, method.lower() if method != "HEAD" else "get", False, path=path)
+        return Attributes(user, method.lower(), False, path=path)  # kube: the lower-cased method, even "head"
     namespace = ""
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]

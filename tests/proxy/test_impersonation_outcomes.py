@@ -13,6 +13,8 @@ or a privileged rule), and the member's 403 names whom it ran as.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,10 @@ import pytest
 from gateway_apiserver.config import Config
 from gateway_apiserver.registry.model import ANNOTATION_PROXY_CONFIGURATION
 from gateway_apiserver.security.identity import UserInfo
-from tests.fakes.gateway import RunningGateway
+from tests.fakes.gateway import RunningGateway, write_kubeconfig
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.member_rbac import AUTH_GROUP, Rule
-from tests.fakes.proxying import identity_gateway, proxied, status_of, token_secret
+from tests.fakes.proxying import PROXY, identity_gateway, proxied, status_of, token_secret
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -227,3 +229,29 @@ async def test_a_static_mapping_target_uid_is_impersonated(member: FakeMemberAPI
         assert await pods(gw, "bob-token", "team-b") == (200, ["pod-team-b"])
     [acted] = [r.acting_as for r in member.requests_to("/api/v1/namespaces/team-b/pods")]
     assert acted is not None and (acted.name, acted.groups, acted.uid) == ("auditor", ("auditors", "system:authenticated"), "42")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (.ci/run installs it)")
+async def test_kubectl_as_alice_sees_her_pods_and_the_members_refusal(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with identity_gateway(tmp_path, token_secret("m1", member), users=USERS, feature_gates=gates(True)) as gw:
+        kubeconfig = write_kubeconfig(tmp_path / "alice.kubeconfig", gw.url + PROXY.format("m1"), gw.ca_file, "alice-token")
+
+        async def kubectl(*args: str) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                "kubectl",
+                f"--kubeconfig={kubeconfig}",
+                f"--cache-dir={tmp_path / 'kubectl-cache'}",
+                *args,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+            return proc.returncode or 0, out.decode(), err.decode()
+
+        assert await kubectl("get", "pods", "-n", "team-a", "-o", "name") == (0, "pod/pod-team-a\n", "")
+        code, _, err = await kubectl("get", "pods", "-n", "team-b", "-o", "name")
+    assert (code, err.strip()) == (
+        1,
+        'Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API group "" '
+        'in the namespace "team-b"',
+    )
