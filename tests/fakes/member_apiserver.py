@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import copy
 import datetime
-import gzip
 import json
 import secrets as token_gen
 import ssl
@@ -41,8 +40,10 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
+from . import member_endpoints as endpoints
 from .kube_store import CONFIGMAPS, Event, KindInfo, KubeStore, Obj, StatusError, selector, status_object
 from .member_codecs import decode_protobuf_configmap, json_patch, merge_patch
+from .member_endpoints import json_response
 from .member_rbac import MASTERS, RBAC, Identity, impersonated, request_attributes
 from .member_store import list_body, list_options, list_page, watch_backlog
 from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context, write_pair
@@ -50,7 +51,6 @@ from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PODS = KindInfo("pods", "Pod", fields=("spec.nodeName", "status.phase"))
 KINDS = {"configmaps": "ConfigMap", "pods": "Pod"}
-_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
 @dataclass
@@ -64,10 +64,6 @@ class Recorded:
     peer: tuple[str, int]
     user: str | None = None  # who authenticated (the gateway's credential)
     acting_as: Identity | None = None  # whom the request acted as, after impersonation
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
 
 
 def _truthy(value: str | None) -> bool:
@@ -106,10 +102,10 @@ class FakeMemberAPIServer:
     def _routes(self) -> list[tuple[str, str, Handler]]:
         cm, one = "/api/v1/namespaces/{namespace}/configmaps", "/api/v1/namespaces/{namespace}/configmaps/{name}"
         return [
-            ("GET", "/version", self._version),
+            ("GET", "/version", endpoints.version),
             ("GET", "/api", self._api),
-            ("GET", "/api/v1", self._api_v1),
-            ("GET", "/apis", self._apis),
+            ("GET", "/api/v1", endpoints.api_v1),
+            ("GET", "/apis", endpoints.apis),
             ("GET", "/api/v1/configmaps", self._list_configmaps),
             ("GET", cm, self._list_configmaps),
             ("POST", cm, self._create),
@@ -122,11 +118,11 @@ class FakeMemberAPIServer:
             ("GET", "/api/v1/namespaces/{namespace}/pods/{name}", self._pod),
             ("GET", "/api/v1/namespaces/{namespace}/pods/{name}/log", self._log),
             ("GET", "/apis/bulk.test/v1/items", self._big),
-            ("*", "/echo{tail:.*}", self._echo),
+            ("*", "/echo{tail:.*}", endpoints.echo),
             ("POST", "/upload", self._upload),
             ("GET", "/slow", self._slow),
-            ("GET", "/gzip", self._gzip),
-            ("*", "/fail/{code}", self._fail),
+            ("GET", "/gzip", endpoints.gzipped),
+            ("*", "/fail/{code}", endpoints.fail),
         ]
 
     async def start(self) -> None:
@@ -213,7 +209,7 @@ class FakeMemberAPIServer:
         self.requests.append(record)
         record.user = self._authenticate(request)
         if record.user is None:
-            return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
+            return json_response(status_object(401, "Unauthorized", "Unauthorized"), 401)
         try:
             requestor = Identity(record.user, (*self.groups.get(record.user, ()), "system:authenticated"))
             record.acting_as = impersonated(requestor, request.headers, self.rbac)
@@ -221,11 +217,11 @@ class FakeMemberAPIServer:
             self.rbac.authorize(request_attributes(request.method, path, request.query, record.acting_as))
             return await handler(request)
         except StatusError as exc:
-            return _json(exc.status, exc.code)
+            return json_response(exc.status, exc.code)
         except web.HTTPNotFound:
-            return _json(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
+            return json_response(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
         except web.HTTPMethodNotAllowed as exc:
-            return _json(status_object(405, "MethodNotAllowed", str(exc)), 405)
+            return json_response(status_object(405, "MethodNotAllowed", str(exc)), 405)
 
     def _authenticate(self, request: web.Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -303,62 +299,34 @@ class FakeMemberAPIServer:
 
     # --- discovery -----------------------------------------------------------------------------
 
-    async def _version(self, request: web.Request) -> web.StreamResponse:
-        return _json({"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake-member", "platform": "linux/amd64"})
-
     async def _api(self, request: web.Request) -> web.StreamResponse:
         address = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self._port}"}
-        return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
-
-    async def _api_v1(self, request: web.Request) -> web.StreamResponse:
-        resources = [
-            {
-                "name": "configmaps",
-                "singularName": "configmap",
-                "namespaced": True,
-                "kind": "ConfigMap",
-                "verbs": _VERBS,
-                "shortNames": ["cm"],
-            },
-            {
-                "name": "pods",
-                "singularName": "pod",
-                "namespaced": True,
-                "kind": "Pod",
-                "verbs": ["get", "list", "watch"],
-                "shortNames": ["po"],
-            },
-            {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
-        ]
-        return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
-
-    async def _apis(self, request: web.Request) -> web.StreamResponse:
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
 
     # --- ConfigMaps ----------------------------------------------------------------------------
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        return _json(self._out(self.store.get("configmaps", m["namespace"], m["name"])))
+        return json_response(self._out(self.store.get("configmaps", m["namespace"], m["name"])))
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
         with self._maybe_dry_run(request):
             created = self._out(self.store.create("configmaps", request.match_info["namespace"], body))
-        return _json(created, 201)
+        return json_response(created, 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         m, body = request.match_info, await self._body(request)
         with self._maybe_dry_run(request):
             updated = self._out(self.store.update("configmaps", m["namespace"], m["name"], body))
-        return _json(updated)
+        return json_response(updated)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         with self._maybe_dry_run(request):
             gone = self.store.delete("configmaps", m["namespace"], m["name"])
             self.managers.pop((m["namespace"], m["name"]), None)
-        return _json(self._out(gone))
+        return json_response(self._out(gone))
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["namespace"], request.match_info["name"]
@@ -374,7 +342,7 @@ class FakeMemberAPIServer:
                 new = merge_patch(old, patch)
             else:
                 raise StatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {kind}")
-            return _json(self._out(self.store.update("configmaps", ns, name, new)))
+            return json_response(self._out(self.store.update("configmaps", ns, name, new)))
 
     async def _apply(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
         manager = request.query.get("fieldManager")
@@ -391,7 +359,7 @@ class FakeMemberAPIServer:
             result, status = self.store.create("configmaps", ns, body), 201
         if manager not in self.managers.setdefault(key, []):
             self.managers[key].append(manager)
-        return _json(self._out(result), status)
+        return json_response(self._out(result), status)
 
     async def _list_configmaps(self, request: web.Request) -> web.StreamResponse:
         return await self._list(request, "configmaps")
@@ -409,7 +377,7 @@ class FakeMemberAPIServer:
         body = list_body(KINDS[resource], page)
         if resource == "configmaps":
             body["items"] = [self._out(item) for item in page.items]
-        return _json(body)
+        return json_response(body)
 
     async def _watch(
         self, request: web.Request, resource: str, namespace: str | None, matcher: Callable[[Obj], bool]
@@ -451,7 +419,7 @@ class FakeMemberAPIServer:
 
     async def _pod(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        return _json({"kind": "Pod", "apiVersion": "v1", **self.store.get("pods", m["namespace"], m["name"])})
+        return json_response({"kind": "Pod", "apiVersion": "v1", **self.store.get("pods", m["namespace"], m["name"])})
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
         follow = _truthy(request.query.get("follow"))
@@ -487,20 +455,6 @@ class FakeMemberAPIServer:
             await resp.write_eof()
             return resp
 
-    async def _echo(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        return _json(
-            {
-                "method": request.method,
-                "path": request.rel_url.raw_path,
-                "query": request.rel_url.raw_query_string,
-                "headers": [[k, v] for k, v in request.headers.items()],
-                "body": body.decode(errors="replace"),
-                "bodyLength": len(body),
-            },
-            status=int(request.query.get("status", "200")),
-        )
-
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         """Counts a streamed body as it arrives (`upload_progress`), so tests can see it is not buffered."""
         self.upload_progress = 0
@@ -508,19 +462,9 @@ class FakeMemberAPIServer:
         async for chunk in request.content.iter_any():
             self.upload_progress += len(chunk)
             chunks += 1
-        return _json({"bytes": self.upload_progress, "chunks": chunks})
+        return json_response({"bytes": self.upload_progress, "chunks": chunks})
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         with self._streaming("slow", request):
             await asyncio.sleep(float(request.query.get("seconds", "5")))
-            return _json({"slept": True})
-
-    async def _gzip(self, request: web.Request) -> web.StreamResponse:
-        body = gzip.compress(json.dumps({"compressed": True, "pad": "z" * 4096}).encode())
-        return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-
-    async def _fail(self, request: web.Request) -> web.StreamResponse:
-        code = int(request.match_info["code"])
-        resp = _json(status_object(code, "InternalError" if code >= 500 else "BadRequest", f"member says {code}"), code)
-        resp.headers["X-Member"] = "yes"
-        return resp
+            return json_response({"slept": True})
