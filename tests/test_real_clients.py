@@ -273,7 +273,8 @@ async def test_kubernetes_asyncio_watch_from_a_stale_version_sees_410_and_relist
                     core.list_namespaced_config_map, "default", resource_version=stale, timeout_seconds=10
                 ):
                     pass
-            # "<reason>: <message>" is how the client words an ERROR event's Status (an HTTP 410 would read "Gone").
+            # The client raises the ERROR event's Status as "<reason>: <message>" (the 200 itself is checked in
+            # tests/fakes/test_member_apiserver.py: this client words an HTTP 410 with a Status body the same way).
             assert expired.value.status == 410
             assert expired.value.reason == f"Expired: too old resource version: {stale} ({member.store.rv})"
 
