@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -266,6 +267,12 @@ async def test_kubernetes_asyncio_watch_from_a_stale_version_sees_410_and_relist
             stale = (await core.list_namespaced_config_map("default")).metadata.resource_version
             member.store.create("configmaps", "default", {"metadata": {"name": "cm-5"}})
             member.compact()  # history up to now is gone, as after an etcd compaction
+
+            path = PROXY.format("m1") + f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={stale}"
+            async with gw.session() as raw, raw.get(path) as resp:  # on the wire: 200, one ERROR event, the end
+                assert resp.status == 200
+                [event] = [json.loads(line) for line in (await resp.read()).splitlines()]
+            assert (event["type"], event["object"]["code"], event["object"]["reason"]) == ("ERROR", 410, "Expired")
 
             watch = kubernetes_asyncio.watch.Watch()
             with pytest.raises(ApiException) as expired:
