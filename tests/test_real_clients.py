@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
 
 import kubernetes
 import kubernetes_asyncio
@@ -13,7 +16,10 @@ import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
+from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway, write_kubeconfig
+from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.proxying import PROXY, token_secret
+from tests.fakes.proxying import gateway as proxy_gateway
 from tests.fakes.secrets import cluster_secret
 
 SECRETS = [
@@ -169,3 +175,131 @@ async def _async_config(gateway: RunningGateway) -> kubernetes_asyncio.client.Co
     configuration = kubernetes_asyncio.client.Configuration()
     await kubernetes_asyncio.config.load_kube_config(config_file=str(gateway.kubeconfig), client_configuration=configuration)
     return configuration
+
+
+# --- through the proxy: paging and stale watches against a member that enforces them -------------
+
+
+@pytest.fixture
+async def member() -> AsyncIterator[FakeMemberAPIServer]:
+    """A member cluster holding five ConfigMaps cm-0..cm-4 in `default`."""
+    async with FakeMemberAPIServer() as server:
+        for i in range(5):
+            server.store.create("configmaps", "default", {"metadata": {"name": f"cm-{i}"}, "data": {"i": str(i)}})
+        yield server
+
+
+def proxy_kubeconfig(gw: RunningGateway, path: Path) -> Path:
+    """A kubeconfig whose server is the proxy URL of cluster m1 (as `vela cluster export-config` writes)."""
+    return write_kubeconfig(path, gw.url + PROXY.format("m1"), gw.ca_file)
+
+
+def member_lists(member: FakeMemberAPIServer) -> list[dict[str, str]]:
+    """The query of every ConfigMap list the member received, in order."""
+    return [dict(parse_qsl(r.query_string)) for r in member.requests_to("/api/v1/namespaces/default/configmaps")]
+
+
+async def test_kubernetes_client_pages_a_list_through_the_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with proxy_gateway(tmp_path, token_secret("m1", member)) as gw:
+        kubeconfig = proxy_kubeconfig(gw, tmp_path / "m1.kubeconfig")
+
+        def page_through() -> tuple[list[str], set[str]]:
+            api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+            try:
+                core = kubernetes.client.CoreV1Api(api)
+                names: list[str] = []
+                versions: set[str] = set()
+                token = None
+                while True:
+                    page: Any = core.list_namespaced_config_map("default", limit=2, _continue=token)
+                    names += [item.metadata.name for item in page.items]
+                    versions.add(page.metadata.resource_version)
+                    if len(names) == 2:  # written between pages: not in this list's snapshot
+                        member.store.create("configmaps", "default", {"metadata": {"name": "cm-late"}})
+                    token = page.metadata._continue
+                    if not token:
+                        return names, versions
+            finally:
+                api.close()
+
+        names, versions = await asyncio.to_thread(page_through)
+    assert names == [f"cm-{i}" for i in range(5)]
+    assert len(versions) == 1  # every page at the first page's resourceVersion
+    queries = member_lists(member)
+    assert [(q.get("limit"), "continue" in q) for q in queries] == [("2", False), ("2", True), ("2", True)]
+
+
+async def test_kubectl_chunk_size_through_the_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with proxy_gateway(tmp_path, token_secret("m1", member)) as gw:
+        kubeconfig = proxy_kubeconfig(gw, tmp_path / "m1.kubeconfig")
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl",
+            f"--kubeconfig={kubeconfig}",
+            f"--cache-dir={tmp_path / 'kubectl-cache'}",
+            "get",
+            "configmaps",
+            "--namespace=default",
+            "--chunk-size=2",
+            "-o",
+            "name",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().split() == [f"configmap/cm-{i}" for i in range(5)]
+    assert [(q.get("limit"), "continue" in q) for q in member_lists(member)] == [("2", False), ("2", True), ("2", True)]
+
+
+async def test_kubernetes_asyncio_watch_from_a_stale_version_sees_410_and_relists(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    async with proxy_gateway(tmp_path, token_secret("m1", member)) as gw:
+        configuration = kubernetes_asyncio.client.Configuration()
+        await kubernetes_asyncio.config.load_kube_config(
+            config_file=str(proxy_kubeconfig(gw, tmp_path / "m1.kubeconfig")), client_configuration=configuration
+        )
+        async with kubernetes_asyncio.client.ApiClient(configuration) as api:
+            core = kubernetes_asyncio.client.CoreV1Api(api)
+            stale = (await core.list_namespaced_config_map("default")).metadata.resource_version
+            member.store.create("configmaps", "default", {"metadata": {"name": "cm-5"}})
+            member.compact()  # history up to now is gone, as after an etcd compaction
+
+            path = PROXY.format("m1") + f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={stale}"
+            async with gw.session() as raw, raw.get(path) as resp:  # on the wire: 200, one ERROR event, the end
+                assert resp.status == 200
+                [event] = [json.loads(line) for line in (await resp.read()).splitlines()]
+            assert (event["type"], event["object"]["code"], event["object"]["reason"]) == ("ERROR", 410, "Expired")
+
+            watch = kubernetes_asyncio.watch.Watch()
+            with pytest.raises(ApiException) as expired:
+                async for _ in watch.stream(
+                    core.list_namespaced_config_map, "default", resource_version=stale, timeout_seconds=10
+                ):
+                    pass
+            # The client raises the ERROR event's Status as "<reason>: <message>" (the 200 itself is checked in
+            # tests/fakes/test_member_apiserver.py: this client words an HTTP 410 with a Status body the same way).
+            assert expired.value.status == 410
+            assert expired.value.reason == f"Expired: too old resource version: {stale} ({member.store.rv})"
+
+            # The informer's answer: list again, then watch from the fresh list's version.
+            fresh = await core.list_namespaced_config_map("default")
+            assert [item.metadata.name for item in fresh.items] == [f"cm-{i}" for i in range(6)]
+            events: list[tuple[str, str]] = []
+
+            async def consume() -> None:
+                async for event in watch.stream(
+                    core.list_namespaced_config_map,
+                    "default",
+                    resource_version=fresh.metadata.resource_version,
+                    timeout_seconds=10,
+                ):
+                    events.append((event["type"], event["object"].metadata.name))
+                    watch.stop()
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.3)
+            member.store.create("configmaps", "default", {"metadata": {"name": "cm-6"}})
+            await asyncio.wait_for(task, 10)
+            await watch.close()
+    assert events == [("ADDED", "cm-6")]

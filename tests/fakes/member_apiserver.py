@@ -3,10 +3,17 @@
 TLS on 127.0.0.1 with its own serving CA and its own client CA; accepts bearer tokens and
 client certificates; optionally served under a path prefix (as Rancher's
 `/k8s/clusters/c-abc`). Enough real Kubernetes for kubectl: discovery, ConfigMap CRUD with
-every PATCH type (server-side apply included), `dryRun=All`, list/watch flushed per event,
+every PATCH type (server-side apply included), `dryRun=All`, Pods (get, list, watch),
 `pods/log?follow=true` streaming, plus test endpoints: a generated large list, an echo, an
 upload meter, a slow answer, a gzip answer and a failure. It records every request (headers
 included), every TCP connection and every streaming handler cancelled by a client leaving.
+
+As strict as a real cluster where the proxy's correctness shows:
+* it authorizes every request as the identity it acts as (`member_rbac`): the gateway's token
+  (`token`, user `member-admin`, in system:masters) may do and impersonate anything, other users
+  only what `rbac` grants; `Impersonate-*` headers are honoured and checked as kube does;
+* lists honour `limit`, `continue`, `resourceVersion` and `resourceVersionMatch`, and a watch
+  from a compacted resourceVersion gets 200 and one ERROR event (`member_store`; `compact()`).
 
 Faults a real member shows, on demand: `serve_certificate` rotates the serving certificate (an
 expired one, one for other names) for the next handshakes, as a kube-apiserver reloading its
@@ -20,7 +27,6 @@ import asyncio
 import contextlib
 import copy
 import datetime
-import gzip
 import json
 import secrets as token_gen
 import ssl
@@ -34,11 +40,17 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .kube_store import CONFIGMAPS, Event, KubeStore, Obj, StatusError, selector, status_object
+from . import member_endpoints as endpoints
+from .kube_store import CONFIGMAPS, Event, KindInfo, KubeStore, Obj, StatusError, selector, status_object
+from .member_codecs import decode_protobuf_configmap, json_patch, merge_patch
+from .member_endpoints import json_response
+from .member_rbac import MASTERS, RBAC, Identity, impersonated, request_attributes
+from .member_store import list_body, list_options, list_page, watch_backlog
 from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context, write_pair
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+PODS = KindInfo("pods", "Pod", fields=("spec.nodeName", "status.phase"))
+KINDS = {"configmaps": "ConfigMap", "pods": "Pod"}
 
 
 @dataclass
@@ -50,103 +62,12 @@ class Recorded:
     query_string: str
     headers: CIMultiDict[str]
     peer: tuple[str, int]
-    user: str | None = None
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
+    user: str | None = None  # who authenticated (the gateway's credential)
+    acting_as: Identity | None = None  # whom the request acted as, after impersonation
 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "t", "true")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (strategic merge is treated the same for ConfigMaps)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
-
-def json_patch(target: Obj, ops: list[dict[str, Any]]) -> Obj:
-    """RFC 6902 add/replace/remove/test on object paths (enough for `kubectl patch --type json`)."""
-    doc = copy.deepcopy(target)
-    for op in ops:
-        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
-        node: Any = doc
-        for part in parents:
-            node = node.setdefault(part, {})
-        if op["op"] in ("add", "replace"):
-            node[last] = op["value"]
-        elif op["op"] == "remove":
-            if last not in node:
-                raise StatusError(422, "Invalid", f"the server rejected our request: remove of missing path {op['path']}")
-            del node[last]
-        elif op["op"] == "test" and node.get(last) != op.get("value"):
-            raise StatusError(422, "Invalid", f"the server rejected our request: test failed at {op['path']}")
-    return doc
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of a protobuf message: varints and length-delimited fields only."""
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        value = shift = 0
-        while True:
-            byte = buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    while pos < len(buf):
-        key = varint()
-        if key & 7 == 0:
-            yield key >> 3, varint()
-        elif key & 7 == 2:
-            size = varint()
-            yield key >> 3, buf[pos : pos + size]
-            pos += size
-        else:
-            raise StatusError(400, "BadRequest", f"unsupported protobuf wire type {key & 7}")
-
-
-def _pb_map(entries: list[bytes]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for entry in entries:
-        kv = {n: v for n, v in _fields(entry) if isinstance(v, bytes)}
-        out[kv.get(1, b"").decode()] = kv.get(2, b"").decode()
-    return out
-
-
-def decode_protobuf_configmap(raw: bytes) -> Obj:
-    """A ConfigMap from the kube protobuf envelope (magic, runtime.Unknown, v1.ConfigMap): name, labels, data."""
-    if not raw.startswith(b"k8s\x00"):
-        raise StatusError(400, "BadRequest", "protobuf body without the k8s magic prefix")
-    unknown = dict(_fields(raw[4:]))
-    body = unknown.get(2, b"")
-    meta: Obj = {}
-    data: list[bytes] = []
-    for number, value in _fields(body if isinstance(body, bytes) else b""):
-        if number == 1 and isinstance(value, bytes):
-            fields = list(_fields(value))
-            texts = {n: v.decode() for n, v in fields if isinstance(v, bytes) and n in (1, 2, 3)}
-            meta = {key: texts[n] for n, key in ((1, "name"), (2, "generateName"), (3, "namespace")) if texts.get(n)}
-            for n, key in ((11, "labels"), (12, "annotations")):
-                if entries := [v for f, v in fields if f == n and isinstance(v, bytes)]:
-                    meta[key] = _pb_map(entries)
-        elif number == 2 and isinstance(value, bytes):
-            data.append(value)
-    return {"metadata": meta, "data": _pb_map(data)}
 
 
 class FakeMemberAPIServer:
@@ -158,10 +79,13 @@ class FakeMemberAPIServer:
         self.client_ca: CertKey = make_ca("fake-member-client-ca")
         self.token = token or token_gen.token_urlsafe(16)
         self.tokens: dict[str, str] = {self.token: "member-admin"}  # bearer token -> user name
+        self.groups: dict[str, tuple[str, ...]] = {"member-admin": (MASTERS,)}  # user name -> groups
+        self.rbac = RBAC()
         self.prefix = prefix.rstrip("/")
         self.log_interval, self.log_lines = log_interval, log_lines
         self.store = KubeStore()
         self.store.register_kind(CONFIGMAPS)
+        self.store.register_kind(PODS)
         self.managers: dict[tuple[str, str], list[str]] = {}  # server-side apply field managers
         self.requests: list[Recorded] = []
         self.connections: set[tuple[str, int]] = set()  # distinct client (host, port): one per TCP+TLS handshake
@@ -178,25 +102,27 @@ class FakeMemberAPIServer:
     def _routes(self) -> list[tuple[str, str, Handler]]:
         cm, one = "/api/v1/namespaces/{namespace}/configmaps", "/api/v1/namespaces/{namespace}/configmaps/{name}"
         return [
-            ("GET", "/version", self._version),
+            ("GET", "/version", endpoints.version),
             ("GET", "/api", self._api),
-            ("GET", "/api/v1", self._api_v1),
-            ("GET", "/apis", self._apis),
-            ("GET", "/api/v1/configmaps", self._list),
-            ("GET", cm, self._list),
+            ("GET", "/api/v1", endpoints.api_v1),
+            ("GET", "/apis", endpoints.apis),
+            ("GET", "/api/v1/configmaps", self._list_configmaps),
+            ("GET", cm, self._list_configmaps),
             ("POST", cm, self._create),
             ("GET", one, self._get),
             ("PUT", one, self._update),
             ("PATCH", one, self._patch),
             ("DELETE", one, self._delete),
+            ("GET", "/api/v1/pods", self._list_pods),
+            ("GET", "/api/v1/namespaces/{namespace}/pods", self._list_pods),
             ("GET", "/api/v1/namespaces/{namespace}/pods/{name}", self._pod),
             ("GET", "/api/v1/namespaces/{namespace}/pods/{name}/log", self._log),
             ("GET", "/apis/bulk.test/v1/items", self._big),
-            ("*", "/echo{tail:.*}", self._echo),
+            ("*", "/echo{tail:.*}", endpoints.echo),
             ("POST", "/upload", self._upload),
             ("GET", "/slow", self._slow),
-            ("GET", "/gzip", self._gzip),
-            ("*", "/fail/{code}", self._fail),
+            ("GET", "/gzip", endpoints.gzipped),
+            ("*", "/fail/{code}", endpoints.fail),
         ]
 
     async def start(self) -> None:
@@ -283,15 +209,19 @@ class FakeMemberAPIServer:
         self.requests.append(record)
         record.user = self._authenticate(request)
         if record.user is None:
-            return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
+            return json_response(status_object(401, "Unauthorized", "Unauthorized"), 401)
         try:
+            requestor = Identity(record.user, (*self.groups.get(record.user, ()), "system:authenticated"))
+            record.acting_as = impersonated(requestor, request.headers, self.rbac)
+            path = request.rel_url.path[len(self.prefix) :]
+            self.rbac.authorize(request_attributes(request.method, path, request.query, record.acting_as))
             return await handler(request)
         except StatusError as exc:
-            return _json(exc.status, exc.code)
+            return json_response(exc.status, exc.code)
         except web.HTTPNotFound:
-            return _json(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
+            return json_response(status_object(404, "NotFound", "the server could not find the requested resource"), 404)
         except web.HTTPMethodNotAllowed as exc:
-            return _json(status_object(405, "MethodNotAllowed", str(exc)), 405)
+            return json_response(status_object(405, "MethodNotAllowed", str(exc)), 405)
 
     def _authenticate(self, request: web.Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -303,6 +233,21 @@ class FakeMemberAPIServer:
                 if key == "commonName":
                     return f"cert:{value}"
         return None
+
+    def add_user(self, token: str, name: str, groups: tuple[str, ...] = ()) -> None:
+        """A bearer `token` for user `name` in `groups`, who may do only what `rbac` grants."""
+        self.tokens[token] = name
+        self.groups[name] = groups
+
+    def add_pod(self, namespace: str, name: str, **labels: str) -> Obj:
+        """Store a running Pod (one `main` busybox container)."""
+        meta: Obj = {"name": name, **({"labels": labels} if labels else {})}
+        spec = {"containers": [{"name": "main", "image": "busybox"}], "nodeName": "node-1"}
+        return self.store.create("pods", namespace, {"metadata": meta, "spec": spec, "status": {"phase": "Running"}})
+
+    def compact(self) -> None:
+        """Compact history up to now: older resourceVersions are gone for lists, continues and watches."""
+        self.store.compact()
 
     @contextlib.contextmanager
     def _streaming(self, name: str, request: web.Request) -> Iterator[None]:
@@ -354,62 +299,34 @@ class FakeMemberAPIServer:
 
     # --- discovery -----------------------------------------------------------------------------
 
-    async def _version(self, request: web.Request) -> web.StreamResponse:
-        return _json({"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake-member", "platform": "linux/amd64"})
-
     async def _api(self, request: web.Request) -> web.StreamResponse:
         address = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self._port}"}
-        return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
-
-    async def _api_v1(self, request: web.Request) -> web.StreamResponse:
-        resources = [
-            {
-                "name": "configmaps",
-                "singularName": "configmap",
-                "namespaced": True,
-                "kind": "ConfigMap",
-                "verbs": _VERBS,
-                "shortNames": ["cm"],
-            },
-            {
-                "name": "pods",
-                "singularName": "pod",
-                "namespaced": True,
-                "kind": "Pod",
-                "verbs": ["get", "list"],
-                "shortNames": ["po"],
-            },
-            {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
-        ]
-        return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
-
-    async def _apis(self, request: web.Request) -> web.StreamResponse:
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
 
     # --- ConfigMaps ----------------------------------------------------------------------------
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        return _json(self._out(self.store.get("configmaps", m["namespace"], m["name"])))
+        return json_response(self._out(self.store.get("configmaps", m["namespace"], m["name"])))
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
         with self._maybe_dry_run(request):
             created = self._out(self.store.create("configmaps", request.match_info["namespace"], body))
-        return _json(created, 201)
+        return json_response(created, 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         m, body = request.match_info, await self._body(request)
         with self._maybe_dry_run(request):
             updated = self._out(self.store.update("configmaps", m["namespace"], m["name"], body))
-        return _json(updated)
+        return json_response(updated)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         with self._maybe_dry_run(request):
             gone = self.store.delete("configmaps", m["namespace"], m["name"])
             self.managers.pop((m["namespace"], m["name"]), None)
-        return _json(self._out(gone))
+        return json_response(self._out(gone))
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["namespace"], request.match_info["name"]
@@ -425,7 +342,7 @@ class FakeMemberAPIServer:
                 new = merge_patch(old, patch)
             else:
                 raise StatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {kind}")
-            return _json(self._out(self.store.update("configmaps", ns, name, new)))
+            return json_response(self._out(self.store.update("configmaps", ns, name, new)))
 
     async def _apply(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
         manager = request.query.get("fieldManager")
@@ -442,58 +359,67 @@ class FakeMemberAPIServer:
             result, status = self.store.create("configmaps", ns, body), 201
         if manager not in self.managers.setdefault(key, []):
             self.managers[key].append(manager)
-        return _json(self._out(result), status)
+        return json_response(self._out(result), status)
 
-    async def _list(self, request: web.Request) -> web.StreamResponse:
+    async def _list_configmaps(self, request: web.Request) -> web.StreamResponse:
+        return await self._list(request, "configmaps")
+
+    async def _list_pods(self, request: web.Request) -> web.StreamResponse:
+        return await self._list(request, "pods")
+
+    async def _list(self, request: web.Request, resource: str) -> web.StreamResponse:
         namespace, q = request.match_info.get("namespace"), request.query
-        matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), CONFIGMAPS)
+        matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), self.store.kind(resource))
         if _truthy(q.get("watch")):
-            return await self._watch(request, namespace, matcher)
-        items, rv, _, _ = self.store.list_page("configmaps", namespace, matcher)
-        return _json({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}, "items": items})
+            return await self._watch(request, resource, namespace, matcher)
+        filtered = bool(q.get("labelSelector") or q.get("fieldSelector"))
+        page = list_page(self.store, resource, namespace, matcher, list_options(q), filtered=filtered)
+        body = list_body(KINDS[resource], page)
+        if resource == "configmaps":
+            body["items"] = [self._out(item) for item in page.items]
+        return json_response(body)
 
-    async def _watch(self, request: web.Request, namespace: str | None, matcher: Callable[[Obj], bool]) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, resource: str, namespace: str | None, matcher: Callable[[Obj], bool]
+    ) -> web.StreamResponse:
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        rv = request.query.get("resourceVersion", "")
-        if rv in ("", "0"):
-            current = [o for (ns, _), o in sorted(self.store.objects["configmaps"].items()) if namespace in (None, ns)]
-            initial = [Event(int(o["metadata"]["resourceVersion"]), "configmaps", "ADDED", o, None) for o in current]
-        else:
-            initial = [e for e in self.store.events_after(int(rv)) if e.resource == "configmaps"]
+        backlog = watch_backlog(self.store, resource, namespace, request.query.get("resourceVersion", ""))
         self.store.listeners.append(queue.put_nowait)  # same synchronous step as the snapshot
         timeout = float(request.query.get("timeoutSeconds") or 3600)
         with self._streaming("watch", request):
             try:
                 resp = web.StreamResponse(headers={"Content-Type": "application/json"})
                 await resp.prepare(request)
-                for event in initial:
-                    await self._send_event(resp, event, namespace, matcher)
+                if isinstance(backlog, dict):  # too old: one ERROR event, then the end, as kube's watch cache
+                    await resp.write(json.dumps({"type": "ERROR", "object": backlog}).encode() + b"\n")
+                    await resp.write_eof()
+                    return resp
+                for event in backlog:
+                    await self._send_event(resp, event, resource, namespace, matcher)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         while True:
-                            await self._send_event(resp, await queue.get(), namespace, matcher)
+                            await self._send_event(resp, await queue.get(), resource, namespace, matcher)
                 await resp.write_eof()
                 return resp
             finally:
                 self.store.listeners.remove(queue.put_nowait)
 
     async def _send_event(
-        self, resp: web.StreamResponse, event: Event, namespace: str | None, matcher: Callable[[Obj], bool]
+        self, resp: web.StreamResponse, event: Event, resource: str, namespace: str | None, matcher: Callable[[Obj], bool]
     ) -> None:
-        if event.resource != "configmaps" or namespace not in (None, event.namespace):
+        if event.resource != resource or namespace not in (None, event.namespace):
             return
         if not matcher(event.object if event.type != "DELETED" else (event.previous or event.object)):
             return
-        line = json.dumps({"type": event.type, "object": {"kind": "ConfigMap", "apiVersion": "v1", **event.object}})
+        line = json.dumps({"type": event.type, "object": {"kind": KINDS[resource], "apiVersion": "v1", **event.object}})
         await resp.write(line.encode() + b"\n")  # one write per event: flushed at once
 
     # --- pods and logs -------------------------------------------------------------------------
 
     async def _pod(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        meta = {"name": m["name"], "namespace": m["namespace"], "uid": "pod-uid", "resourceVersion": "1"}
-        spec = {"containers": [{"name": "main", "image": "busybox"}]}
-        return _json({"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": {"phase": "Running"}})
+        return json_response({"kind": "Pod", "apiVersion": "v1", **self.store.get("pods", m["namespace"], m["name"])})
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
         follow = _truthy(request.query.get("follow"))
@@ -529,20 +455,6 @@ class FakeMemberAPIServer:
             await resp.write_eof()
             return resp
 
-    async def _echo(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        return _json(
-            {
-                "method": request.method,
-                "path": request.rel_url.raw_path,
-                "query": request.rel_url.raw_query_string,
-                "headers": [[k, v] for k, v in request.headers.items()],
-                "body": body.decode(errors="replace"),
-                "bodyLength": len(body),
-            },
-            status=int(request.query.get("status", "200")),
-        )
-
     async def _upload(self, request: web.Request) -> web.StreamResponse:
         """Counts a streamed body as it arrives (`upload_progress`), so tests can see it is not buffered."""
         self.upload_progress = 0
@@ -550,19 +462,9 @@ class FakeMemberAPIServer:
         async for chunk in request.content.iter_any():
             self.upload_progress += len(chunk)
             chunks += 1
-        return _json({"bytes": self.upload_progress, "chunks": chunks})
+        return json_response({"bytes": self.upload_progress, "chunks": chunks})
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         with self._streaming("slow", request):
             await asyncio.sleep(float(request.query.get("seconds", "5")))
-            return _json({"slept": True})
-
-    async def _gzip(self, request: web.Request) -> web.StreamResponse:
-        body = gzip.compress(json.dumps({"compressed": True, "pad": "z" * 4096}).encode())
-        return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-
-    async def _fail(self, request: web.Request) -> web.StreamResponse:
-        code = int(request.match_info["code"])
-        resp = _json(status_object(code, "InternalError" if code >= 500 else "BadRequest", f"member says {code}"), code)
-        resp.headers["X-Member"] = "yes"
-        return resp
+            return json_response({"slept": True})

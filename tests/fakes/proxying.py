@@ -6,12 +6,16 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from gateway_apiserver.proxy import TRANSPORT_POOL, ProxySettings, TransportPool
+from gateway_apiserver.security.authentication import bearer_token, strip_identity_headers, unauthorized
+from gateway_apiserver.security.identity import UserInfo
 
 from .gateway import ManualSecretSource, RunningGateway, running_gateway
 from .member_apiserver import FakeMemberAPIServer
@@ -32,6 +36,34 @@ async def gateway(tmp_path: Path, *secrets: dict[str, Any], **settings: Any) -> 
     """A running gateway serving `secrets`, its proxy tuned with `settings` (ProxySettings fields)."""
     async with running_gateway(tmp_path, ManualSecretSource(list(secrets))) as gw:
         pool(gw).settings = ProxySettings(**settings)
+        yield gw
+
+
+class BearerTokens:
+    """Authentication by a table of bearer tokens, standing in for the hosting cluster's TokenReview."""
+
+    def __init__(self, users: Mapping[str, UserInfo]) -> None:
+        self.users = {token: user.with_authenticated_group() for token, user in users.items()}
+
+    async def authenticate(self, *, headers: Mapping[str, str], peer_certificate: x509.Certificate | None) -> UserInfo:
+        """The token's user; 401 for any other token or none."""
+        user = self.users.get(bearer_token(headers) or "")
+        if user is None:
+            raise unauthorized()
+        return user
+
+    def strip_identity_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """`headers` without identity headers, as the product's authenticators do."""
+        return strip_identity_headers(headers)
+
+
+@asynccontextmanager
+async def identity_gateway(
+    tmp_path: Path, *secrets: dict[str, Any], users: Mapping[str, UserInfo], **config: Any
+) -> AsyncIterator[RunningGateway]:
+    """A running gateway whose callers are the bearer tokens of `users`, with Config `config` overrides
+    (feature gates, the proxy configuration file); authorization allows every caller."""
+    async with running_gateway(tmp_path, ManualSecretSource(list(secrets)), authenticator=BearerTokens(users), **config) as gw:
         yield gw
 
 

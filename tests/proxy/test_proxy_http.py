@@ -117,6 +117,7 @@ async def test_kubectl_through_the_proxy(member: FakeMemberAPIServer, tmp_path: 
         assert names == ["configmap/cm1", "configmap/cm2", "configmap/cm3"]
         await ok("delete", "configmap", "cm1")
         assert stored("cm1") is None
+        member.add_pod("default", "p1")
         logs = await ok("logs", "-f", "pod/p1")
         assert len(logs.splitlines()) == member.log_lines
 

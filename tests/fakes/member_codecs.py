@@ -1,0 +1,101 @@
+"""Request bodies the fake member understands: JSON merge and JSON patches, and protobuf ConfigMaps.
+
+kubectl sends built-in kinds as protobuf on create, and patches with every PATCH type; these
+restate just enough of both (strategic merge is treated as a JSON merge patch for ConfigMaps).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from .kube_store import Obj, StatusError
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge is treated the same for ConfigMaps)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def json_patch(target: Obj, ops: list[dict[str, Any]]) -> Obj:
+    """RFC 6902 add/replace/remove/test on object paths (enough for `kubectl patch --type json`)."""
+    doc = copy.deepcopy(target)
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
+        node: Any = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        if op["op"] in ("add", "replace"):
+            node[last] = op["value"]
+        elif op["op"] == "remove":
+            if last not in node:
+                raise StatusError(422, "Invalid", f"the server rejected our request: remove of missing path {op['path']}")
+            del node[last]
+        elif op["op"] == "test" and node.get(last) != op.get("value"):
+            raise StatusError(422, "Invalid", f"the server rejected our request: test failed at {op['path']}")
+    return doc
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of a protobuf message: varints and length-delimited fields only."""
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    while pos < len(buf):
+        key = varint()
+        if key & 7 == 0:
+            yield key >> 3, varint()
+        elif key & 7 == 2:
+            size = varint()
+            yield key >> 3, buf[pos : pos + size]
+            pos += size
+        else:
+            raise StatusError(400, "BadRequest", f"unsupported protobuf wire type {key & 7}")
+
+
+def _pb_map(entries: list[bytes]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in entries:
+        kv = {n: v for n, v in _fields(entry) if isinstance(v, bytes)}
+        out[kv.get(1, b"").decode()] = kv.get(2, b"").decode()
+    return out
+
+
+def decode_protobuf_configmap(raw: bytes) -> Obj:
+    """A ConfigMap from the kube protobuf envelope (magic, runtime.Unknown, v1.ConfigMap): name, labels, data."""
+    if not raw.startswith(b"k8s\x00"):
+        raise StatusError(400, "BadRequest", "protobuf body without the k8s magic prefix")
+    unknown = dict(_fields(raw[4:]))
+    body = unknown.get(2, b"")
+    meta: Obj = {}
+    data: list[bytes] = []
+    for number, value in _fields(body if isinstance(body, bytes) else b""):
+        if number == 1 and isinstance(value, bytes):
+            fields = list(_fields(value))
+            texts = {n: v.decode() for n, v in fields if isinstance(v, bytes) and n in (1, 2, 3)}
+            meta = {key: texts[n] for n, key in ((1, "name"), (2, "generateName"), (3, "namespace")) if texts.get(n)}
+            for n, key in ((11, "labels"), (12, "annotations")):
+                if entries := [v for f, v in fields if f == n and isinstance(v, bytes)]:
+                    meta[key] = _pb_map(entries)
+        elif number == 2 and isinstance(value, bytes):
+            data.append(value)
+    return {"metadata": meta, "data": _pb_map(data)}
