@@ -189,7 +189,9 @@ async def test_a_caller_whom_authentication_refuses_is_refused_before_the_member
 # --- what the member receives ------------------------------------------------------------------
 
 
-def expected_member_headers(gateway: HostingGateway, member: FakeUpgradeMember, protocol: str) -> list[tuple[str, str]]:
+def expected_member_headers(
+    gateway: HostingGateway, member: FakeUpgradeMember, protocol: str, audit_id: str
+) -> list[tuple[str, str]]:
     """Every header of the upgrade request as the member must receive it, in order."""
     if protocol == "websocket":
         own = [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", WS_KEY), ("Sec-WebSocket-Protocol", "v5.channel.k8s.io")]
@@ -201,7 +203,7 @@ def expected_member_headers(gateway: HostingGateway, member: FakeUpgradeMember, 
         ("X-Forwarded-For", "127.0.0.1"),
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", f"127.0.0.1:{gateway.port}"),
-        ("Audit-ID", "<uuid>"),
+        ("Audit-ID", audit_id),  # the gateway's own, the one it answered the client with
         ("Authorization", f"Bearer {member.token}"),  # the gateway's credential for the member, never the caller's
         ("Connection", "Upgrade"),
         ("Upgrade", protocol),
@@ -223,12 +225,14 @@ async def test_caller_identity_headers_are_stripped_on_an_upgrade(
         client, headers = None, [("Authorization", f"Bearer {ALICE_TOKEN}"), *FORGED]
     _, writer, head = await send_upgrade(gateway, protocol, headers=headers, client=client)
     writer.close()
-    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-    [review] = gateway.reviews()
-    assert (review["user"], review["groups"]) == ("alice", ["devs", "system:authenticated"])
+    status_line, response_headers = parse_head(head)
+    assert status_line == "HTTP/1.1 101 Switching Protocols"
+    [audit_id] = [v for k, v in response_headers if k == "Audit-Id"]
+    verb = "get" if protocol == "websocket" else "create"
+    identity = {"user": "alice", "groups": ["devs", "system:authenticated"]} | ({"uid": "a-1"} if client is None else {})
+    assert gateway.reviews() == [identity | {"resourceAttributes": {**PROXY_ATTRIBUTES, "verb": verb, "name": "m1"}}]
     [request] = upgrade_member.requests
-    received = [(k, "<uuid>" if k == "Audit-ID" else v) for k, v in request.headers.items()]
-    assert received == expected_member_headers(gateway, upgrade_member, protocol)
+    assert list(request.headers.items()) == expected_member_headers(gateway, upgrade_member, protocol, audit_id)
     assert request.method == ("GET" if protocol == "websocket" else "POST")
     assert request.target == member_path(protocol, "mypod")
 
