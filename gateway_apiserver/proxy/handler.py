@@ -119,6 +119,8 @@ async def _upgrade(
         ssl_context,
         headers,
         connect_timeout=settings.connect_timeout,
+        # The member's answer to the upgrade is an ordinary exchange; only the tunnel after a 101 is long-running.
+        response_timeout=settings.request_timeout,
         dial=transport.upgrade_dialer(url, ssl_context),
         hop=transport.hop(url),
     )

@@ -5,6 +5,9 @@ the very internals the gateway's takeover module isolates, and a fake must not s
 with what it tests. It also lets tests see exactly which bytes reached the member and when
 its connection closed.
 
+Every accepted connection is counted in `connections` (after the TLS handshake, before any
+byte of a request), so a test can prove that nothing dialled the member at all.
+
 Endpoints (all require `Authorization: Bearer <token>`; every request is recorded):
 - `GET /api`, `/apis`, `/api/v1`, `/api/v1/namespaces/{ns}/pods/{name}`: just enough
   discovery and a Running pod for `kubectl exec` to get to the upgrade.
@@ -14,6 +17,9 @@ Endpoints (all require `Authorization: Bearer <token>`; every request is recorde
   raw byte echo (no SPDY framing).
 - pod `forbidden`: any upgrade is refused with a 403 Status; the member then keeps reading
   and records any byte that still arrives (there must be none).
+- pod `no-switch`: any upgrade gets `200 OK` with a JSON body and no switch of protocol (a
+  member or a proxy in front of it that ignores `Upgrade`); the member then keeps reading, as
+  for `forbidden`.
 - pod `hang`: any upgrade gets no answer at all (the member just reads until EOF).
 """
 
@@ -77,6 +83,7 @@ class FakeUpgradeMember:
         self.ca: CertKey = make_ca("fake-member-ca")
         self.serving: CertKey = issue_server_cert(self.ca)
         self.token = token
+        self.connections = 0  # connections accepted, whether or not a request followed
         self.requests: list[RecordedRequest] = []
         self.upgrades: list[UpgradeConn] = []
         self._server: asyncio.Server | None = None
@@ -127,6 +134,7 @@ class FakeUpgradeMember:
         assert task is not None
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self.connections += 1
         conn: UpgradeConn | None = None
         try:
             while conn is None:  # keep-alive for plain requests; an upgrade ends the loop
@@ -201,6 +209,11 @@ class FakeUpgradeMember:
             )
             # Keep reading: any byte arriving now would be a tunnel opened despite the refusal.
             while data := await reader.read(65536):
+                conn.received += data
+        elif match.group(2) == "no-switch":
+            conn.status = 200
+            await _send_json(writer, 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+            while data := await reader.read(65536):  # as for a refusal: nothing may follow
                 conn.received += data
         elif protocol == "websocket" and match.group(3) in ("exec", "attach"):
             await self._ws_exec(conn, reader, writer, parse_qs(parts.query))

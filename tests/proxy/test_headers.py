@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from multidict import CIMultiDict
 
 from gateway_apiserver.proxy.headers import is_upgrade, request_headers, response_headers, set_headers
@@ -39,6 +40,8 @@ def test_hop_by_hop_and_connection_named_headers_are_dropped() -> None:
             ("Accept-Encoding", "gzip"),
         )
     )
+    # Tokens separated by commas alone are still separate tokens.
+    assert "X-A" not in _out(_incoming(("Connection", "X-A,X-B"), ("X-A", "1"), ("X-B", "2"), ("X-C", "3")))
     assert set(out.keys()) == {
         "Accept",
         "Content-Type",
@@ -75,11 +78,27 @@ def test_caller_identity_never_reaches_the_member() -> None:
 
 def test_forwarding_headers() -> None:
     out = _out(_incoming(("Host", "gw.example:9443"), ("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "http")))
-    assert out.getall("X-Forwarded-For") == ["1.1.1.1, 10.1.2.3"]
-    assert out["X-Forwarded-Proto"] == "https"
-    assert out["X-Forwarded-Host"] == "gw.example:9443"
+    assert list(out.items()) == [
+        ("X-Forwarded-For", "1.1.1.1, 10.1.2.3"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "gw.example:9443"),
+        ("Audit-ID", "audit-1"),
+    ]
     out = _out(_incoming(), client_ip=None)
-    assert "X-Forwarded-For" not in out
+    assert list(out.items()) == [("X-Forwarded-Proto", "https"), ("Audit-ID", "audit-1")]
+
+
+@pytest.mark.parametrize(
+    ("prior", "client_ip", "forwarded_for"),
+    [
+        ([], "10.1.2.3", "10.1.2.3"),
+        (["1.1.1.1", " 2.2.2.2 ", ""], "10.1.2.3", "1.1.1.1, 2.2.2.2, 10.1.2.3"),  # every hop so far, in order
+        (["1.1.1.1", "2.2.2.2"], None, "1.1.1.1, 2.2.2.2"),
+    ],
+)
+def test_x_forwarded_for_appends_the_client(prior: list[str], client_ip: str | None, forwarded_for: str) -> None:
+    out = _out(_incoming(*(("X-Forwarded-For", v) for v in prior)), client_ip=client_ip)
+    assert list(out.items()) == [("X-Forwarded-For", forwarded_for), ("X-Forwarded-Proto", "https"), ("Audit-ID", "audit-1")]
 
 
 def test_audit_id_is_the_gateways() -> None:
@@ -92,11 +111,18 @@ def test_upgrade_headers_kept_only_when_asked() -> None:
     assert is_upgrade(incoming)
     assert "Upgrade" not in _out(incoming)
     kept = _out(incoming, keep_upgrade=True)
-    assert kept["Connection"] == "Upgrade"
-    assert kept["Upgrade"] == "SPDY/3.1"
-    assert kept["X-Stream-Protocol-Version"] == "v4.channel.k8s.io"
+    assert list(kept.items()) == [
+        ("X-Stream-Protocol-Version", "v4.channel.k8s.io"),
+        ("X-Forwarded-For", "10.1.2.3"),
+        ("X-Forwarded-Proto", "https"),
+        ("Audit-ID", "audit-1"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "SPDY/3.1"),
+    ]
+    assert is_upgrade(_incoming(("Connection", "keep-alive, Upgrade"), ("Upgrade", "websocket")))
     assert not is_upgrade(_incoming(("Connection", "keep-alive"), ("Upgrade", "x")))
     assert not is_upgrade(_incoming(("Connection", "upgrade")))
+    assert not is_upgrade(_incoming(("Upgrade", "websocket")))
 
 
 def test_set_headers_replaces_and_repeats() -> None:
@@ -130,4 +156,7 @@ def test_response_headers() -> None:
         ("Warning", '299 - "a"'),
         ("Warning", '299 - "b"'),
         ("Cache-Control", "no-cache, private"),
+    ]
+    assert list(response_headers(_incoming(("Content-Type", "text/plain"), ("Content-Length", "1"))).items()) == [
+        ("Content-Type", "text/plain")
     ]

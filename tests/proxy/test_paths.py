@@ -27,44 +27,67 @@ from gateway_apiserver.proxy.paths import (
         ("https://10.0.0.1", "", "https://10.0.0.1/"),
         ("https://10.0.0.1", "/api/", "https://10.0.0.1/api/"),
         ("https://h/p%20q", "/a%20b/c%3Ad", "https://h/p%20q/a%20b/c%3Ad"),  # raw bytes kept, never re-quoted
+        ("https://h/clusterX", "/api", "https://h/clusterX/api"),  # only slashes are trimmed from the prefix
     ],
 )
 def test_the_endpoint_prefix_is_kept(endpoint: str, remainder: str, expected: str) -> None:
     assert str(proxy_target(endpoint, remainder, "").url) == expected
 
 
+DOTS = "'.' and '..' segments (also percent-encoded) are not allowed"
+SLASHES = "encoded slashes (%2F) are not allowed"
+BACKSLASHES = "backslashes (also encoded as %5C) are not allowed"
+EMPTY = "empty path segments ('//') are not allowed"
+CONTROL = "control characters are not allowed"
+
+
 @pytest.mark.parametrize(
-    "remainder",
+    ("remainder", "reason"),
     [
-        "/..",
-        "/../secrets",
-        "/api/../../x",
-        "/./api",
-        "/%2e%2e/x",
-        "/%2E%2E/x",
-        "/.%2e/x",
-        "/%252e%252e/x",  # double-encoded
-        "/api/..;/x",  # path parameter trick
-        "/a%2fb",
-        "/a%2Fb",
-        "/a%252fb",
-        "/a%5cb",
-        "/a\\b",
-        "//evil.example/x",
-        "/api//v1",
-        "/a%00b",
-        "/a%zz",
-        "api",
+        ("/..", DOTS),
+        ("/../secrets", DOTS),
+        ("/api/../../x", DOTS),
+        ("/./api", DOTS),
+        ("/.;x/api", DOTS),  # a path parameter on '.'
+        ("/%2e/x", DOTS),
+        ("/%2e%2e/x", DOTS),
+        ("/%2E%2E/x", DOTS),
+        ("/.%2e/x", DOTS),
+        ("/%252e%252e/x", DOTS),  # double-encoded
+        ("/api/..;/x", DOTS),  # path parameter trick
+        ("/%2e%2e;x/y", DOTS),
+        ("/a%2fb", SLASHES),
+        ("/a%2Fb", SLASHES),
+        ("/a%252fb", SLASHES),
+        ("/a%5cb", BACKSLASHES),
+        ("/a\\b", BACKSLASHES),
+        ("//evil.example/x", EMPTY),
+        ("/api//v1", EMPTY),
+        ("/a%20b//c", EMPTY),  # also where a segment needed decoding
+        ("/a\tb", CONTROL),
+        ("/a%00b", CONTROL),
+        ("/a%zz", "malformed percent-encoding"),
+        ("api", "the path after /proxy must start with '/'"),
     ],
 )
-def test_traversal_attempts_are_400(remainder: str) -> None:
+def test_traversal_attempts_are_400_saying_why(remainder: str, reason: str) -> None:
     with pytest.raises(StatusError) as err:
         proxy_target("https://rancher/k8s/clusters/c-abc", remainder, "")
-    assert err.value.code == 400
-    assert err.value.to_status()["reason"] == "BadRequest"
+    assert err.value.to_status() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f"invalid proxy path: {reason}",
+        "reason": "BadRequest",
+        "code": 400,
+    }
 
 
-@pytest.mark.parametrize("remainder", ["", "/", "/api/v1/", "/a.b/c", "/.../x", "/.hidden", "/..x", "/x..", "/a%20b", "/%2e%2ex"])
+@pytest.mark.parametrize(
+    "remainder",
+    ["", "/", "/api/v1/", "/a.b/c", "/.../x", "/.hidden", "/..x", "/x..", "/a%20b", "/a%20b/", "/%2e%2ex", "/a;b", "/x/..a;b"],
+)
 def test_ordinary_paths_pass(remainder: str) -> None:
     check_remainder(remainder)
 
@@ -90,6 +113,14 @@ def test_dry_run_and_impersonate() -> None:
     assert rewrite_query("impersonate=1&impersonate=0") == ("", True)
     assert rewrite_query("") == ("", False)
     assert rewrite_query("x") == ("x", False)
+    assert rewrite_query("impersonate=true=1&a=1") == ("a=1", False)  # the name ends at the first '='
+    assert rewrite_query("a=1&__dryRun=All=x") == ("a=1&dryRun=All=x", False)
+
+
+def test_the_target_says_whether_impersonation_was_asked() -> None:
+    target = proxy_target("https://h:1", "/api", "impersonate=true&watch=1")
+    assert (str(target.url), target.impersonate_requested) == ("https://h:1/api?watch=1", True)
+    assert proxy_target("https://h:1", "/api", "impersonate=false").impersonate_requested is False
 
 
 def test_remainder_of_raw_path() -> None:
@@ -105,6 +136,10 @@ def test_remainder_of_raw_path() -> None:
         ("/api/v1/namespaces/d/configmaps", {"watch": "true"}, True),
         ("/api/v1/namespaces/d/configmaps", {"watch": "1"}, True),
         ("/api/v1/namespaces/d/configmaps", {"watch": "false"}, False),
+        ("/api/v1/namespaces/d/configmaps", {"watch": "t"}, True),  # Go's ParseBool spellings
+        ("/api/v1/namespaces/d/configmaps", {"watch": "T"}, True),
+        ("/api/v1/namespaces/d/configmaps", {"watch": "TRUE"}, True),
+        ("/api/v1/namespaces/d/pods/p/%65xec", {}, True),  # the member decodes it: exec
         ("/api/v1/namespaces/d/pods/p/log", {"follow": "true"}, True),
         ("/api/v1/namespaces/d/pods/p/log", {}, False),
         ("/api/v1/watch/namespaces/d/configmaps", {}, True),
@@ -115,6 +150,7 @@ def test_remainder_of_raw_path() -> None:
         ("/api/v1/nodes/n/proxy/stats", {}, True),
         ("/api/v1/namespaces/exec/pods", {}, False),
         ("/api/v1/namespaces/d/configmaps/proxy", {}, False),
+        ("/api/v1/namespaces/d/exec/x", {}, False),  # a resource named exec, not the subresource
         ("/version", {}, False),
     ],
 )
@@ -128,3 +164,4 @@ def test_request_timeout() -> None:
     assert request_timeout({"timeout": "2m0s"}, 60) == 125
     assert request_timeout({"timeout": "1h"}, 60) == 3605
     assert request_timeout({"timeout": "junk"}, 60) == 60
+    assert request_timeout({"timeout": "2m0sjunk"}, 60) == 60  # all of it must be a duration

@@ -1,9 +1,17 @@
-"""Upgrade tunnels (`handle_upgrade`) end to end: kubectl exec over WebSocket v5, a raw SPDY-style
-echo, refusals that must not open a tunnel, disconnects from either side, and no leaks.
+"""Upgrade tunnels through the gateway's proxy route, in hosting mode with delegated authentication
+and authorization: SPDY/3.1 and WebSocket (`v5.channel.k8s.io`) requests written byte for byte,
+and aiohttp's WebSocket client.
 
-The gateway's proxy handler is built elsewhere; here a tiny TLS aiohttp app stands in for it:
-it authenticates the client token, swaps in the member credential and calls `handle_upgrade`
-(plain GETs, which kubectl needs before exec, are forwarded with an aiohttp client).
+What is specified here:
+- a caller whom authentication or authorization refuses gets the gateway's Status, and the
+  member is never dialled;
+- the member receives exactly the gateway's headers: the caller's token, `Impersonate-*` and
+  `X-Remote-*` never reach it;
+- the tunnel opens only on the member's 101; any other answer is relayed and both
+  connections close, so no byte the client sends after it reaches the member;
+- bytes pass unchanged both ways (1 MiB echo), a disconnect on either side closes the other,
+  failures before any tunnel are Status objects, and nothing leaks.
+kubectl itself is driven in test_exec_through_the_gateway.py.
 """
 
 from __future__ import annotations
@@ -11,21 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import ssl
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 import yarl
-from aiohttp import web
-from multidict import CIMultiDict
 
-from gateway_apiserver.proxy.upgrade import handle_upgrade, is_upgrade_request
+from tests.fakes.hosting import CLUSTERGATEWAYS, FRONT_PROXY_CN, HostingGateway
 from tests.fakes.member_upgrade import FakeUpgradeMember
-from tests.fakes.pki import client_ssl_context, issue_server_cert, make_ca, server_ssl_context
+from tests.fakes.pki import issue_client_cert
+from tests.proxy.conftest import ALICE_TOKEN, MALLORY_TOKEN, UPGRADE_ANSWER_TIMEOUT
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -34,85 +38,96 @@ pytestmark = [
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
 ]
 
-CLIENT_TOKEN = "client-token"
-_DROP = frozenset({"authorization", "host", "content-length", "transfer-encoding", "keep-alive", "te", "trailer"})
+PROTOCOLS = ["SPDY/3.1", "websocket"]
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455's example answer to WS_KEY
+# What an attacker writes in: the aggregator's identity headers and impersonation.
+FORGED = [
+    ("X-Remote-User", "admin"),
+    ("X-Remote-Group", "system:masters"),
+    ("X-Remote-Extra-Scopes", "all"),
+    ("Impersonate-User", "admin"),
+    ("Impersonate-Group", "system:masters"),
+    ("Impersonate-Uid", "0"),
+    ("Impersonate-Extra-Scopes", "all"),
+]
+PROXY_ATTRIBUTES = {
+    "group": "cluster.core.oam.dev",
+    "version": "v1alpha1",
+    "resource": "clustergateways",
+    "subresource": "proxy",
+}
 
 
-class Gateway:
-    """A stand-in for the gateway's proxy route: `/proxy/<path>` -> member `<path>`."""
-
-    def __init__(
-        self,
-        member: FakeUpgradeMember,
-        *,
-        member_url: yarl.URL | None = None,
-        member_ssl: ssl.SSLContext | None = None,
-        response_timeout: float = 10.0,
-    ) -> None:
-        self.member = member
-        self.response_timeout = response_timeout
-        self.member_url = member_url
-        self.member_ssl = member_ssl
-        self.ca = make_ca("test-gateway-ca")
-        self.runner: web.AppRunner | None = None
-        self.session: aiohttp.ClientSession | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/proxy/{path:.*}", self._proxy)
-        self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=server_ssl_context(issue_server_cert(self.ca))).start()
-        self.port = self.runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {CLIENT_TOKEN}":
-            return web.json_response({"kind": "Status", "code": 401}, status=401)
-        base = self.member_url or self.member.url
-        target = yarl.URL(str(base) + request.raw_path.removeprefix("/proxy"), encoded=True)
-        ctx = self.member_ssl or self.member.client_ssl_context()
-        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in _DROP)
-        headers["Authorization"] = f"Bearer {self.member.token}"
-        if is_upgrade_request(request):
-            return await handle_upgrade(request, target, ctx, headers, connect_timeout=2, response_timeout=self.response_timeout)
-        if self.session is None:
-            self.session = aiohttp.ClientSession(auto_decompress=False)
-        async with self.session.request(request.method, target, headers=headers, ssl=ctx) as resp:
-            body = await resp.read()
-            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port, ssl=client_ssl_context(self.ca.cert_pem))
-
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/proxy"
+def member_path(protocol: str, pod: str) -> str:
+    """The member path kubectl uses: WebSocket exec (GET), SPDY port-forward (POST)."""
+    if protocol == "websocket":
+        return f"/api/v1/namespaces/default/pods/{pod}/exec?command=echo&command=hi&stdout=true"
+    return f"/api/v1/namespaces/default/pods/{pod}/portforward"
 
 
-@pytest.fixture
-async def member() -> AsyncIterator[FakeUpgradeMember]:
-    fake = FakeUpgradeMember()
-    await fake.start()
+def upgrade_request(
+    gateway: HostingGateway,
+    protocol: str,
+    *,
+    pod: str = "mypod",
+    cluster: str = "m1",
+    headers: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """An upgrade request head as kubectl writes it; `headers` default to alice's bearer token."""
+    method = "GET" if protocol == "websocket" else "POST"
+    lines = [
+        f"{method} {CLUSTERGATEWAYS}/{cluster}/proxy{member_path(protocol, pod)} HTTP/1.1",
+        f"Host: 127.0.0.1:{gateway.port}",
+        "Connection: Upgrade",
+        f"Upgrade: {protocol}",
+    ]
+    if protocol == "websocket":
+        lines += ["Sec-WebSocket-Version: 13", f"Sec-WebSocket-Key: {WS_KEY}", "Sec-WebSocket-Protocol: v5.channel.k8s.io"]
+    else:
+        lines += ["X-Stream-Protocol-Version: portforward.k8s.io", "X-Stream-Protocol-Version: v4.channel.k8s.io"]
+        lines += ["Content-Length: 0"]
+    lines += [f"{k}: {v}" for k, v in (headers if headers is not None else [("Authorization", f"Bearer {ALICE_TOKEN}")])]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def send_upgrade(
+    gateway: HostingGateway, protocol: str, **kwargs: Any
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Write an upgrade request on a fresh connection; the reader, writer and the response head."""
+    reader, writer = await gateway.open_connection(kwargs.pop("client", None))
+    writer.write(upgrade_request(gateway, protocol, **kwargs))
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, head
+
+
+def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """The status line and the header lines of a response head."""
+    status_line, *lines = head.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
+    pairs = [line.split(": ", 1) for line in lines]
+    return status_line, [(k, v) for k, v in pairs]
+
+
+async def refused(
+    gateway: HostingGateway, protocol: str, *, smuggle: bytes = b"", **kwargs: Any
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """An upgrade attempt that must not tunnel: its status line, headers (lower-cased names) and JSON body.
+
+    `smuggle`: bytes written right after the request, as if the tunnel were open; then the
+    gateway must have closed the connection after its answer."""
+    reader, writer, head = await send_upgrade(gateway, protocol, **kwargs)
     try:
-        yield fake
+        writer.write(smuggle)
+        status_line, pairs = parse_head(head)
+        headers = {k.lower(): v for k, v in pairs}
+        async with asyncio.timeout(10):
+            body = await reader.readexactly(int(headers["content-length"]))
+            if smuggle:
+                assert await reader.read() == b"", "the connection stayed open after a refused upgrade"
     finally:
-        await fake.stop()
-
-
-@pytest.fixture
-async def gateway(member: FakeUpgradeMember) -> AsyncIterator[Gateway]:
-    gw = Gateway(member)
-    await gw.start()
-    try:
-        yield gw
-    finally:
-        await gw.stop()
+        writer.close()
+    return status_line, headers, json.loads(body)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -121,115 +136,196 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
             await asyncio.sleep(0.02)
 
 
-# --- kubectl exec over WebSocket v5 --------------------------------------------------------
+def forbidden(verb: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f'clustergateways.cluster.core.oam.dev "m1" is forbidden: User "mallory" cannot {verb} resource '
+        '"clustergateways/proxy" in API group "cluster.core.oam.dev" at the cluster scope',
+        "reason": "Forbidden",
+        "details": {"name": "m1", "group": "cluster.core.oam.dev", "kind": "clustergateways"},
+        "code": 403,
+    }
 
 
-async def kubectl(gateway: Gateway, tmp_path: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    ca = tmp_path / "gateway-ca.crt"
-    ca.write_bytes(gateway.ca.cert_pem)
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        f"--server={gateway.url()}",
-        f"--certificate-authority={ca}",
-        f"--token={CLIENT_TOKEN}",
-        "--namespace=default",
-        "--request-timeout=20s",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        async with asyncio.timeout(30):
-            out, err = await proc.communicate(stdin)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+# --- refused before the member is dialled ------------------------------------------------------
 
 
-async def test_kubectl_exec_prints_stdout(gateway: Gateway, member: FakeUpgradeMember, tmp_path: Path) -> None:
-    code, out, err = await kubectl(gateway, tmp_path, "exec", "mypod", "--", "echo", "hello", "world")
-    assert (code, out) == (0, "hello world\n"), err
-    [conn] = member.upgrades
-    headers = conn.request.headers
-    assert conn.status == 101 and conn.request.target.startswith("/api/v1/namespaces/default/pods/mypod/exec?")
-    assert headers["Upgrade"].lower() == "websocket" and "v5.channel.k8s.io" in headers["Sec-WebSocket-Protocol"]
-    # The member sees the gateway's credential for it, never the client's.
-    assert headers.getall("Authorization") == [f"Bearer {member.token}"]
-
-
-async def test_kubectl_exec_exits_with_the_remote_exit_code(gateway: Gateway, tmp_path: Path) -> None:
-    code, out, err = await kubectl(gateway, tmp_path, "exec", "mypod", "--", "sh", "-c", "exit 3")
-    assert code == 3, (out, err)
-
-
-async def test_kubectl_exec_stdin_reaches_the_member(gateway: Gateway, tmp_path: Path) -> None:
-    code, out, err = await kubectl(gateway, tmp_path, "exec", "-i", "mypod", "--", "cat", stdin=b"ping\npong\n")
-    assert (code, out) == (0, "ping\npong\n"), err
-
-
-async def test_kubectl_exec_refused_is_reported_not_tunnelled(
-    gateway: Gateway, member: FakeUpgradeMember, tmp_path: Path
+@pytest.mark.parametrize(("protocol", "verb"), [("SPDY/3.1", "create"), ("websocket", "get")])
+async def test_a_caller_whom_authorization_denies_is_refused_before_the_member_is_dialled(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember, protocol: str, verb: str
 ) -> None:
-    code, _, err = await kubectl(gateway, tmp_path, "exec", "forbidden", "--", "echo", "x")
-    assert code != 0 and "forbidden" in err
-    # kubectl tries WebSocket, then falls back to SPDY on the non-101: both refusals relayed, no tunnel.
-    assert [c.request.headers["Upgrade"].lower() for c in member.upgrades] == ["websocket", "spdy/3.1"]
-    assert all(c.status == 403 and c.received == b"" for c in member.upgrades)
+    headers = [("Authorization", f"Bearer {MALLORY_TOKEN}")]
+    status_line, _, body = await refused(tunnelling_gateway, protocol, headers=headers)
+    assert (status_line, body) == ("HTTP/1.1 403 Forbidden", forbidden(verb))
+    assert tunnelling_gateway.reviews() == [
+        {
+            "user": "mallory",
+            "uid": "m-1",
+            "groups": ["system:authenticated"],
+            "resourceAttributes": {**PROXY_ATTRIBUTES, "verb": verb, "name": "m1"},
+        }
+    ]
+    assert (upgrade_member.connections, upgrade_member.requests) == (0, [])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_caller_whom_authentication_refuses_is_refused_before_the_member_is_dialled(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember, protocol: str
+) -> None:
+    headers = [("Authorization", "Bearer not-a-known-token")]
+    status_line, _, body = await refused(tunnelling_gateway, protocol, headers=headers)
+    assert (status_line, body) == (
+        "HTTP/1.1 401 Unauthorized",
+        {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
+         "reason": "Unauthorized", "code": 401},
+    )  # fmt: skip
+    assert tunnelling_gateway.reviews() == []
+    assert (upgrade_member.connections, upgrade_member.requests) == (0, [])
+
+
+# --- what the member receives ------------------------------------------------------------------
+
+
+def expected_member_headers(
+    gateway: HostingGateway, member: FakeUpgradeMember, protocol: str, audit_id: str
+) -> list[tuple[str, str]]:
+    """Every header of the upgrade request as the member must receive it, in order."""
+    if protocol == "websocket":
+        own = [("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", WS_KEY), ("Sec-WebSocket-Protocol", "v5.channel.k8s.io")]
+    else:
+        own = [("X-Stream-Protocol-Version", "portforward.k8s.io"), ("X-Stream-Protocol-Version", "v4.channel.k8s.io")]
+    return [
+        ("Host", member.url.raw_authority),
+        *own,
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", f"127.0.0.1:{gateway.port}"),
+        ("Audit-ID", audit_id),  # the gateway's own, the one it answered the client with
+        ("Authorization", f"Bearer {member.token}"),  # the gateway's credential for the member, never the caller's
+        ("Connection", "Upgrade"),
+        ("Upgrade", protocol),
+        *([("Content-Length", "0")] if protocol == "SPDY/3.1" else []),
+    ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("caller", ["bearer-token", "front-proxy"])
+async def test_caller_identity_headers_are_stripped_on_an_upgrade(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember, protocol: str, caller: str
+) -> None:
+    """alice with forged identity headers, by token or through the aggregator (whose X-Remote-* name her)."""
+    gateway = tunnelling_gateway
+    if caller == "front-proxy":
+        client = issue_client_cert(gateway.front_proxy_ca, FRONT_PROXY_CN)
+        headers = [("X-Remote-User", "alice"), ("X-Remote-Group", "devs"), *FORGED[3:]]
+    else:
+        client, headers = None, [("Authorization", f"Bearer {ALICE_TOKEN}"), *FORGED]
+    _, writer, head = await send_upgrade(gateway, protocol, headers=headers, client=client)
+    writer.close()
+    status_line, response_headers = parse_head(head)
+    assert status_line == "HTTP/1.1 101 Switching Protocols"
+    [audit_id] = [v for k, v in response_headers if k == "Audit-Id"]
+    verb = "get" if protocol == "websocket" else "create"
+    identity = {"user": "alice", "groups": ["devs", "system:authenticated"]} | ({"uid": "a-1"} if client is None else {})
+    assert gateway.reviews() == [identity | {"resourceAttributes": {**PROXY_ATTRIBUTES, "verb": verb, "name": "m1"}}]
+    [request] = upgrade_member.requests
+    assert list(request.headers.items()) == expected_member_headers(gateway, upgrade_member, protocol, audit_id)
+    assert request.method == ("GET" if protocol == "websocket" else "POST")
+    assert request.target == member_path(protocol, "mypod")
+
+
+# --- a tunnel only after a 101 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_the_members_101_opens_the_tunnel_with_the_members_headers(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember, protocol: str
+) -> None:
+    reader, writer, head = await send_upgrade(tunnelling_gateway, protocol)
+    status_line, all_headers = parse_head(head)
+    assert status_line == "HTTP/1.1 101 Switching Protocols"
+    # The member's headers, as it sent them, plus the gateway's own Date, Server and Audit-Id.
+    headers = [(k, v) for k, v in all_headers if k not in ("Date", "Server", "Audit-Id")]
+    assert [k for k, _ in all_headers if (k, _) not in headers] == ["Date", "Server", "Audit-Id"]
+    if protocol == "websocket":
+        assert headers == [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", WS_ACCEPT),
+            ("Sec-WebSocket-Protocol", "v5.channel.k8s.io"),
+        ]
+        async with asyncio.timeout(5):
+            frame = await reader.readexactly(2 + 4)
+        assert frame == b"\x82\x04\x01hi\n"  # a binary frame on channel 1 (stdout): "hi\n"
+    else:
+        # The member's pick of X-Stream-Protocol-Version, not the client's list.
+        chosen = ("X-Stream-Protocol-Version", "portforward.k8s.io")
+        assert headers == [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), chosen]
+        writer.write(b"ping")
+        async with asyncio.timeout(5):
+            assert await reader.readexactly(4) == b"ping"
+    writer.close()
+    [conn] = upgrade_member.upgrades
+    assert conn.status == 101
+
+
+def member_answer(pod: str, protocol: str) -> tuple[str, dict[str, Any]]:
+    """The status line and body FakeUpgradeMember answers an upgrade for `pod` with."""
+    if pod == "no-switch":
+        return "HTTP/1.1 200 OK", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    verb = "exec" if protocol == "websocket" else "portforward"
+    message = f'pods "forbidden" is forbidden: User "member" cannot create resource "pods/{verb}"'
+    return "HTTP/1.1 403 Forbidden", {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "Forbidden",
+        "code": 403, "details": {"name": "forbidden", "kind": f"pods/{verb}"},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("pod", ["forbidden", "no-switch"])
+async def test_any_other_answer_is_relayed_with_no_tunnel(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember, protocol: str, pod: str
+) -> None:
+    """The member's refusal (or a 200 that switches nothing) reaches the client; bytes sent after it never reach the member."""
+    line, headers, body = await refused(tunnelling_gateway, protocol, pod=pod, smuggle=b"SMUGGLED " * 100)
+    assert (line, body) == member_answer(pod, protocol)
+    assert headers["connection"] == "close" and headers["content-type"] == "application/json"
+    [conn] = upgrade_member.upgrades
+    await eventually(conn.closed.is_set)
+    assert (conn.status, bytes(conn.received)) == (int(line.split()[1]), b"")
+
+
+# --- the tunnel ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("offered", "chosen"),
     [(["v4.channel.k8s.io"], "v4.channel.k8s.io"), (["v4.channel.k8s.io", "v5.channel.k8s.io"], "v5.channel.k8s.io")],
 )
-async def test_websocket_subprotocol_is_the_members_choice(gateway: Gateway, offered: list[str], chosen: str) -> None:
-    url = f"{gateway.url()}/api/v1/namespaces/default/pods/mypod/exec?command=echo&command=hi&stdout=true"
-    ctx = client_ssl_context(gateway.ca.cert_pem)
+async def test_websocket_subprotocol_is_the_members_choice(
+    tunnelling_gateway: HostingGateway, offered: list[str], chosen: str
+) -> None:
+    path = f"{CLUSTERGATEWAYS}/m1/proxy{member_path('websocket', 'mypod')}"
     async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, protocols=offered, ssl=ctx, headers={"Authorization": f"Bearer {CLIENT_TOKEN}"}) as ws,
+        tunnelling_gateway.session() as session,
+        session.ws_connect(path, protocols=offered, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as ws,
     ):
         assert ws.protocol == chosen
         async with asyncio.timeout(5):
             messages = [m.data async for m in ws if m.type == aiohttp.WSMsgType.BINARY]
-    assert messages[0] == b"\x01hi\n"
-    assert json.loads(messages[1][1:]) == {"metadata": {}, "status": "Success"} and messages[1][0] == 3
+    assert messages == [b"\x01hi\n", b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode()]
     assert ws.close_code == 1000
 
 
-# --- raw SPDY-style tunnel -------------------------------------------------------------------
-
-
-def spdy_request(gateway: Gateway, pod: str = "mypod", verb: str = "portforward") -> bytes:
-    return (
-        f"POST /proxy/api/v1/namespaces/default/pods/{pod}/{verb} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{gateway.port}\r\n"
-        f"Authorization: Bearer {CLIENT_TOKEN}\r\n"
-        "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-        "X-Stream-Protocol-Version: portforward.k8s.io\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-
-
-async def open_tunnel(gateway: Gateway, pod: str = "mypod") -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    reader, writer = await gateway.connect()
-    writer.write(spdy_request(gateway, pod))
-    async with asyncio.timeout(5):
-        head = await reader.readuntil(b"\r\n\r\n")
-    return reader, writer, head
-
-
-async def test_spdy_echo_is_byte_for_byte(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    reader, writer, head = await open_tunnel(gateway)
+async def test_spdy_port_forward_bytes_pass_unchanged_both_ways(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember
+) -> None:
+    reader, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
     assert head.startswith(b"HTTP/1.1 101 ")
-    assert b"\r\nUpgrade: SPDY/3.1\r\n" in head
-    assert b"\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n" in head  # the member's pick, not the client's list
-    small = bytes(range(256)) + b"HTTP/1.1 200 OK\r\n\r\n"
+    small = bytes(range(256)) + b"HTTP/1.1 200 OK\r\n\r\n"  # looks like HTTP: must pass untouched
     writer.write(small)
     async with asyncio.timeout(5):
         assert await reader.readexactly(len(small)) == small
@@ -238,112 +334,88 @@ async def test_spdy_echo_is_byte_for_byte(gateway: Gateway, member: FakeUpgradeM
     async with asyncio.timeout(20):
         echoed = await asyncio.gather(writer.drain(), reader.readexactly(len(big)))
     assert echoed[1] == big
-    [conn] = member.upgrades
+    [conn] = upgrade_member.upgrades
     assert bytes(conn.received) == small + big
-    assert conn.request.headers.getall("X-Stream-Protocol-Version") == ["portforward.k8s.io", "v4.channel.k8s.io"]
     writer.close()
 
 
-async def test_refusal_is_relayed_and_nothing_is_forwarded(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    reader, writer, head = await open_tunnel(gateway, pod="forbidden")
-    assert head.startswith(b"HTTP/1.1 403 ")
-    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if line)
-    assert headers["Connection"].lower() == "close" and headers["Content-Type"].startswith("application/json")
-    # Bytes a client sends as if the tunnel were open must never reach the member.
-    writer.write(b"SMUGGLED " * 100)
-    async with asyncio.timeout(5):
-        body = await reader.read()  # the rest of the response, then EOF: the gateway closed
-    status = json.loads(body)
-    assert (status["kind"], status["code"], status["reason"]) == ("Status", 403, "Forbidden")
-    [conn] = member.upgrades
-    await eventually(conn.closed.is_set)
-    assert conn.received == b""
-    writer.close()
-
-
-async def test_client_disconnect_closes_the_member_side(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    reader, writer, head = await open_tunnel(gateway)
+async def test_client_disconnect_closes_the_member_side(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember
+) -> None:
+    reader, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
     assert head.startswith(b"HTTP/1.1 101 ")
     writer.write(b"x")
     assert await reader.readexactly(1) == b"x"
     writer.transport.abort()
-    await eventually(member.upgrades[0].closed.is_set)
+    await eventually(upgrade_member.upgrades[0].closed.is_set)
 
 
-async def test_member_disconnect_closes_the_client_side(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    reader, writer, head = await open_tunnel(gateway)
+async def test_member_disconnect_closes_the_client_side(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember
+) -> None:
+    reader, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
     assert head.startswith(b"HTTP/1.1 101 ")
     writer.write(b"x")
     assert await reader.readexactly(1) == b"x"
-    await member.close_upgraded()
+    await upgrade_member.close_upgraded()
     async with asyncio.timeout(5):
         assert await reader.read() == b""
     writer.close()
 
 
-# --- errors before any tunnel ------------------------------------------------------------------
+# --- failures before any tunnel ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def failure(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason,
+            "code": code}  # fmt: skip
 
 
-async def _status_of(gateway: Gateway, pod: str = "mypod") -> tuple[str, dict[str, Any]]:
-    """The status line and the Status body a tunnel attempt got."""
-    reader, writer, head = await open_tunnel(gateway, pod)
-    async with asyncio.timeout(5):
-        body = await reader.read()
-    writer.close()
-    return head.split(b"\r\n", 1)[0].decode(), json.loads(body)
+async def test_an_unreachable_member_is_503(tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember) -> None:
+    status_line, _, body = await refused(tunnelling_gateway, "SPDY/3.1", cluster="down")
+    assert status_line == "HTTP/1.1 503 Service Unavailable"
+    down = yarl.URL(tunnelling_gateway.server.registry.get("down").address or "")
+    message = f'cluster "down" unreachable: connecting to {down.raw_authority} failed: connection refused'
+    assert body == failure(503, "ServiceUnavailable", message)
+    assert upgrade_member.connections == 0
 
 
-async def test_unreachable_member_is_503(member: FakeUpgradeMember) -> None:
-    gw = Gateway(member, member_url=yarl.URL(f"https://127.0.0.1:{_free_port()}"))
-    await gw.start()
-    try:
-        line, status = await _status_of(gw)
-    finally:
-        await gw.stop()
-    assert line.startswith("HTTP/1.1 503") and status["reason"] == "ServiceUnavailable"
+async def test_an_untrusted_member_certificate_is_502(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember
+) -> None:
+    status_line, _, body = await refused(tunnelling_gateway, "SPDY/3.1", cluster="wrong-ca")
+    assert status_line == "HTTP/1.1 502 Bad Gateway"
+    message = (
+        f'TLS verification of cluster "wrong-ca" at {upgrade_member.url.raw_authority} failed: '
+        "the member's certificate is not trusted by the cluster's CA bundle (ca.crt in its Secret)"
+    )
+    assert body == failure(502, "BadGateway", message)
+    assert upgrade_member.requests == []  # the handshake failed: no request head was sent
 
 
-async def test_untrusted_member_certificate_is_502(member: FakeUpgradeMember) -> None:
-    gw = Gateway(member, member_ssl=client_ssl_context(make_ca("wrong-ca").cert_pem))
-    await gw.start()
-    try:
-        line, status = await _status_of(gw)
-    finally:
-        await gw.stop()
-    assert line.startswith("HTTP/1.1 502") and "TLS verification" in status["message"]
-    assert member.upgrades == []
-
-
-async def test_member_that_never_answers_is_504_and_closed(member: FakeUpgradeMember) -> None:
-    gw = Gateway(member, response_timeout=0.5)
-    await gw.start()
-    try:
-        line, status = await _status_of(gw, pod="hang")
-    finally:
-        await gw.stop()
-    assert line.startswith("HTTP/1.1 504") and status["reason"] == "Timeout"
-    [conn] = member.upgrades
+async def test_a_member_that_never_answers_is_504_and_closed(
+    tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember
+) -> None:
+    status_line, _, body = await refused(tunnelling_gateway, "SPDY/3.1", pod="hang")
+    assert status_line == "HTTP/1.1 504 Gateway Timeout"
+    message = f'cluster "m1" at {upgrade_member.url.raw_authority} did not answer the upgrade within {UPGRADE_ANSWER_TIMEOUT:g}s'
+    assert body == failure(504, "Timeout", message)
+    [conn] = upgrade_member.upgrades
     await eventually(conn.closed.is_set)
     assert conn.received == b""
 
 
-# --- leaks ---------------------------------------------------------------------------------
+# --- leaks ---------------------------------------------------------------------------------------
 
 
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def _one_of_each(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    """An echo closed by the client, one closed by the member, a refusal, and a WebSocket exec."""
+async def _one_of_each(gateway: HostingGateway, member: FakeUpgradeMember) -> None:
+    """An echo closed by the client, one closed by the member, a refusal, a denial and a WebSocket exec."""
     for closer in ("client", "member"):
-        reader, writer, _ = await open_tunnel(gateway)
+        reader, writer, _ = await send_upgrade(gateway, "SPDY/3.1")
         writer.write(b"ping")
         assert await reader.readexactly(4) == b"ping"
         if closer == "client":
@@ -352,31 +424,25 @@ async def _one_of_each(gateway: Gateway, member: FakeUpgradeMember) -> None:
             await member.close_upgraded()
             assert await reader.read() == b""
             writer.close()
-    reader, writer, _ = await open_tunnel(gateway, pod="forbidden")
-    await reader.read()
-    writer.close()
-    url = f"{gateway.url()}/api/v1/namespaces/default/pods/mypod/exec?command=echo&command=x&stdout=true"
+    await refused(gateway, "SPDY/3.1", pod="forbidden", smuggle=b"x")
+    await refused(gateway, "websocket", headers=[("Authorization", f"Bearer {MALLORY_TOKEN}")])
+    path = f"{CLUSTERGATEWAYS}/m1/proxy{member_path('websocket', 'mypod')}"
     async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(
-            url,
-            protocols=["v5.channel.k8s.io"],
-            ssl=client_ssl_context(gateway.ca.cert_pem),
-            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
-        ) as ws,
+        gateway.session() as session,
+        session.ws_connect(path, protocols=["v5.channel.k8s.io"], headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as ws,
     ):
         async for _ in ws:
             pass
     await eventually(lambda: all(c.closed.is_set() for c in member.upgrades))
 
 
-async def test_no_fd_or_task_leak(gateway: Gateway, member: FakeUpgradeMember) -> None:
-    async with asyncio.timeout(30):
-        await _one_of_each(gateway, member)  # warm up lazily created state
+async def test_no_fd_or_task_leak(tunnelling_gateway: HostingGateway, upgrade_member: FakeUpgradeMember) -> None:
+    """Every socket of the gateway, the member and the clients is in this process: the fd count covers them all."""
+    async with asyncio.timeout(40):
+        await _one_of_each(tunnelling_gateway, upgrade_member)  # warm up lazily created state (pools, caches)
         await asyncio.sleep(0.2)
         fds, tasks = _fds(), len(asyncio.all_tasks())
         for _ in range(5):
-            await _one_of_each(gateway, member)
+            await _one_of_each(tunnelling_gateway, upgrade_member)
     await eventually(lambda: _fds() <= fds and len(asyncio.all_tasks()) <= tasks, timeout=10)
-    assert gateway.runner is not None and gateway.runner.server is not None
-    await eventually(lambda: len(gateway.runner.server.connections) == 0)  # type: ignore[union-attr]
+    assert tunnelling_gateway.server.in_flight.count == 0
