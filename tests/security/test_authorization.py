@@ -29,7 +29,8 @@ def attrs(method: str, path: str, **query: str) -> RequestAttributes:
 def spec_of(method: str, path: str, **query: str) -> dict[str, Any]:
     """The resource or non-resource part of the SubjectAccessReview spec the gateway sends."""
     spec = review_spec(attrs(method, path, **query))
-    return spec.get("resourceAttributes") or spec["nonResourceAttributes"]
+    part: dict[str, Any] = spec.get("resourceAttributes") or spec["nonResourceAttributes"]
+    return part
 
 
 def cg(verb: str, name: str = "", subresource: str = "") -> dict[str, str]:

@@ -79,7 +79,7 @@ def forbidden(message: str, details: dict[str, str]) -> dict[str, Any]:
 
 def names_in(body: Any) -> tuple[str, list[str]]:
     """The kind and object names of a ClusterGateway or ClusterGatewayList body."""
-    items = body["items"] if "items" in body else [body]
+    items = body.get("items", [body])
     return body["kind"], [item["metadata"]["name"] for item in items]
 
 
