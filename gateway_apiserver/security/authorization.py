@@ -49,7 +49,7 @@ class RequestAttributes:
 
 def always_allowed(path: str) -> bool:
     """Probes, version, OpenAPI and discovery need no authorization."""
-    stripped = path.rstrip("/") or "/"
+    stripped = path.rstrip("/")
     if stripped in ALWAYS_ALLOWED_PATHS or path.startswith(ALWAYS_ALLOWED_PREFIXES + _PROBE_PREFIXES):
         return True
     parts = [p for p in stripped.split("/") if p]

@@ -30,6 +30,10 @@ class RequestInfoError(ValueError):
     """The path names a verb but nothing it applies to (kube: "unable to determine kind and namespace")."""
 
 
+class _Undecodable(Exception):
+    """The list options do not decode as kube decodes them (never shown to anyone)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
     """kube's `request.RequestInfo`: what a request asks for, as authorization sees it."""
@@ -53,10 +57,10 @@ def request_info(method: str, path: str, query: MultiMapping[str]) -> RequestInf
     """Read a request as the kube-apiserver does; raise RequestInfoError where kube fails to.
 
     `path` is the decoded path the router matches; `query` holds every value of every
-    parameter (kube reads the first value of a repeated one).
+    parameter (kube, like `MultiMapping.get`, reads the first value of a repeated one).
     """
     method = method.upper()
-    parts = path.strip("/").split("/") if path.strip("/") else []
+    parts = path.strip("/").split("/")  # "" for the root: one part, so a non-resource request
     non_resource = RequestInfo(False, path, method.lower())
     if len(parts) < 3 or parts[0] not in ("api", "apis"):
         return non_resource
@@ -94,8 +98,8 @@ def request_info(method: str, path: str, query: MultiMapping[str]) -> RequestInf
 
     field_selector = label_selector = ""
     if not verb_in_path and verb in _VERBS_WITH_SELECTORS:
-        field_selector = _first(query, "fieldSelector") or ""
-        label_selector = _first(query, "labelSelector") or ""
+        field_selector = query.get("fieldSelector", "")
+        label_selector = query.get("labelSelector", "")
     return RequestInfo(
         True,
         path,
@@ -113,11 +117,6 @@ def request_info(method: str, path: str, query: MultiMapping[str]) -> RequestInf
     )
 
 
-def _first(query: MultiMapping[str], key: str) -> str | None:
-    values = query.getall(key, [])
-    return values[0] if values else None
-
-
 def _go_bool(value: str | None) -> bool:
     # kube's query boolean: absent, "false" or "0" (any case) is false; anything else, even "", is true.
     return value is not None and value.lower() not in ("false", "0")
@@ -125,33 +124,33 @@ def _go_bool(value: str | None) -> bool:
 
 def _collection_verb_and_name(query: MultiMapping[str]) -> tuple[str, str]:
     """A GET without a name is a list or a watch; `fieldSelector=metadata.name=x` names the object."""
-    verb = "watch" if _go_bool(_first(query, "watch")) else "list"
+    verb = "watch" if _go_bool(query.get("watch")) else "list"
     try:
         _check_list_options(query)
-        name = _name_required_by(_first(query, "fieldSelector") or "")
-    except ValueError:  # kube: list options that fail to decode leave the name unset
+        name = _name_required_by(query.get("fieldSelector", ""))
+    except _Undecodable:  # kube: list options that fail to decode leave the name unset
         return verb, ""
     return verb, name if name is not None and _is_path_segment_name(name) else ""
 
 
 def _check_list_options(query: MultiMapping[str]) -> None:
-    """Raise ValueError where kube's list-option decoding fails on a number (limit, timeoutSeconds).
+    """Raise _Undecodable where kube's list-option decoding fails on a number (limit, timeoutSeconds).
 
     An unparsable labelSelector also fails kube's decoding; that check is not ported here (the
     list handler refuses such a request with 400 after authorization).
     """
     for key in ("limit", "timeoutSeconds"):
-        value = _first(query, key)
+        value = query.get(key)
         if value is not None and (not _GO_INT.fullmatch(value) or int(value) not in _INT64):
-            raise ValueError(f"{key} is not an int64")
+            raise _Undecodable
 
 
 def _name_required_by(selector: str) -> str | None:
     """The value `metadata.name` must equal for `selector` to match, as fields.ParseSelector + RequiresExactMatch.
 
-    Raise ValueError for a selector kube cannot parse.
+    Raise _Undecodable for a selector kube cannot parse.
     """
-    terms = sorted(_split_unescaped_commas(selector)) if selector else []
+    terms = sorted(_split_unescaped_commas(selector))
     name = None
     for term in terms:
         if not term:
@@ -183,7 +182,7 @@ def _split_term(term: str) -> tuple[str, str, str]:
         for op in ("!=", "==", "="):
             if term.startswith(op, i):
                 return term[:i], op, term[i + len(op) :]
-    raise ValueError(f"no operator in field selector term {term!r}")
+    raise _Undecodable
 
 
 def _unescape(value: str) -> str:
@@ -192,17 +191,17 @@ def _unescape(value: str) -> str:
     for ch in value:
         if escaped:
             if ch not in "\\,=":
-                raise ValueError("invalid escape sequence in field selector value")
+                raise _Undecodable  # only \\, \, and \= are escapes
             out.append(ch)
             escaped = False
         elif ch == "\\":
             escaped = True
         elif ch in ",=":
-            raise ValueError("unescaped character in field selector value")
+            raise _Undecodable  # , and = must be escaped in a value
         else:
             out.append(ch)
     if escaped:
-        raise ValueError("field selector value ends in an escape")
+        raise _Undecodable  # a value ends in a lone backslash
     return "".join(out)
 
 

@@ -9,6 +9,8 @@ from multidict import MultiDict
 
 from gateway_apiserver.api.status import StatusError
 from gateway_apiserver.security.authorization import (
+    AlwaysAllow,
+    Decision,
     RequestAttributes,
     SubjectAccessReviewer,
     always_allowed,
@@ -154,7 +156,9 @@ def test_always_allowed_paths(path: str) -> None:
     assert always_allowed(path)
 
 
-@pytest.mark.parametrize("path", [CG, f"{CG}/c1", f"{CG}/c1/proxy/", "/metrics", "/readyzz", "/apis/x/v1/things"])
+@pytest.mark.parametrize(
+    "path", [CG, f"{CG}/c1", f"{CG}/c1/proxy/", "/metrics", "/readyzz", "/apis/x/v1/things", "/", "/apiX", "/versionX"]
+)
 def test_everything_else_needs_authorization(path: str) -> None:
     assert not always_allowed(path)
 
@@ -169,6 +173,7 @@ def test_forbidden_messages_match_the_kube_apiserver() -> None:
     )
     assert error.details == {"group": "cluster.core.oam.dev", "kind": "clustergateways", "name": "c1"}
     listing = forbidden(attrs("GET", CG), "no RBAC policy matched")
+    assert listing.details == {"group": "cluster.core.oam.dev", "kind": "clustergateways"}
     assert listing.message == (
         'clustergateways.cluster.core.oam.dev is forbidden: User "alice" cannot list resource "clustergateways" '
         'in API group "cluster.core.oam.dev" at the cluster scope: no RBAC policy matched'
@@ -265,3 +270,141 @@ async def test_denied_wins_over_allowed() -> None:
         return {"status": {"allowed": True, "denied": True}}
 
     assert not (await SubjectAccessReviewer(post).authorize(attrs("GET", CG))).allowed
+
+
+async def test_standalone_allows_everything() -> None:
+    assert await AlwaysAllow().authorize(attrs("DELETE", CG)) == Decision(True, "standalone mode")
+
+
+def test_a_non_resource_403_has_no_details() -> None:
+    assert forbidden(attrs("GET", "/metrics")).to_status() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'forbidden: User "alice" cannot get path "/metrics"',
+        "reason": "Forbidden",
+        "code": 403,
+    }
+
+
+class Reviews:
+    """A hosting cluster answering SubjectAccessReviews from a list, recording each body."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, body: dict[str, Any]) -> Any:
+        self.sent.append(body)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+ALLOW = {"status": {"allowed": True}}
+DENY = {"status": {"allowed": False}}
+
+
+async def test_the_review_sent_is_the_request_spec() -> None:
+    post = Reviews(ALLOW)
+    reviewer = SubjectAccessReviewer(post)
+    get_c1 = attrs("GET", f"{CG}/c1")
+    assert await reviewer.authorize(get_c1) == Decision(True, "")
+    assert post.sent == [{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": review_spec(get_c1)}]
+    assert reviewer.reviews == 1
+
+
+async def test_each_question_has_its_own_cached_answer() -> None:
+    post = Reviews(ALLOW, DENY)
+    reviewer = SubjectAccessReviewer(post)
+    get_c1, get_c2 = attrs("GET", f"{CG}/c1"), attrs("GET", f"{CG}/c2")
+    assert [(await reviewer.authorize(a)).allowed for a in (get_c1, get_c2, get_c1, get_c2)] == [True, False, True, False]
+    assert [body["spec"]["resourceAttributes"]["name"] for body in post.sent] == ["c1", "c2"]
+    assert reviewer.reviews == 2
+
+
+async def test_the_same_identity_in_another_order_is_the_same_question() -> None:
+    post = Reviews(ALLOW)
+    reviewer = SubjectAccessReviewer(post)
+    one = UserInfo("alice", extra={"a": ("1",), "b": ("2",)})
+    other = UserInfo("alice", extra={"b": ("2",), "a": ("1",)})
+    await reviewer.authorize(request_attributes("GET", CG, MultiDict(), one))
+    await reviewer.authorize(request_attributes("GET", CG, MultiDict(), other))
+    assert len(post.sent) == 1
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_decisions_last_ten_seconds_by_default(allowed: bool) -> None:
+    post = Reviews({"status": {"allowed": allowed}})
+    clock = Clock()
+    reviewer = SubjectAccessReviewer(post, clock=clock)
+    get_c1 = attrs("GET", f"{CG}/c1")
+    await reviewer.authorize(get_c1)
+    clock.now += 9.99
+    await reviewer.authorize(get_c1)
+    assert len(post.sent) == 1
+    clock.now += 0.01  # exactly ten seconds: expired
+    await reviewer.authorize(get_c1)
+    assert len(post.sent) == 2
+
+
+async def test_an_allow_is_kept_for_the_allow_ttl_not_the_deny_ttl() -> None:
+    post = Reviews(ALLOW)
+    clock = Clock()
+    reviewer = SubjectAccessReviewer(post, allow_ttl=10, deny_ttl=5, clock=clock)
+    await reviewer.authorize(attrs("GET", CG))
+    clock.now += 7
+    await reviewer.authorize(attrs("GET", CG))
+    assert len(post.sent) == 1
+
+
+async def test_the_cache_forgets_the_oldest_question_first() -> None:
+    post = Reviews(ALLOW)
+    reviewer = SubjectAccessReviewer(post, max_entries=2)
+    a, b, c = (attrs("GET", f"{CG}/{name}") for name in "abc")
+    for question in (a, b, c, c, b):
+        await reviewer.authorize(question)
+    assert len(post.sent) == 3  # c and b were still cached
+    await reviewer.authorize(a)
+    assert len(post.sent) == 4  # a was forgotten
+
+
+async def test_the_cache_holds_ten_thousand_questions_by_default() -> None:
+    post = Reviews(ALLOW)
+    reviewer = SubjectAccessReviewer(post)
+    questions = [attrs("GET", f"{CG}/c{i}") for i in range(10_001)]
+    for question in questions:
+        await reviewer.authorize(question)
+    await reviewer.authorize(questions[1])
+    assert len(post.sent) == 10_001
+    await reviewer.authorize(questions[0])
+    assert len(post.sent) == 10_002
+
+
+async def test_a_reason_is_passed_on_and_absent_is_empty() -> None:
+    reviewer = SubjectAccessReviewer(Reviews({"status": {"allowed": False, "reason": "no rule"}}))
+    assert await reviewer.authorize(attrs("GET", CG)) == Decision(False, "no rule")
+    reviewer = SubjectAccessReviewer(Reviews({"status": {"allowed": False}}))
+    assert await reviewer.authorize(attrs("GET", CG)) == Decision(False, "")
+
+
+@pytest.mark.parametrize("answer", [None, [], "allowed", {"status": None}, {}])
+async def test_an_answer_that_is_not_a_review_denies(answer: Any) -> None:
+    assert await SubjectAccessReviewer(Reviews(answer)).authorize(attrs("GET", CG)) == Decision(False, "")
+
+
+async def test_failures_and_evaluation_errors_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def refused(body: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionRefusedError("secret detail")
+
+    with pytest.raises(StatusError) as err:
+        await SubjectAccessReviewer(refused).authorize(attrs("GET", CG))
+    assert (err.value.code, err.value.reason) == (500, "InternalError")
+    denied = Reviews({"status": {"allowed": False, "evaluationError": "webhook down"}})
+    await SubjectAccessReviewer(denied).authorize(attrs("GET", CG))
+    allowed = Reviews({"status": {"allowed": True, "evaluationError": "one of two webhooks down"}})
+    await SubjectAccessReviewer(allowed).authorize(attrs("GET", CG))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "SubjectAccessReview failed: ConnectionRefusedError"),
+        ("WARNING", "SubjectAccessReview evaluation error: webhook down"),
+    ]
+    assert "secret detail" not in caplog.text  # the exception's text may carry anything: only its type is logged

@@ -232,6 +232,15 @@ R = "/apis/group/version/resource"
         ("GET", f"{R}?fieldSelector=metadata.name=a%5C", Selected("list", "", "metadata.name=a\\", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=a=b", Selected("list", "", "metadata.name=a=b", "")),
         ("GET", f"{R}?fieldSelector=,metadata.name=name1,", Selected("list", "name1", ",metadata.name=name1,", "")),
+        # an escaped comma stays inside its term; "!=" is the operator even before "="
+        (
+            "GET",
+            f"{R}?fieldSelector=metadata.name=a%5C,b,status.phase=x",
+            Selected("list", "a,b", "metadata.name=a\\,b,status.phase=x", ""),
+        ),
+        ("GET", f"{R}?fieldSelector=metadata.name=n,a!==b", Selected("list", "", "metadata.name=n,a!==b", "")),
+        ("GET", f"{R}?fieldSelector=metadata.name=a%5CX", Selected("list", "", "metadata.name=a\\X", "")),
+        ("GET", f"{R}?fieldSelector=metadata.name=Xy", Selected("list", "Xy", "metadata.name=Xy", "")),
         # a name that could not be a path segment is not taken
         ("GET", f"{R}?fieldSelector=metadata.name=..", Selected("list", "", "metadata.name=..", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=.", Selected("list", "", "metadata.name=.", "")),
@@ -413,6 +422,11 @@ def test_member_paths(method: str, url: str, expected: Read) -> None:
 def test_a_verb_in_the_path_with_nothing_after_it_cannot_be_read(url: str) -> None:
     with pytest.raises(RequestInfoError, match=f"^unable to determine kind and namespace from url {url}$"):
         read("GET", url)
+
+
+def test_every_segment_is_kept_whole() -> None:
+    info = read("GET", "/apis/Xg/vX/Xjobs/fooX/")
+    assert (info.api_group, info.api_version, info.resource, info.name) == ("Xg", "vX", "Xjobs", "fooX")
 
 
 def test_the_path_is_split_as_given_so_the_router_and_authorization_agree_on_the_name() -> None:
