@@ -141,7 +141,10 @@ def _check_list_options(query: MultiMapping[str]) -> None:
     """
     for key in ("limit", "timeoutSeconds"):
         value = query.get(key)
-        if value is not None and (not _GO_INT.fullmatch(value) or int(value) not in _INT64):
+        if value is None:
+            continue
+        # int64 has 19 digits at most; longer numbers are not converted (Python limits int() on huge strings).
+        if not _GO_INT.fullmatch(value) or len(value.lstrip("+-").lstrip("0")) > 19 or int(value) not in _INT64:
             raise _Undecodable
 
 

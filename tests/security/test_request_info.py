@@ -251,6 +251,13 @@ R = "/apis/group/version/resource"
         ("GET", f"{R}?fieldSelector=metadata.name=n&limit=x", Selected("list", "", "metadata.name=n", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=n&limit=9223372036854775808", Selected("list", "", "metadata.name=n", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=n&limit=", Selected("list", "", "metadata.name=n", "")),
+        ("GET", f"{R}?fieldSelector=metadata.name=n&limit={'9' * 5000}", Selected("list", "", "metadata.name=n", "")),
+        ("GET", f"{R}?fieldSelector=metadata.name=n&limit={'0' * 30}5", Selected("list", "n", "metadata.name=n", "")),
+        (
+            "GET",
+            f"{R}?fieldSelector=metadata.name=n&limit=-{'0' * 30}9223372036854775808",
+            Selected("list", "n", "metadata.name=n", ""),
+        ),
         ("GET", f"{R}?fieldSelector=metadata.name=n&timeoutSeconds=1.5&watch=1", Selected("watch", "", "metadata.name=n", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=n&limit=-9223372036854775808", Selected("list", "n", "metadata.name=n", "")),
         ("GET", f"{R}?fieldSelector=metadata.name=n&limit=%2B5&timeoutSeconds=9", Selected("list", "n", "metadata.name=n", "")),
