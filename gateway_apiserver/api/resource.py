@@ -142,10 +142,8 @@ async def _list_or_watch(request: web.Request, *, force_watch: bool, name: str |
 
 
 async def get_one(request: web.Request) -> web.StreamResponse:
-    """GET one cluster (or watch it, with `?watch=true`, as the kube-apiserver allows)."""
+    """GET one cluster. As in the kube-apiserver, `?watch=true` on a named object is ignored: it is a get."""
     name = request.match_info["name"]
-    if request.query.get("watch", "").lower() in ("true", "1"):
-        return await _list_or_watch(request, force_watch=True, name=name)
     accept = request.headers.get("Accept")
     shape = negotiate(accept, _SHAPES)
     include_object = parse_include_object(request.query.get("includeObject"))

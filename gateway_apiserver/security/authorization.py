@@ -1,6 +1,6 @@
 """Authorization: request attributes as the kube-apiserver derives them, and SubjectAccessReview with a cache.
 
-`request_attributes` is a pure function of method, path and query. `SubjectAccessReviewer`
+`request_attributes` is a pure function of method, path and query (see request_info.py). `SubjectAccessReviewer`
 asks the hosting cluster and caches allow and deny decisions (10 s each by default, as the
 kube-apiserver's webhook authorizer does).
 """
@@ -12,13 +12,15 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote
 
-from ..api.status import StatusError
+from multidict import MultiMapping
+
+from ..api.status import StatusError, bad_request
 from .identity import UserInfo
+from .request_info import RequestInfoError, request_info
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 ALWAYS_ALLOWED_PREFIXES = ("/openapi/",)
 ALWAYS_ALLOWED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi/v2", "/openapi/v3"})
 _PROBE_PREFIXES = ("/healthz/", "/livez/", "/readyz/")
-_METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class RequestAttributes:
 
 def always_allowed(path: str) -> bool:
     """Probes, version, OpenAPI and discovery need no authorization."""
-    stripped = path.rstrip("/") or "/"
+    stripped = path.rstrip("/")
     if stripped in ALWAYS_ALLOWED_PATHS or path.startswith(ALWAYS_ALLOWED_PREFIXES + _PROBE_PREFIXES):
         return True
     parts = [p for p in stripped.split("/") if p]
@@ -56,45 +57,27 @@ def always_allowed(path: str) -> bool:
     return len(parts) in (2, 3) and parts[0] == "apis"
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("true", "1")
+def request_attributes(method: str, path: str, query: MultiMapping[str], user: UserInfo) -> RequestAttributes:
+    """The attributes of `user`'s request, as kube's RequestInfoFactory derives them.
 
-
-def request_attributes(method: str, path: str, query: Mapping[str, str], user: UserInfo) -> RequestAttributes:
-    """Derive the attributes of a request the way kube's RequestInfoFactory does."""
-    parts = [unquote(p) for p in path.split("/") if p]
-    method = method.upper()
-    if len(parts) < 4 or parts[0] != "apis":
-        if len(parts) >= 3 and parts[0] == "api":
-            return _resource_attributes(method, parts[2:], "", parts[1], query, user, path)
-        return RequestAttributes(user, method.lower() if method != "HEAD" else "get", False, path)
-    return _resource_attributes(method, parts[3:], parts[1], parts[2], query, user, path)
-
-
-def _resource_attributes(
-    method: str, rest: list[str], group: str, version: str, query: Mapping[str, str], user: UserInfo, path: str
-) -> RequestAttributes:
-    watch_path = bool(rest) and rest[0] == "watch"
-    if watch_path:
-        rest = rest[1:]
-    namespace = ""
-    if len(rest) >= 2 and rest[0] == "namespaces" and (len(rest) > 2 or method != "GET"):
-        namespace, rest = rest[1], rest[2:]
-    elif len(rest) >= 2 and rest[0] == "namespaces":
-        # GET /namespaces/<name> is a get of the namespace itself.
-        pass
-    resource = rest[0] if rest else ""
-    name = rest[1] if len(rest) > 1 else ""
-    subresource = rest[2] if len(rest) > 2 else ""
-    verb = _METHOD_VERBS.get(method, "options" if method == "OPTIONS" else method.lower())
-    if subresource == "" and method in ("GET", "HEAD"):
-        if watch_path or _truthy(query.get("watch")):
-            verb = "watch"
-        elif not name:
-            verb = "list"
-    elif subresource == "" and method == "DELETE" and not name:
-        verb = "deletecollection"
-    return RequestAttributes(user, verb, True, path, group, version, resource, subresource, name, namespace)
+    A path that names a verb but no resource (`/apis/<group>/<version>/watch`) is a 400.
+    """
+    try:
+        info = request_info(method, path, query)
+    except RequestInfoError as exc:
+        raise bad_request(f"{exc}: the path names no resource after the verb") from None
+    return RequestAttributes(
+        user,
+        info.verb,
+        info.resource_request,
+        path,
+        info.api_group,
+        info.api_version,
+        info.resource,
+        info.subresource,
+        info.name,
+        info.namespace,
+    )
 
 
 def forbidden(attrs: RequestAttributes, reason: str = "") -> StatusError:

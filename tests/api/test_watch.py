@@ -156,13 +156,20 @@ async def test_watch_events_as_one_row_tables(gateway: RunningGateway) -> None:
 
 async def test_watch_one_object_by_name(gateway: RunningGateway) -> None:
     async with gateway.session() as s:
-        response = await s.get(f"{BASE}/b?watch=1")
+        response = await s.get(f"{BASE}?watch=1&fieldSelector=metadata.name%3Db")
         stream = Stream(response)
         assert summary(await stream.next()) == ("ADDED", "b", "2")
         gateway.registry.apply("MODIFIED", cluster_secret("a", 6))
         gateway.registry.apply("MODIFIED", cluster_secret("b", 7))
         assert summary(await stream.next()) == ("MODIFIED", "b", "7")
         response.close()
+
+
+async def test_a_named_get_with_watch_is_a_get_as_in_kube(gateway: RunningGateway) -> None:
+    async with gateway.session() as s, s.get(f"{BASE}/b?watch=1") as response:
+        body = await response.json()
+    assert (response.status, response.content_type) == (200, "application/json")
+    assert (body["kind"], body["metadata"]["name"], body["metadata"]["resourceVersion"]) == ("ClusterGateway", "b", "2")
 
 
 async def test_a_relist_that_changed_things_ends_open_watches(gateway: RunningGateway) -> None:

@@ -214,7 +214,8 @@ async def test_watch_initial_live_bookmarks_and_timeout(kube_apiserver: FakeKube
     }
     async with asyncio.timeout(4):  # timeoutSeconds=2: the server ends the stream cleanly
         rest = await resp.content.read()
-    assert all(json.loads(line)["type"] == "BOOKMARK" for line in rest.splitlines())
+    lines = rest.splitlines()
+    assert lines and all(json.loads(line)["type"] == "BOOKMARK" for line in lines)
     resp.close()
 
 

@@ -485,7 +485,7 @@ def test_static_mapping_impersonates_the_target_instead_of_the_caller() -> None:
 def test_a_caller_without_a_name_is_refused() -> None:
     with pytest.raises(StatusError) as info:
         impersonation_headers(UserInfo(""), "c1", penetration_enabled=True, requested=False, cluster_rules=[], global_rules=[])
-    assert info.value.code == 403
+    assert (info.value.code, info.value.reason) == (403, "Forbidden")
 
 
 @pytest.mark.parametrize(
@@ -554,8 +554,9 @@ def test_annotation_is_parsed_once_per_resource_version(monkeypatch: pytest.Monk
     monkeypatch.setattr(imp, "parse_cluster_annotation", counting)
     clusters = ClusterImpersonation(penetration_enabled=True)
     for _ in range(3):
-        with pytest.raises(StatusError):
+        with pytest.raises(StatusError) as info:
             clusters.for_cluster(gateway("c1", BAD, rv=1))
+        assert (info.value.code, info.value.reason) == (503, "ServiceUnavailable")
     assert calls == ["c1"]
     # The Secret is fixed: a new resourceVersion is parsed again, and the cluster recovers.
     assert [r.name for r in clusters.for_cluster(gateway("c1", GOOD, rv=2)).rules] == ["admins"]
@@ -571,7 +572,7 @@ def test_a_static_mapping_without_target_user_never_falls_back_to_the_caller() -
     rule = static("groups-only", Target(groups=("projected",)), Source(user="alice"))
     with pytest.raises(StatusError) as info:
         headers(gate=True, requested=False, global_rules=[rule])
-    assert info.value.code == 500
+    assert (info.value.code, info.value.reason) == (500, "InternalError")
 
 
 def test_rule_names_are_single_line() -> None:

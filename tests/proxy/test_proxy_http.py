@@ -492,4 +492,4 @@ async def test_proxy_url_http_connect_and_socks5(member: FakeMemberAPIServer, tm
         assert head.startswith(f"CONNECT 127.0.0.1:{member.port} ")
         assert f"Proxy-Authorization: Basic {base64.b64encode(b'user:pw').decode()}" in head
     assert socks_log == [f"127.0.0.1:{member.port}"] * 2
-    assert all(r.headers["Authorization"] == f"Bearer {member.token}" for r in member.requests)
+    assert member.requests and all(r.headers["Authorization"] == f"Bearer {member.token}" for r in member.requests)

@@ -54,10 +54,11 @@ async def test_invalid_secret_is_skipped_in_lists_and_named_on_get(caplog: pytes
     ]
     with pytest.raises(StatusError) as err:
         registry.get("bad")
-    assert err.value.code == 404
+    assert (err.value.code, err.value.reason) == (404, "NotFound")
     assert "Secret vela-system/bad cannot be converted: unknown credential type 'Kerberos'" in err.value.message
     with pytest.raises(StatusError) as missing:
         registry.get("nope")
+    assert (missing.value.code, missing.value.reason) == (404, "NotFound")
     assert missing.value.message == 'clustergateways.cluster.core.oam.dev "nope" not found'
 
 
@@ -128,8 +129,9 @@ async def test_a_changed_relist_ends_watches_and_old_resource_versions_expire() 
     registry.replace([secret("a", 1), secret("b", 9)], "10")
     assert watcher.terminated
     assert registry.watcher_count == 0
-    with pytest.raises(StatusError):
+    with pytest.raises(StatusError) as err:
         registry.watch(since=1)
+    assert (err.value.code, err.value.reason) == (410, "Expired")
     assert names(registry) == ["a", "b"]
 
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from multidict import MultiDict
 
 from gateway_apiserver.api.status import StatusError
 from gateway_apiserver.security.authentication import strip_identity_headers
-from gateway_apiserver.security.authorization import Decision, RequestAttributes, SubjectAccessReviewer, always_allowed
+from gateway_apiserver.security.authorization import (
+    Decision,
+    RequestAttributes,
+    SubjectAccessReviewer,
+    always_allowed,
+    forbidden,
+    request_attributes,
+    review_spec,
+)
 from gateway_apiserver.security.identity import UserInfo
 from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.secrets import cluster_secret
@@ -51,6 +61,8 @@ def concrete(pattern: str) -> str:
 async def test_every_route_goes_through_authorization(tmp_path: Path) -> None:
     authorizer = Recording()
     source = ManualSecretSource([cluster_secret("c1")])
+    expected_reviews: list[dict[str, Any]] = []
+    open_answers: dict[tuple[str, str], int] = {}
     async with running_gateway(tmp_path, source, authenticator=FixedUser(), authorizer=authorizer) as gw:
         app_routes = {
             (route.method, route.resource.canonical)
@@ -66,15 +78,29 @@ async def test_every_route_goes_through_authorization(tmp_path: Path) -> None:
                     async with s.request(verb, path) as resp:
                         body = await resp.read()
                     if always_allowed(path):
-                        assert resp.status != 403, (verb, path)
-                    else:
-                        assert resp.status == 403, (verb, path, resp.status, body[:200])
-                        if verb != "HEAD":  # a HEAD answer has no body
-                            assert b'"reason":"Forbidden"' in body
-                            assert b'User \\"mallory\\" cannot' in body and b"test policy denies everything" in body
+                        open_answers[(verb, path)] = resp.status
+                        continue
+                    assert resp.status == 403, (verb, path, resp.status, body[:200])
+                    if verb != "HEAD":  # a HEAD answer has no body
+                        status = json.loads(body)
+                        assert (status["kind"], status["code"], status["reason"]) == ("Status", 403, "Forbidden")
+                        assert status["message"] == forbidden(attributes(verb, path), "test policy denies everything").message
+                    spec = review_spec(attributes(verb, path))
+                    if spec not in expected_reviews:  # a denial is cached, so the same question is asked once
+                        expected_reviews.append(spec)
                     checked += 1
         assert checked > 30
-        assert authorizer.asked, "the SubjectAccessReview was never consulted"
+        assert authorizer.asked == expected_reviews
+    # Probes, version, discovery and OpenAPI answer anyone: 200, or 404 for an OpenAPI document that does not exist.
+    assert len(open_answers) == 36
+    assert {key: status for key, status in open_answers.items() if status != 200} == {
+        ("GET", "/openapi/v3/api/v1/pods"): 404,
+        ("HEAD", "/openapi/v3/api/v1/pods"): 404,
+    }
+
+
+def attributes(verb: str, path: str) -> RequestAttributes:
+    return request_attributes(verb, path, MultiDict(), MALLORY)
 
 
 async def test_an_allowed_user_gets_through(tmp_path: Path) -> None:
@@ -89,7 +115,8 @@ async def test_an_allowed_user_gets_through(tmp_path: Path) -> None:
         gw.session() as s,
         s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1") as resp,
     ):
-        assert resp.status == 200
+        body = await resp.json()
+        assert (resp.status, body["kind"], body["metadata"]["name"]) == (200, "ClusterGateway", "c1")
         assert resp.headers["Audit-Id"]
 
 
@@ -106,4 +133,9 @@ async def test_an_authorizer_failure_is_a_500_status_not_a_pass(tmp_path: Path) 
     ):
         async with s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways") as resp:
             body = await resp.json()
-        assert (resp.status, body["kind"], body["reason"]) == (500, "Status", "InternalError")
+        assert (resp.status, body["kind"], body["reason"], body["message"]) == (
+            500,
+            "Status",
+            "InternalError",
+            "authorization failed: the SubjectAccessReview could not be made: OSError",
+        )
