@@ -11,6 +11,12 @@ Delegated authentication and authorization: TokenReview answers from the `users`
 SubjectAccessReview from the `policy` table (`PolicyRule`, first match wins), and ConfigMaps
 (with `set_authentication_configmap` writing kube-system/extension-apiserver-authentication
 exactly as the kube-apiserver does) are served too.
+
+Its own authorization is RBAC, as on a real cluster (`kube_rbac.py`): every request TO the fake is
+checked against the roles deploy/rbac.yaml applies plus the bootstrap roles, and answered 403 as
+kube does when they do not allow it. Two tokens exist: `token`, the hosting cluster's admin
+(system:masters, allowed everything), and `gateway_token`, the gateway's ServiceAccount, which
+`write_kubeconfig` uses by default. So the gateway runs with exactly the rights deploy/ gives it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,16 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .kube_rbac import (
+    AUTHENTICATED,
+    Rbac,
+    User,
+    deploy_rbac,
+    forbidden_status,
+    gateway_service_account,
+    query_bool,
+    request_attributes,
+)
 from .kube_store import (
     CONFIGMAPS,
     SECRETS,
@@ -61,11 +77,6 @@ KUBE_VERSION = {
 }
 
 
-def _truthy(value: str | None) -> bool:
-    # kubernetes-asyncio sends Python's str(True) == "True"; kube accepts any strconv.ParseBool form.
-    return (value or "").lower() in ("1", "t", "true")
-
-
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
 
@@ -97,16 +108,25 @@ class _WatchConn:
 class FakeKubeAPIServer:
     """A kube-apiserver for tests, on https://127.0.0.1:<random port> with its own CA and a bearer token."""
 
-    def __init__(self, *, token: str | None = None, bookmark_interval: float | None = 1.0) -> None:
+    def __init__(self, *, token: str | None = None, bookmark_interval: float | None = 1.0, rbac: Rbac | None = None) -> None:
         self.ca: CertKey = make_ca("fake-kube-apiserver-ca")
         self.serving: CertKey = issue_server_cert(
             self.ca, dns_names=("localhost", "kubernetes.default.svc"), ip_addresses=("127.0.0.1",)
         )
-        self.token = token or token_gen.token_urlsafe(24)
+        self.token = token or token_gen.token_urlsafe(24)  # the hosting cluster's admin
+        self.gateway_token = token_gen.token_urlsafe(24)  # the gateway's ServiceAccount
+        self.gateway_user = gateway_service_account()
         # token -> user info (TokenReview-shaped), so later tests can add users and review tokens.
         self.users: dict[str, dict[str, Any]] = {
-            self.token: {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]}
+            self.token: {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]},
+            self.gateway_token: {
+                "username": self.gateway_user.name,
+                "uid": "00000000-0000-0000-0000-000000000001",
+                "groups": list(self.gateway_user.groups),
+            },
         }
+        self.rbac = rbac if rbac is not None else deploy_rbac()  # how the fake authorizes requests made to it
+        self.forbidden: list[str] = []  # the messages of the 403s it answered, in order
         self.anonymous_paths: set[str] = {"/version", "/healthz", "/livez", "/readyz"}
         self.store = KubeStore()
         self.store.register_kind(SECRETS)
@@ -160,6 +180,14 @@ class FakeKubeAPIServer:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return self.users.get(token.strip()) if scheme.lower() == "bearer" else None
 
+    def authorization_failure(self, request: web.Request, user: dict[str, Any]) -> Obj | None:
+        """The 403 Status for a request RBAC does not allow this user, or None if it is allowed."""
+        # Every authenticated user is in system:authenticated, whatever its token's entry lists.
+        subject = User(str(user.get("username", "")), (*(user.get("groups") or []), AUTHENTICATED))
+        attrs = request_attributes(request.method, request.path, request.query)
+        allowed, reason = self.rbac.authorize(subject, attrs)
+        return None if allowed else forbidden_status(subject, attrs, reason)
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
@@ -168,6 +196,9 @@ class FakeKubeAPIServer:
             if user is None:
                 return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
             request[USER] = user
+            if (denied := self.authorization_failure(request, user)) is not None:
+                self.forbidden.append(denied["message"])
+                return _json(denied, 403)
         for i, (code, when) in enumerate(self._faults):
             if when(request):
                 del self._faults[i]
@@ -238,7 +269,9 @@ class FakeKubeAPIServer:
         return self.ca.cert_pem
 
     def write_kubeconfig(self, path: Path | str, *, token: str | None = None) -> Path:
-        """Write a kubeconfig (server, CA data, bearer token) loadable by client libraries and kubectl."""
+        """Write a kubeconfig (server, CA data, bearer token) loadable by client libraries and kubectl.
+
+        The token defaults to the gateway's ServiceAccount token; pass `token=server.token` to act as the admin."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -248,8 +281,8 @@ class FakeKubeAPIServer:
                     "cluster": {"server": self.url, "certificate-authority-data": base64.b64encode(self.ca_pem).decode()},
                 }
             ],
-            "users": [{"name": "fake-admin", "user": {"token": token or self.token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-admin"}}],
+            "users": [{"name": "fake-user", "user": {"token": token or self.gateway_token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-user"}}],
             "current-context": "fake",
         }
         target = Path(path)
@@ -369,7 +402,7 @@ class FakeKubeAPIServer:
     @staticmethod
     def is_watch(request: web.Request) -> bool:
         """A `when` predicate for inject_failure: watch requests only."""
-        return _truthy(request.query.get("watch"))
+        return query_bool(request.query, "watch")
 
     def drop_watches(self) -> None:
         """Abruptly cut every open watch connection."""
@@ -463,7 +496,7 @@ class FakeKubeAPIServer:
         namespace = request.match_info.get("namespace")
         q = request.query
         matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), info)
-        if _truthy(q.get("watch")):
+        if query_bool(q, "watch"):
             return await self._watch(request, info, namespace, matcher)
         self.list_requests += 1
         try:
@@ -578,7 +611,7 @@ class FakeKubeAPIServer:
         q = conn.request.query
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else self.default_watch_timeout
         deadline = loop.time() + timeout if timeout else math.inf
-        interval = self.bookmark_interval if _truthy(q.get("allowWatchBookmarks")) else None
+        interval = self.bookmark_interval if query_bool(q, "allowWatchBookmarks") else None
         next_bookmark = loop.time() + interval if interval else math.inf
         while True:
             now = loop.time()

@@ -25,9 +25,10 @@ pytestmark = pytest.mark.timeout(20)
 
 @pytest.fixture
 async def core(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
-    """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig."""
+    """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig, as the hosting cluster's admin."""
     config = client.Configuration()
-    await load_kube_config(str(kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=config)
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=kube_apiserver.token)
+    await load_kube_config(str(kubeconfig), client_configuration=config)
     async with client.ApiClient(config) as api_client:
         yield client.CoreV1Api(api_client)
 
