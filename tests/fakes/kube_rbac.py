@@ -59,33 +59,58 @@ _PUBLIC_URLS = ("/livez", "/readyz", "/healthz", "/version", "/version/")
 # The bootstrap policy every kube-apiserver creates (plugin/pkg/auth/authorizer/rbac/bootstrappolicy),
 # restated for the roles a gateway or a test can meet: the roles deploy/ binds to, discovery, and admin.
 BOOTSTRAP_RBAC: tuple[Obj, ...] = (
-    {"kind": "ClusterRole", "metadata": {"name": "cluster-admin"}, "rules": [
-        _rule(["*"], groups=["*"], resources=["*"]), _rule(["*"], nonResourceURLs=["*"])
-    ]},
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "cluster-admin"},
+        "rules": [_rule(["*"], groups=["*"], resources=["*"]), _rule(["*"], nonResourceURLs=["*"])],
+    },
     _binding("ClusterRoleBinding", "cluster-admin", "ClusterRole", _groups("system:masters")),
-    {"kind": "ClusterRole", "metadata": {"name": "system:discovery"}, "rules": [
-        _rule(["get"], nonResourceURLs=[*_PUBLIC_URLS, "/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"])
-    ]},
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:discovery"},
+        "rules": [
+            _rule(["get"], nonResourceURLs=[*_PUBLIC_URLS, "/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"])
+        ],
+    },
     _binding("ClusterRoleBinding", "system:discovery", "ClusterRole", _groups(AUTHENTICATED)),
-    {"kind": "ClusterRole", "metadata": {"name": "system:public-info-viewer"}, "rules": [
-        _rule(["get"], nonResourceURLs=_PUBLIC_URLS)
-    ]},
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:public-info-viewer"},
+        "rules": [_rule(["get"], nonResourceURLs=_PUBLIC_URLS)],
+    },
     _binding("ClusterRoleBinding", "system:public-info-viewer", "ClusterRole", _groups(AUTHENTICATED, UNAUTHENTICATED)),
-    {"kind": "ClusterRole", "metadata": {"name": "system:basic-user"}, "rules": [
-        _rule(["create"], groups=["authorization.k8s.io"], resources=["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
-        _rule(["create"], groups=["authentication.k8s.io"], resources=["selfsubjectreviews"]),
-    ]},
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:basic-user"},
+        "rules": [
+            _rule(["create"], groups=["authorization.k8s.io"], resources=["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
+            _rule(["create"], groups=["authentication.k8s.io"], resources=["selfsubjectreviews"]),
+        ],
+    },
     _binding("ClusterRoleBinding", "system:basic-user", "ClusterRole", _groups(AUTHENTICATED)),
     # Bound by delegating API servers: review tokens and access for their callers.
-    {"kind": "ClusterRole", "metadata": {"name": "system:auth-delegator"}, "rules": [
-        _rule(["create"], groups=["authentication.k8s.io"], resources=["tokenreviews"]),
-        _rule(["create"], groups=["authorization.k8s.io"], resources=["subjectaccessreviews"]),
-    ]},
+    {
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:auth-delegator"},
+        "rules": [
+            _rule(["create"], groups=["authentication.k8s.io"], resources=["tokenreviews"]),
+            _rule(["create"], groups=["authorization.k8s.io"], resources=["subjectaccessreviews"]),
+        ],
+    },
     # Bound by extension API servers: read the trust ConfigMap, and only that one.
-    {"kind": "Role", "metadata": {"name": "extension-apiserver-authentication-reader", "namespace": "kube-system"}, "rules": [
-        _rule(["get", "list", "watch"], groups=[""], resources=["configmaps"], resourceNames=["extension-apiserver-authentication"])
-    ]},
-)  # fmt: skip
+    {
+        "kind": "Role",
+        "metadata": {"name": "extension-apiserver-authentication-reader", "namespace": "kube-system"},
+        "rules": [
+            _rule(
+                ["get", "list", "watch"],
+                groups=[""],
+                resources=["configmaps"],
+                resourceNames=["extension-apiserver-authentication"],
+            )
+        ],
+    },
+)
 
 
 # --- request attributes (RequestInfoFactory) -------------------------------------------------
