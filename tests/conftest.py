@@ -22,7 +22,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture
 async def kube_apiserver() -> AsyncIterator[FakeKubeAPIServer]:
-    """A started fake hosting-cluster kube-apiserver (TLS on 127.0.0.1, bookmarks every 0.2 s)."""
+    """A started fake hosting-cluster kube-apiserver (TLS on 127.0.0.1, bookmarks every 0.2 s).
+
+    It enforces deploy/rbac.yaml: its kubeconfig (`write_kubeconfig`) carries the gateway's ServiceAccount
+    token, so a request the gateway makes and deploy/ does not allow is answered 403 as on a real cluster.
+    `server.token` is the cluster admin's, for tests acting as a caller."""
     server = FakeKubeAPIServer(bookmark_interval=0.2)
     await server.start()
     try:
