@@ -20,9 +20,9 @@ from tests.fakes.kube_rbac import (
 )
 
 
-def resource(verb: str, group: str, namespace: str, res: str, sub: str = "", name: str = "", path: str = "") -> RequestAttributes:
-    version = "v1"
-    return RequestAttributes(verb, path, True, group, version, namespace, res, sub, name)
+def resource(verb: str, group: str, namespace: str, res: str, sub: str = "", name: str = "") -> RequestAttributes:
+    """The attributes of a resource request (the path does not matter to RBAC for those)."""
+    return RequestAttributes(verb, "", True, group, "v1", namespace, res, sub, name)
 
 
 @pytest.mark.parametrize(
