@@ -214,6 +214,7 @@ async def refused_gateway(
 ) -> AsyncIterator[Hosted]:
     """A gateway on a cluster where `documents` replace deploy/rbac.yaml, once the cluster has refused it `refused`."""
     hosting.rbac = deploy_rbac(documents)
+    hosting.refusals_expected = True
     async with hosted_gateway(tmp_path, hosting, wait_synced=False) as h:
         async with h.session() as s, s.get(BASE) as resp:  # a client request: the gateway reviews its token
             await resp.read()

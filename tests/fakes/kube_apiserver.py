@@ -107,6 +107,7 @@ class FakeKubeAPIServer:
         }
         self.rbac = rbac if rbac is not None else deploy_rbac()  # how the fake authorizes requests made to it
         self.forbidden: list[str] = []  # the messages of the 403s it answered, in order
+        self.refusals_expected = False  # the kube_apiserver fixture fails a test in which it refused the gateway
         self.anonymous_paths: set[str] = {"/version", "/healthz", "/livez", "/readyz"}
         self.store = KubeStore()
         self.store.register_kind(SECRETS)

@@ -435,6 +435,7 @@ async def gateway_get(kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSes
 async def test_the_gateway_reads_secrets_of_its_own_namespace_only(
     kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
 ) -> None:
+    kube_apiserver.refusals_expected = True
     kube_apiserver.create_secret(NS, "c1")
     kube_apiserver.create_secret("other", "c2")
     status, listed = await gateway_get(kube_apiserver, http, f"/api/v1/namespaces/{NS}/secrets?limit=500")
@@ -471,6 +472,7 @@ async def test_the_gateway_reads_secrets_of_its_own_namespace_only(
 async def test_the_trust_configmap_is_readable_by_name_only(
     kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
 ) -> None:
+    kube_apiserver.refusals_expected = True
     kube_apiserver.set_authentication_configmap(client_ca_pem="pem")
     kube_apiserver.put_configmap("kube-system", "other", {"k": "v"})
     by_name = f"fieldSelector=metadata.name%3D{TRUST}"
@@ -504,6 +506,7 @@ async def test_the_trust_configmap_is_readable_by_name_only(
 async def test_the_gateway_may_review_tokens_and_access_and_discover(
     kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
 ) -> None:
+    kube_apiserver.refusals_expected = True
     auth = {"Authorization": f"Bearer {kube_apiserver.gateway_token}"}
     review = {"spec": {"token": kube_apiserver.token}}
     async with http.post("/apis/authentication.k8s.io/v1/tokenreviews", json=review, headers=auth) as resp:

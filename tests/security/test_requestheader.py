@@ -264,6 +264,7 @@ async def test_on_change_failure_and_forbidden_are_survived(
     caplog.set_level(logging.WARNING, "gateway_apiserver.security.requestheader")
     # Installed without the RoleBinding to extension-apiserver-authentication-reader: the cluster says 403.
     kube_apiserver.rbac = deploy_rbac([d for d in deploy_documents() if "authentication-reader" not in d["metadata"]["name"]])
+    kube_apiserver.refusals_expected = True
     changes = Changes()
     changes.fail_next = True
     kube_apiserver.set_authentication_configmap(requestheader_ca_pem=FRONT_PROXY_CA.cert_pem)
