@@ -32,10 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 async def kube_apiserver() -> AsyncIterator[FakeKubeAPIServer]:
-    """A started fake hosting-cluster kube-apiserver (TLS on 127.0.0.1, bookmarks every 0.2 s)."""
+    """A started fake hosting-cluster kube-apiserver (TLS on 127.0.0.1, bookmarks every 0.2 s).
+
+    It enforces deploy/rbac.yaml: its kubeconfig (`write_kubeconfig`) carries the gateway's ServiceAccount
+    token, so a request the gateway makes and deploy/ does not allow is answered 403 as on a real cluster.
+    `server.token` is the cluster admin's, for tests acting as a caller. A test that means the gateway
+    to be refused sets `server.refusals_expected`; in any other, a refusal fails the test."""
     server = FakeKubeAPIServer(bookmark_interval=0.2)
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+    # A refusal the gateway survives quietly still means deploy/ lacks a grant: it fails the test.
+    refused = [m for m in server.forbidden if f'User "{server.gateway_user.name}"' in m]
+    assert server.refusals_expected or not refused, f"the hosting cluster refused the gateway: {refused}"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gateway_apiserver.registry.informer import SecretInformer, load_hosting_con
 from gateway_apiserver.server import GatewayServer
 from tests.fakes.gateway import write_kubeconfig
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_rbac import deploy_documents, deploy_rbac
 from tests.fakes.kube_store import PolicyRule
 
 NS = "vela-system"
@@ -55,6 +57,13 @@ def add_cluster(hosting: FakeKubeAPIServer, name: str, **labels: str) -> None:
 
 @pytest.fixture
 async def hosted(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Hosted]:
+    async with hosted_gateway(tmp_path, kube_apiserver) as hosted:
+        yield hosted
+
+
+@asynccontextmanager
+async def hosted_gateway(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, *, wait_synced: bool = True) -> AsyncIterator[Hosted]:
+    """A gateway in hosting mode, running as its ServiceAccount on `kube_apiserver`, with two clusters."""
     add_cluster(kube_apiserver, "east", env="prod")
     add_cluster(kube_apiserver, "west", env="dev")
     kube_apiserver.create_secret(NS, "unrelated", data={"password": "not a cluster"})  # no label: ignored
@@ -71,7 +80,8 @@ async def hosted(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIter
     gateway = GatewayServer(config, source=source)
     await gateway.start()
     try:
-        await asyncio.wait_for(gateway.registry.synced.wait(), 10)
+        if wait_synced:
+            await asyncio.wait_for(gateway.registry.synced.wait(), 10)
         assert gateway.cert is not None
         url = f"https://127.0.0.1:{gateway.port}"
         kubeconfig = write_kubeconfig(tmp_path / "gw.kubeconfig", url, gateway.cert.cert_file, token=kube_apiserver.token)
@@ -164,3 +174,104 @@ async def test_kubectl_through_the_hosting_mode_gateway(hosted: Hosted) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert out.decode().split() == ["NAME", "CRED", "east", "ServiceAccountToken"]
+
+
+# --- deploy/rbac.yaml grants what the gateway needs: take any grant away, and the gateway breaks -------
+
+GATEWAY_SA = "system:serviceaccount:vela-system:gateway-apiserver"
+
+
+def deploy_without(name: str, verb: str | None = None) -> list[dict[str, object]]:
+    """deploy/rbac.yaml without the object `name`, or with `verb` taken out of the rules of role `name`."""
+    documents = deploy_documents()
+    if verb is None:
+        return [d for d in documents if d["metadata"]["name"] != name or d["kind"] in ("Role", "ClusterRole")]
+    for doc in documents:
+        if doc["kind"] in ("Role", "ClusterRole") and doc["metadata"]["name"] == name:
+            for rule in doc["rules"]:
+                rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    return documents
+
+
+async def readyz(h: Hosted) -> tuple[int, str]:
+    async with h.session() as s, s.get("/readyz?verbose") as resp:
+        return resp.status, await resp.text()
+
+
+def refusal(verb: str, resource: str, namespace: str | None, name: str = "", group: str = "") -> str:
+    """The message of the 403 the hosting cluster answers the gateway's ServiceAccount."""
+    qualified = f"{resource}.{group}" if group else resource
+    subject = f'{qualified} "{name}"' if name else qualified
+    where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    return f'{subject} is forbidden: User "{GATEWAY_SA}" cannot {verb} resource "{resource}" in API group "{group}" {where}'
+
+
+@asynccontextmanager
+async def refused_gateway(
+    tmp_path: Path, hosting: FakeKubeAPIServer, documents: list[dict[str, object]], refused: str
+) -> AsyncIterator[Hosted]:
+    """A gateway on a cluster where `documents` replace deploy/rbac.yaml, once the cluster has refused it `refused`."""
+    hosting.rbac = deploy_rbac(documents)
+    hosting.refusals_expected = True
+    async with hosted_gateway(tmp_path, hosting, wait_synced=False) as h:
+        async with h.session() as s, s.get(BASE) as resp:  # a client request: the gateway reviews its token
+            await resp.read()
+        await eventually(lambda: _refused(h, refused))
+        yield h
+
+
+async def _refused(h: Hosted, message: str) -> bool:
+    return message in h.hosting.forbidden
+
+
+async def test_the_gateway_runs_on_exactly_what_deploy_grants(hosted: Hosted) -> None:
+    assert await readyz(hosted) == (
+        200,
+        "[+]ping ok\n[+]cluster-registry-synced ok\n[+]authentication-config-loaded ok\n[+]shutdown ok\nreadyz check passed\n",
+    )
+    assert hosted.hosting.forbidden == []
+
+
+async def test_without_list_on_secrets_the_registry_never_syncs(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
+    documents = deploy_without("gateway-apiserver:cluster-secrets-reader", "list")
+    async with refused_gateway(tmp_path, kube_apiserver, documents, refusal("list", "secrets", NS)) as h:
+        status, text = await readyz(h)
+        assert status == 500
+        assert "[-]cluster-registry-synced failed: the first list of cluster Secrets has not completed\n" in text
+
+
+async def test_without_watch_on_secrets_changes_never_arrive(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
+    documents = deploy_without("gateway-apiserver:cluster-secrets-reader", "watch")
+    async with refused_gateway(tmp_path, kube_apiserver, documents, refusal("watch", "secrets", NS)) as h:
+        add_cluster(h.hosting, "north")
+        await asyncio.sleep(1)
+        assert await names(h) == ["east", "west"]
+
+
+async def test_without_the_trust_configmap_reader_the_gateway_is_never_ready(
+    tmp_path: Path, kube_apiserver: FakeKubeAPIServer
+) -> None:
+    documents = deploy_without("gateway-apiserver:extension-apiserver-authentication-reader")
+    trust = "extension-apiserver-authentication"
+    async with refused_gateway(tmp_path, kube_apiserver, documents, refusal("list", "configmaps", "kube-system", trust)) as h:
+        status, text = await readyz(h)
+        assert status == 500
+        assert f"[-]authentication-config-loaded failed: the {trust} ConfigMap has not been read\n" in text
+
+
+async def test_without_auth_delegator_no_caller_is_authenticated(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
+    documents = deploy_without("gateway-apiserver:system:auth-delegator")
+    refused = refusal("create", "tokenreviews", None, group="authentication.k8s.io")
+    async with refused_gateway(tmp_path, kube_apiserver, documents, refused) as h, h.session() as s, s.get(BASE) as resp:
+        assert (resp.status, await resp.json()) == (
+            401,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "Unauthorized",
+                "reason": "Unauthorized",
+                "code": 401,
+            },
+        )

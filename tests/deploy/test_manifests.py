@@ -132,3 +132,9 @@ def test_generated_keys_are_never_committed() -> None:
     assert "deploy/generated/" in (REPO / ".gitignore").read_text().splitlines()
     tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True, text=True, check=False).stdout
     assert "generated/" not in tracked
+
+
+def test_the_rbac_kustomize_applies_is_deploy_rbac_yaml_as_written(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
+    # The fake hosting kube-apiserver enforces deploy/rbac.yaml as written; kustomize must not change it.
+    written = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()) if d]
+    assert [rendered[(d["kind"], d["metadata"]["name"])] for d in written] == written

@@ -4,21 +4,26 @@ It speaks the real protocol (Status errors, list pagination with continue tokens
 field selectors, watch with bookmarks, timeoutSeconds, 410 Expired as an ERROR event after a
 compaction, selector transitions turned into ADDED/DELETED as the watch cache does), so code
 tested against it can be trusted against real clusters. Storage and selectors are in
-`kube_store.py`. Routes are a plain table (`add_route`) so later tests can add endpoints
-(TokenReview, SubjectAccessReview) and kinds (`store.register_kind`) to the same server.
+`kube_store.py`, the watch stream in `kube_watch.py`, authorization in `kube_rbac.py`. Routes
+are a plain table (`add_route`) so later tests can add endpoints (TokenReview,
+SubjectAccessReview) and kinds (`store.register_kind`) to the same server.
 
 Delegated authentication and authorization: TokenReview answers from the `users` table,
 SubjectAccessReview from the `policy` table (`PolicyRule`, first match wins), and ConfigMaps
 (with `set_authentication_configmap` writing kube-system/extension-apiserver-authentication
 exactly as the kube-apiserver does) are served too.
+
+Its own authorization is RBAC, as on a real cluster (`kube_rbac.py`): every request TO the fake is
+checked against the roles deploy/rbac.yaml applies plus the bootstrap roles, and answered 403 as
+kube does when they do not allow it. Two tokens exist: `token`, the hosting cluster's admin
+(system:masters, allowed everything), and `gateway_token`, the gateway's ServiceAccount, which
+`write_kubeconfig` uses by default. So the gateway runs with exactly the rights deploy/ gives it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import math
 import secrets as token_gen
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +32,16 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .kube_rbac import (
+    AUTHENTICATED,
+    Rbac,
+    User,
+    deploy_rbac,
+    forbidden_status,
+    gateway_service_account,
+    query_bool,
+    request_attributes,
+)
 from .kube_store import (
     CONFIGMAPS,
     SECRETS,
@@ -42,6 +57,7 @@ from .kube_store import (
     token_review_status,
     validate_access_review,
 )
+from .kube_watch import WatchConn, initial_events, stream, to_watch_event, typed
 from .pki import CertKey, issue_server_cert, make_ca, server_ssl_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,52 +77,37 @@ KUBE_VERSION = {
 }
 
 
-def _truthy(value: str | None) -> bool:
-    # kubernetes-asyncio sends Python's str(True) == "True"; kube accepts any strconv.ParseBool form.
-    return (value or "").lower() in ("1", "t", "true")
-
-
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json")
-
-
-def _typed(info: KindInfo, obj: Obj) -> Obj:
-    # Single objects and watch events carry kind/apiVersion; list items do not (as on the real server).
-    return {"kind": info.kind, "apiVersion": "v1", **obj}
 
 
 def _encode_data(data: Mapping[str, str | bytes]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode() for k, v in data.items()}
 
 
-class _WatchConn:
-    """One open watch: its request and the queue the store's listener feeds (None = cut)."""
-
-    def __init__(self, request: web.Request) -> None:
-        self.request = request
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-    def cut(self) -> None:
-        """Abort the TCP connection mid-stream (no terminating chunk), as a crash or a reset would."""
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-        self.queue.put_nowait(None)
-
-
 class FakeKubeAPIServer:
     """A kube-apiserver for tests, on https://127.0.0.1:<random port> with its own CA and a bearer token."""
 
-    def __init__(self, *, token: str | None = None, bookmark_interval: float | None = 1.0) -> None:
+    def __init__(self, *, token: str | None = None, bookmark_interval: float | None = 1.0, rbac: Rbac | None = None) -> None:
         self.ca: CertKey = make_ca("fake-kube-apiserver-ca")
         self.serving: CertKey = issue_server_cert(
             self.ca, dns_names=("localhost", "kubernetes.default.svc"), ip_addresses=("127.0.0.1",)
         )
-        self.token = token or token_gen.token_urlsafe(24)
+        self.token = token or token_gen.token_urlsafe(24)  # the hosting cluster's admin
+        self.gateway_token = token_gen.token_urlsafe(24)  # the gateway's ServiceAccount
+        self.gateway_user = gateway_service_account()
         # token -> user info (TokenReview-shaped), so later tests can add users and review tokens.
         self.users: dict[str, dict[str, Any]] = {
-            self.token: {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]}
+            self.token: {"username": "kubernetes-admin", "uid": "", "groups": ["system:masters", "system:authenticated"]},
+            self.gateway_token: {
+                "username": self.gateway_user.name,
+                "uid": "00000000-0000-0000-0000-000000000001",
+                "groups": list(self.gateway_user.groups),
+            },
         }
+        self.rbac = rbac if rbac is not None else deploy_rbac()  # how the fake authorizes requests made to it
+        self.forbidden: list[str] = []  # the messages of the 403s it answered, in order
+        self.refusals_expected = False  # the kube_apiserver fixture fails a test in which it refused the gateway
         self.anonymous_paths: set[str] = {"/version", "/healthz", "/livez", "/readyz"}
         self.store = KubeStore()
         self.store.register_kind(SECRETS)
@@ -128,7 +129,7 @@ class FakeKubeAPIServer:
         self.routes: list[tuple[str, str, Handler]] = []
         self._port = 0
         self._runner: web.AppRunner | None = None
-        self._watches: set[_WatchConn] = set()
+        self._watches: set[WatchConn] = set()
         self.register_routes()
 
     # --- routing ---------------------------------------------------------------------------
@@ -160,6 +161,14 @@ class FakeKubeAPIServer:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return self.users.get(token.strip()) if scheme.lower() == "bearer" else None
 
+    def authorization_failure(self, request: web.Request, user: dict[str, Any]) -> Obj | None:
+        """The 403 Status for a request RBAC does not allow this user, or None if it is allowed."""
+        # Every authenticated user is in system:authenticated, whatever its token's entry lists.
+        subject = User(str(user.get("username", "")), (*(user.get("groups") or []), AUTHENTICATED))
+        attrs = request_attributes(request.method, request.path, request.query)
+        allowed, reason = self.rbac.authorize(subject, attrs)
+        return None if allowed else forbidden_status(subject, attrs, reason)
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
@@ -168,6 +177,9 @@ class FakeKubeAPIServer:
             if user is None:
                 return _json(status_object(401, "Unauthorized", "Unauthorized"), 401)
             request[USER] = user
+            if (denied := self.authorization_failure(request, user)) is not None:
+                self.forbidden.append(denied["message"])
+                return _json(denied, 403)
         for i, (code, when) in enumerate(self._faults):
             if when(request):
                 del self._faults[i]
@@ -238,7 +250,9 @@ class FakeKubeAPIServer:
         return self.ca.cert_pem
 
     def write_kubeconfig(self, path: Path | str, *, token: str | None = None) -> Path:
-        """Write a kubeconfig (server, CA data, bearer token) loadable by client libraries and kubectl."""
+        """Write a kubeconfig (server, CA data, bearer token) loadable by client libraries and kubectl.
+
+        The token defaults to the gateway's ServiceAccount token; pass `token=server.token` to act as the admin."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -248,8 +262,8 @@ class FakeKubeAPIServer:
                     "cluster": {"server": self.url, "certificate-authority-data": base64.b64encode(self.ca_pem).decode()},
                 }
             ],
-            "users": [{"name": "fake-admin", "user": {"token": token or self.token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-admin"}}],
+            "users": [{"name": "fake-user", "user": {"token": token or self.gateway_token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-user"}}],
             "current-context": "fake",
         }
         target = Path(path)
@@ -369,7 +383,7 @@ class FakeKubeAPIServer:
     @staticmethod
     def is_watch(request: web.Request) -> bool:
         """A `when` predicate for inject_failure: watch requests only."""
-        return _truthy(request.query.get("watch"))
+        return query_bool(request.query, "watch")
 
     def drop_watches(self) -> None:
         """Abruptly cut every open watch connection."""
@@ -416,19 +430,19 @@ class FakeKubeAPIServer:
     async def _get(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self.store.kind(m["resource"])
-        return _json(_typed(info, self.store.get(info.resource, m["namespace"], m["name"])))
+        return _json(typed(info, self.store.get(info.resource, m["namespace"], m["name"])))
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self.store.kind(m["resource"])
         created = self.store.create(info.resource, m["namespace"], await self._body(request))
-        return _json(_typed(info, created), 201)
+        return _json(typed(info, created), 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self.store.kind(m["resource"])
         updated = self.store.update(info.resource, m["namespace"], m["name"], await self._body(request))
-        return _json(_typed(info, updated))
+        return _json(typed(info, updated))
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
@@ -463,7 +477,7 @@ class FakeKubeAPIServer:
         namespace = request.match_info.get("namespace")
         q = request.query
         matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), info)
-        if _truthy(q.get("watch")):
+        if query_bool(q, "watch"):
             return await self._watch(request, info, namespace, matcher)
         self.list_requests += 1
         try:
@@ -487,42 +501,12 @@ class FakeKubeAPIServer:
 
     # --- watch ----------------------------------------------------------------------------------
 
-    def _initial_events(self, info: KindInfo, namespace: str | None, rv_param: str) -> list[Event]:
-        if rv_param in ("", "0"):
-            # "Start at most recent" (or "any"): synthetic ADDED for the current state.
-            objs = sorted(
-                (o for o in self.store.objects[info.resource].values() if namespace in (None, o["metadata"]["namespace"])),
-                key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
-            )
-            return [Event(int(o["metadata"]["resourceVersion"]), info.resource, "ADDED", o, None) for o in objs]
-        try:
-            since = int(rv_param)
-        except ValueError:
-            raise StatusError(400, "BadRequest", f'invalid resource version "{rv_param}"') from None
-        return [e for e in self.store.events_after(since) if e.resource == info.resource]
-
-    def _to_watch_event(self, info: KindInfo, namespace: str | None, matcher: Callable[[Obj], bool], event: Event) -> Obj | None:
-        """The event this watcher sees, as the cacher computes it from old/new selector matches."""
-        if event.resource != info.resource or namespace not in (None, event.namespace):
-            return None
-        cur = event.type != "DELETED" and matcher(event.object)
-        old = event.previous is not None and matcher(event.previous)
-        if cur and not old:
-            return {"type": "ADDED", "object": _typed(info, event.object)}
-        if cur and old:
-            return {"type": "MODIFIED", "object": _typed(info, event.object)}
-        if old and event.previous is not None:
-            # Stopped matching (or deleted): DELETED with the previous content at the event's RV.
-            gone = {**event.previous, "metadata": {**event.previous["metadata"], "resourceVersion": str(event.rv)}}
-            return {"type": "DELETED", "object": _typed(info, gone)}
-        return None
-
     async def _watch(
         self, request: web.Request, info: KindInfo, namespace: str | None, matcher: Callable[[Obj], bool]
     ) -> web.StreamResponse:
         self.watch_requests += 1
         q = request.query
-        conn = _WatchConn(request)
+        conn = WatchConn(request)
         self._watches.add(conn)
         listener = conn.queue.put_nowait
         try:
@@ -532,7 +516,7 @@ class FakeKubeAPIServer:
             error: StatusError | None = None
             initial: list[Event] = []
             try:
-                initial = self._initial_events(info, namespace, q.get("resourceVersion", ""))
+                initial = initial_events(self.store, info, namespace, q.get("resourceVersion", ""))
             except StatusError as exc:
                 if exc.code != 410:
                     raise
@@ -555,49 +539,13 @@ class FakeKubeAPIServer:
                 await resp.write_eof()
                 return resp
             for event in initial:
-                if (out := self._to_watch_event(info, namespace, matcher, event)) is not None:
+                if (out := to_watch_event(info, namespace, matcher, event)) is not None:
                     await send(out)
-            if not await self._stream(conn, send, info, namespace, matcher):
+            timing = {"bookmark_interval": self.bookmark_interval, "default_timeout": self.default_watch_timeout}
+            if not await stream(conn, send, info, namespace, matcher, store=self.store, **timing):
                 await resp.write_eof()
             return resp
         finally:
             self._watches.discard(conn)
             if listener in self.store.listeners:
                 self.store.listeners.remove(listener)
-
-    async def _stream(
-        self,
-        conn: _WatchConn,
-        send: Callable[[Obj], Awaitable[None]],
-        info: KindInfo,
-        namespace: str | None,
-        matcher: Callable[[Obj], bool],
-    ) -> bool:
-        """Send live events and bookmarks until timeoutSeconds (False) or a cut (True)."""
-        loop = asyncio.get_running_loop()
-        q = conn.request.query
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else self.default_watch_timeout
-        deadline = loop.time() + timeout if timeout else math.inf
-        interval = self.bookmark_interval if _truthy(q.get("allowWatchBookmarks")) else None
-        next_bookmark = loop.time() + interval if interval else math.inf
-        while True:
-            now = loop.time()
-            if now >= deadline:
-                return False  # timeoutSeconds: end the stream cleanly
-            if not conn.queue.empty():
-                event = conn.queue.get_nowait()
-            elif now >= next_bookmark and interval:
-                # The queue is drained, so every event up to the store's RV has been sent.
-                meta = {"resourceVersion": str(self.store.rv)}
-                await send({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": "v1", "metadata": meta}})
-                next_bookmark = now + interval
-                continue
-            else:
-                try:
-                    event = await asyncio.wait_for(conn.queue.get(), min(deadline, next_bookmark) - now)
-                except TimeoutError:
-                    continue
-            if event is None:
-                return True  # cut by drop_watches()/stop(); the transport is already gone
-            if (out := self._to_watch_event(info, namespace, matcher, event)) is not None:
-                await send(out)

@@ -254,6 +254,9 @@ class KubeStore:
     ) -> tuple[list[Obj], int, str, int]:
         """One page of a list: (items, list RV, continue token or "", remaining item count)."""
         start = ""
+        if continue_token and resource_version not in ("", "0"):
+            # The continue token carries its own snapshot; the storage layer refuses a second one.
+            raise StatusError(400, "BadRequest", "specifying resource version is not allowed when using continue")
         if continue_token:
             at, start = decode_continue(continue_token)
             if at < self.floor:
@@ -266,20 +269,9 @@ class KubeStore:
                 )
         elif resource_version and resource_version != "0":
             wanted = _parse_rv(resource_version)
-            if resource_version_match == "Exact":
-                at = wanted
-            elif wanted > self.rv:
-                raise StatusError(
-                    504,
-                    "Timeout",
-                    f"Too large resource version: {wanted}, current: {self.rv}",
-                    {
-                        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                        "retryAfterSeconds": 1,
-                    },
-                )
-            else:
-                at = self.rv
+            if wanted > self.rv:  # Exact or NotOlderThan: a future revision is not served, not even empty
+                raise too_large_resource_version(wanted, self.rv)
+            at = wanted if resource_version_match == "Exact" else self.rv
         else:
             at = self.rv
         state = self.state_at(resource, at) if at != self.rv else self.objects[resource]
@@ -295,6 +287,16 @@ class KubeStore:
         last = page[-1]["metadata"]
         token = encode_continue(at, f"{last['namespace']}/{last['name']}")
         return [copy.deepcopy(o) for o in page], at, token, len(matched) - limit
+
+
+def too_large_resource_version(wanted: int, current: int) -> StatusError:
+    """The 504 the kube-apiserver answers for a resourceVersion newer than any it has seen."""
+    return StatusError(
+        504,
+        "Timeout",
+        f"Too large resource version: {wanted}, current: {current}",
+        {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+    )
 
 
 def _parse_rv(value: str) -> int:

@@ -25,9 +25,10 @@ pytestmark = pytest.mark.timeout(20)
 
 @pytest.fixture
 async def core(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
-    """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig."""
+    """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig, as the hosting cluster's admin."""
     config = client.Configuration()
-    await load_kube_config(str(kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig")), client_configuration=config)
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=kube_apiserver.token)
+    await load_kube_config(str(kubeconfig), client_configuration=config)
     async with client.ApiClient(config) as api_client:
         yield client.CoreV1Api(api_client)
 
@@ -146,6 +147,57 @@ async def test_list_resource_version_semantics(kube_apiserver: FakeKubeAPIServer
     with pytest.raises(ApiException) as err:
         await core.list_namespaced_secret(NS, resource_version=str(at + 100))
     assert err.value.status == 504
+    assert error_body(err.value) == too_large(at + 100, kube_apiserver.resource_version)
+
+
+def too_large(wanted: int, current: int) -> dict[str, Any]:
+    """The kube-apiserver's answer to a list at a resourceVersion it has not reached."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f"Too large resource version: {wanted}, current: {current}",
+        "reason": "Timeout",
+        "details": {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
+        "code": 504,
+    }
+
+
+async def test_an_exact_list_at_a_future_resource_version_is_504_too_large(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    kube_apiserver.create_secret(NS, "a")
+    future = kube_apiserver.resource_version + 1
+    with pytest.raises(ApiException) as err:
+        await core.list_namespaced_secret(NS, resource_version=str(future), resource_version_match="Exact")
+    assert err.value.status == 504
+    assert error_body(err.value) == too_large(future, future - 1)
+    kube_apiserver.create_secret(NS, "b")  # once the store reaches it, the same request is served
+    exact = await core.list_namespaced_secret(NS, resource_version=str(future), resource_version_match="Exact")
+    assert names(exact) == ["a", "b"] and exact.metadata.resource_version == str(future)
+
+
+async def test_continue_with_a_resource_version_is_400(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
+    for i in range(3):
+        kube_apiserver.create_secret(NS, f"s{i}")
+    first = await core.list_namespaced_secret(NS, limit=1)
+    token, rv = first.metadata._continue, first.metadata.resource_version
+    with pytest.raises(ApiException) as err:
+        await core.list_namespaced_secret(NS, limit=1, _continue=token, resource_version=rv)
+    assert err.value.status == 400
+    assert error_body(err.value) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "specifying resource version is not allowed when using continue",
+        "reason": "BadRequest",
+        "code": 400,
+    }
+    # resourceVersion=0 means "any", which the storage layer lets through with a continue token.
+    assert names(await core.list_namespaced_secret(NS, limit=1, _continue=token, resource_version="0")) == ["s1"]
 
 
 async def test_crud_statuses(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
@@ -351,3 +403,139 @@ async def test_sync_client_and_kubectl(kube_apiserver: FakeKubeAPIServer, tmp_pa
         out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert [i["metadata"]["name"] for i in json.loads(out)["items"]] == ["a"]
+
+
+# --- the fake's own RBAC: the gateway's ServiceAccount has what deploy/rbac.yaml grants, no more ---------
+
+GATEWAY = "system:serviceaccount:vela-system:gateway-apiserver"
+TRUST = "extension-apiserver-authentication"
+
+
+def forbidden(message: str, **details: str) -> dict[str, Any]:
+    """The 403 Status kube's authorizer answers."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "Forbidden",
+        "details": details,
+        "code": 403,
+    }
+
+
+async def gateway_get(kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+    """GET `path` with the gateway's ServiceAccount token: (status, JSON body or first watch line)."""
+    async with http.get(path, headers={"Authorization": f"Bearer {kube_apiserver.gateway_token}"}) as resp:
+        if resp.status == 200 and "watch=1" in path:
+            return resp.status, resp.headers["Transfer-Encoding"]  # a watch stream was opened
+        return resp.status, await resp.json()
+
+
+async def test_the_gateway_reads_secrets_of_its_own_namespace_only(
+    kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
+) -> None:
+    kube_apiserver.refusals_expected = True
+    kube_apiserver.create_secret(NS, "c1")
+    kube_apiserver.create_secret("other", "c2")
+    status, listed = await gateway_get(kube_apiserver, http, f"/api/v1/namespaces/{NS}/secrets?limit=500")
+    assert (status, [i["metadata"]["name"] for i in listed["items"]]) == (200, ["c1"])
+    assert await gateway_get(kube_apiserver, http, f"/api/v1/namespaces/{NS}/secrets?watch=1&timeoutSeconds=1") == (
+        200,
+        "chunked",
+    )
+    assert await gateway_get(kube_apiserver, http, "/api/v1/namespaces/other/secrets") == (
+        403,
+        forbidden(
+            f'secrets is forbidden: User "{GATEWAY}" cannot list resource "secrets" in API group "" in the namespace "other"',
+            kind="secrets",
+        ),
+    )
+    assert await gateway_get(kube_apiserver, http, "/api/v1/namespaces/other/secrets/c2") == (
+        403,
+        forbidden(
+            f'secrets "c2" is forbidden: User "{GATEWAY}" cannot get resource "secrets" in API group "" in the namespace "other"',
+            name="c2",
+            kind="secrets",
+        ),
+    )
+    assert await gateway_get(kube_apiserver, http, "/api/v1/secrets?watch=1") == (
+        403,
+        forbidden(
+            f'secrets is forbidden: User "{GATEWAY}" cannot watch resource "secrets" in API group "" at the cluster scope',
+            kind="secrets",
+        ),
+    )
+    assert len(kube_apiserver.forbidden) == 3  # each refusal is on the fake's record
+
+
+async def test_the_trust_configmap_is_readable_by_name_only(
+    kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
+) -> None:
+    kube_apiserver.refusals_expected = True
+    kube_apiserver.set_authentication_configmap(client_ca_pem="pem")
+    kube_apiserver.put_configmap("kube-system", "other", {"k": "v"})
+    by_name = f"fieldSelector=metadata.name%3D{TRUST}"
+    status, listed = await gateway_get(kube_apiserver, http, f"/api/v1/namespaces/kube-system/configmaps?{by_name}")
+    assert (status, [i["metadata"]["name"] for i in listed["items"]]) == (200, [TRUST])
+    watch = f"/api/v1/namespaces/kube-system/configmaps?watch=1&timeoutSeconds=1&{by_name}"
+    assert await gateway_get(kube_apiserver, http, watch) == (200, "chunked")
+    status, got = await gateway_get(kube_apiserver, http, f"/api/v1/namespaces/kube-system/configmaps/{TRUST}")
+    assert (status, got["data"]) == (200, {"client-ca-file": "pem"})
+    # Kube takes the name of a list or watch from its field selector: without one, the named rule does not apply.
+    assert await gateway_get(kube_apiserver, http, "/api/v1/namespaces/kube-system/configmaps?watch=1") == (
+        403,
+        forbidden(
+            f'configmaps is forbidden: User "{GATEWAY}" cannot watch resource "configmaps" in API group "" '
+            'in the namespace "kube-system"',
+            kind="configmaps",
+        ),
+    )
+    other = "/api/v1/namespaces/kube-system/configmaps?fieldSelector=metadata.name%3Dother"
+    assert await gateway_get(kube_apiserver, http, other) == (
+        403,
+        forbidden(
+            f'configmaps "other" is forbidden: User "{GATEWAY}" cannot list resource "configmaps" in API group "" '
+            'in the namespace "kube-system"',
+            name="other",
+            kind="configmaps",
+        ),
+    )
+
+
+async def test_the_gateway_may_review_tokens_and_access_and_discover(
+    kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
+) -> None:
+    kube_apiserver.refusals_expected = True
+    auth = {"Authorization": f"Bearer {kube_apiserver.gateway_token}"}
+    review = {"spec": {"token": kube_apiserver.token}}
+    async with http.post("/apis/authentication.k8s.io/v1/tokenreviews", json=review, headers=auth) as resp:
+        assert (resp.status, (await resp.json())["status"]["user"]["username"]) == (201, "kubernetes-admin")
+    access = {"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "clustergateways"}}}
+    async with http.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=access, headers=auth) as resp:
+        assert (resp.status, (await resp.json())["status"]) == (201, {"allowed": False})
+    status, versions = await gateway_get(kube_apiserver, http, "/api")
+    assert (status, versions["versions"]) == (200, ["v1"])
+    assert await gateway_get(kube_apiserver, http, "/metrics") == (
+        403,
+        forbidden(f'forbidden: User "{GATEWAY}" cannot get path "/metrics"'),
+    )
+
+
+async def test_a_user_without_bindings_may_discover_and_nothing_else(
+    kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession
+) -> None:
+    kube_apiserver.users["alice-token"] = {"username": "alice", "groups": ["devs"]}
+    auth = {"Authorization": "Bearer alice-token"}
+    async with http.get("/apis", headers=auth) as resp:
+        assert resp.status == 200
+    async with http.get(f"/api/v1/namespaces/{NS}/secrets", headers=auth) as resp:
+        assert (resp.status, await resp.json()) == (
+            403,
+            forbidden(
+                'secrets is forbidden: User "alice" cannot list resource "secrets" in API group "" '
+                'in the namespace "vela-system"',
+                kind="secrets",
+            ),
+        )

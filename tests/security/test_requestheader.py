@@ -23,6 +23,7 @@ from gateway_apiserver.security.requestheader import (
     RequestHeaderFlags,
 )
 from tests.fakes.kube_apiserver import AUTH_CONFIGMAP, FakeKubeAPIServer
+from tests.fakes.kube_rbac import deploy_documents, deploy_rbac
 from tests.fakes.pki import CertKey, issue_client_cert, make_ca
 
 pytestmark = pytest.mark.timeout(30)
@@ -261,12 +262,22 @@ async def test_on_change_failure_and_forbidden_are_survived(
     kube_apiserver: FakeKubeAPIServer, start_watcher: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "gateway_apiserver.security.requestheader")
-    kube_apiserver.inject_failure(403, when=lambda r: "configmaps" in r.path)
+    # Installed without the RoleBinding to extension-apiserver-authentication-reader: the cluster says 403.
+    kube_apiserver.rbac = deploy_rbac([d for d in deploy_documents() if "authentication-reader" not in d["metadata"]["name"]])
+    kube_apiserver.refusals_expected = True
     changes = Changes()
     changes.fail_next = True
     kube_apiserver.set_authentication_configmap(requestheader_ca_pem=FRONT_PROXY_CA.cert_pem)
     watcher = start_watcher(changes)
-    await wait_for(lambda: "extension-apiserver-authentication-reader" in caplog.text)
+    await wait_for(
+        lambda: "grant it with a RoleBinding in kube-system to the Role extension-apiserver-authentication-reader" in caplog.text
+    )
+    assert kube_apiserver.forbidden[0] == (
+        'configmaps "extension-apiserver-authentication" is forbidden: '
+        'User "system:serviceaccount:vela-system:gateway-apiserver" cannot list resource "configmaps" in API group "" '
+        'in the namespace "kube-system"'
+    )
+    kube_apiserver.rbac = deploy_rbac()  # the binding is applied: the watcher gets through on its next try
     await wait_for(lambda: "on_change failed" in caplog.text)
     assert not watcher.synced.is_set()
     # The next change is delivered.
