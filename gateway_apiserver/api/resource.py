@@ -11,7 +11,7 @@ from ..registry.cache import ClusterRegistry, Snapshot
 from ..registry.model import GROUP_VERSION, LIST_KIND, ClusterGateway, encode
 from .listing import ContinueToken, ListOptions, parse_list_options, parse_resource_version
 from .negotiation import Shape, negotiate, table_version
-from .status import expired, method_not_allowed
+from .status import expired, initializing, method_not_allowed
 from .tables import parse_include_object, partial_object_metadata, table
 from .watch import WatchSettings, serve_watch, wait_for_resource_version
 
@@ -93,6 +93,8 @@ async def watch_collection(request: web.Request) -> web.StreamResponse:
 
 async def _list_or_watch(request: web.Request, *, force_watch: bool, name: str | None = None) -> web.StreamResponse:
     registry = request.app[REGISTRY]
+    if not registry.synced.is_set():
+        raise initializing()
     query = dict(request.query)
     if name is not None:
         selector = query.get("fieldSelector", "")

@@ -103,3 +103,16 @@ def bad_request(message: str) -> StatusError:
 def expired(message: str) -> StatusError:
     """410 Gone / Expired, as for a too old resourceVersion or continue token."""
     return StatusError(410, message, reason="Expired")
+
+
+def initializing() -> StatusError:
+    """429 with Retry-After, as the kube-apiserver answers while its watch cache is not ready yet.
+
+    Clients (client-go, kubectl) wait and retry; an empty list would tell them there are no clusters.
+    """
+    return StatusError(
+        429,
+        "storage is (re)initializing: the first list of cluster Secrets has not completed",
+        details={"retryAfterSeconds": 1},
+        headers={"Retry-After": "1"},
+    )

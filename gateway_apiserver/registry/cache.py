@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..api.status import expired, not_found
+from ..api.status import expired, initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType
@@ -200,7 +200,9 @@ class ClusterRegistry:
         return self._paged.get(resource_version)
 
     def get(self, name: str) -> ClusterGateway:
-        """The cluster named `name`; a 404 Status naming the Secret's problem otherwise."""
+        """The cluster named `name`; a 404 Status naming the Secret's problem otherwise (429 before the first list)."""
+        if not self.synced.is_set():
+            raise initializing()
         entry = self._entries.get(name)
         if isinstance(entry, ClusterGateway):
             return entry
