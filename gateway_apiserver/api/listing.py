@@ -12,8 +12,6 @@ from .selectors import FieldSelector, LabelSelector, SelectorError, parse_field_
 from .status import StatusError, bad_request
 
 SUPPORTED_FIELDS = frozenset({"metadata.name"})
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0", ""})
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() would also take "+5", "1_0" and other scripts' digits
 _INTEGER = re.compile(r"[-+]?[0-9]+")  # Go's strconv.ParseInt, which parses limit and timeoutSeconds
 MAX_INT64 = 2**63 - 1
@@ -108,15 +106,12 @@ def _quote(text: str) -> str:
 
 
 def _bool(query: Mapping[str, str], key: str) -> bool | None:
+    # kube's query booleans: "false" or "0" (any case) is false, anything else (even "") is true,
+    # exactly as authorization reads `watch`, so the verb authorized is the verb served.
     value = query.get(key)
     if value is None:
         return None
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise bad_request(f"{key}: Invalid value: {_quote(value)}: must be a boolean")
+    return value.lower() not in ("false", "0")
 
 
 def _int(query: Mapping[str, str], key: str) -> int | None:
