@@ -126,9 +126,14 @@ def audit_id(request: web.BaseRequest) -> str:
     return value
 
 
+# Our name without a version: aiohttp's default header names Python's and its own versions.
+SERVER_HEADER = "gateway-apiserver"
+
+
 async def add_audit_id(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: return the Audit-ID on every response, streams included (and note what was sent)."""
     response.headers["Audit-Id"] = audit_id(request)
+    response.headers["Server"] = SERVER_HEADER
     if _RESPONSE_KEY not in request:  # the first head prepared is the one the client got
         request[_RESPONSE_KEY] = response
 

@@ -35,7 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from ..api.status import status_response
-from ..observability.access_log import REJECTED_KEY, audit_id, count_body_bytes
+from ..observability.access_log import REJECTED_KEY, SERVER_HEADER, audit_id, count_body_bytes
 from .protocol_errors import handler_error_status, parse_error_status
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class GatewayRequestHandler(RequestHandler):
         response = status_response(error)
         response.headers["Connection"] = "close"
         response.headers["Audit-Id"] = audit_id(request)
+        response.headers["Server"] = SERVER_HEADER
         response.force_close()
         return response
 

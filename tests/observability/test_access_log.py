@@ -24,6 +24,7 @@ async def test_each_request_logs_one_structured_line(tmp_path: Path, caplog: pyt
         async with s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways/c1?secret=query-value", headers=headers) as r:
             await r.read()
             assert r.headers["Audit-Id"] == "audit-123"
+            assert r.headers["Server"] == "gateway-apiserver"  # no Python or aiohttp version
         async with s.get("/apis/cluster.core.oam.dev/v1alpha1/clustergateways/nope") as r:
             await r.read()
             generated = r.headers["Audit-Id"]

@@ -119,6 +119,7 @@ async def test_an_unparsable_request_gets_a_status_and_the_connection_closes(
     assert headers["Connection"] == "close"
     assert int(headers["Content-Length"]) == len(body)
     assert len(headers["Audit-Id"]) == 36
+    assert headers["Server"] == "gateway-apiserver"  # no Python or aiohttp version
     assert json.loads(body) == {
         "kind": "Status",
         "apiVersion": "v1",
