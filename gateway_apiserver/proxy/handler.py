@@ -127,6 +127,46 @@ async def _upgrade(
     return response
 
 
+async def _send(
+    method: str,
+    transport: ClusterTransport,
+    url: URL,
+    headers: CIMultiDict[str],
+    data: object,
+    ssl_context: ssl.SSLContext | bool,
+) -> aiohttp.ClientResponse:
+    """One request to the member; its failures as Status errors naming the hop."""
+    try:
+        return await transport.session.request(
+            method,
+            url,
+            headers=headers,
+            data=data,
+            ssl=ssl_context,
+            allow_redirects=False,
+            proxy=transport.proxy,
+            proxy_headers=transport.proxy_headers,
+        )
+    except UPSTREAM_ERRORS as exc:
+        # TimeoutError is an OSError: a connect timeout lands here, an overall one in the caller.
+        raise describe_failure(transport.hop(url), exc) from None
+
+
+async def _retry_with_fresh_credential(
+    method: str, transport: ClusterTransport, url: URL, headers: CIMultiDict[str], stale: ResolvedCredential
+) -> aiohttp.ClientResponse | None:
+    """The member's answer with a fresh credential; None when there is none (a Secret's own, or a failing plugin)."""
+    try:
+        fresh, ssl_context = await transport.authenticate()
+    except CredentialError:
+        return None  # the member's 401 stands; the plugin's failure is answered on the next request
+    if fresh is stale or (fresh.headers() == stale.headers() and fresh.client_cert_pem == stale.client_cert_pem):
+        return None  # the same credential again: a retry would only repeat the 401
+    headers.popall("Authorization", None)
+    set_headers(headers, fresh.headers())
+    return await _send(method, transport, url, headers, None, ssl_context)
+
+
 def _abort(request: web.Request) -> None:
     """Cut the client connection, so a truncated body never looks complete (no final chunk)."""
     if request.transport is not None:
@@ -150,23 +190,15 @@ async def _forward(
     complete = False
     try:
         async with asyncio.timeout(timeout):
-            try:
-                upstream = await transport.session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    ssl=ssl_context,
-                    allow_redirects=False,
-                    proxy=transport.proxy,
-                    proxy_headers=transport.proxy_headers,
-                )
-            except UPSTREAM_ERRORS as exc:
-                # TimeoutError is an OSError: a connect timeout lands here, an overall one below.
-                raise describe_failure(transport.hop(url), exc) from None
+            upstream = await _send(request.method, transport, url, headers, data, ssl_context)
             if upstream.status == 401:
-                # client-go: the 401 is answered as is, and the next request gets a fresh credential.
+                # As client-go: drop the credential, so the next request gets a fresh one.
                 transport.credentials.invalidate(credential)
+                if data is None:  # nothing to replay: retry this one once with the fresh credential
+                    retried = await _retry_with_fresh_credential(request.method, transport, url, headers, credential)
+                    if retried is not None:
+                        upstream.release()
+                        upstream = retried
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
             )

@@ -4,8 +4,8 @@ A plugin is a program the gateway runs with a member's trust; whatever it prints
 secret. So: its output never reaches a log line or a client, whatever it does; a plugin that
 hangs is bounded and retried, never waited on forever; a broken one gets a 503 Status that
 names the plugin's command (never its arguments or environment) and what went wrong; and the
-other clusters are served meanwhile. A member's 401 makes the next request run the plugin
-again, as client-go does.
+other clusters are served meanwhile. A member's 401 drops the credential, as client-go does;
+a request without a body is retried once with a fresh one, so a rotation is invisible.
 """
 
 from __future__ import annotations
@@ -162,23 +162,55 @@ def counting_plugin(tmp_path: Path, name: str) -> str:
     )
 
 
-async def test_a_member_401_makes_the_next_request_run_the_plugin_again(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+async def test_a_member_401_to_a_bodiless_request_runs_the_plugin_again_and_retries_once(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
     member.tokens["exec-token-1"] = "plugin-user"
     secrets = [exec_secret(tmp_path, member, "rotating", counting_plugin(tmp_path, "rotating"))]
     async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
         code, _, _ = await fetch(client, "rotating")
         assert code == 200
-        # The member revokes the first token and accepts the next one.
+        # The member revokes the first token and accepts the next one: the caller never sees the 401.
         del member.tokens["exec-token-1"]
         member.tokens["exec-token-2"] = "plugin-user"
-        code, body401, _ = await fetch(client, "rotating")
-        assert (code, body401["reason"], body401["message"]) == (401, "Unauthorized", "Unauthorized")  # the member's own 401
         for _ in range(3):
             code, _, _ = await fetch(client, "rotating")
             assert code == 200
     assert exec_runs(tmp_path, "rotating") == 2
     sent = [r.headers["Authorization"] for r in member.requests]
     assert sent == ["Bearer exec-token-1", "Bearer exec-token-1"] + ["Bearer exec-token-2"] * 3
+
+
+async def test_a_member_401_to_a_request_with_a_body_is_answered_and_the_next_request_is_fresh(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    member.tokens["exec-token-1"] = "plugin-user"
+    secrets = [exec_secret(tmp_path, member, "rotating", counting_plugin(tmp_path, "rotating"))]
+    async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
+        assert (await fetch(client, "rotating"))[0] == 200
+        del member.tokens["exec-token-1"]
+        member.tokens["exec-token-2"] = "plugin-user"
+        # A body cannot be replayed (it is streamed): the member's own 401 is the answer.
+        async with client.post(proxied("rotating", "/upload"), data=b"x" * 1000) as resp:
+            body = await resp.json()
+        assert (resp.status, body["reason"], body["message"]) == (401, "Unauthorized", "Unauthorized")
+        assert (await fetch(client, "rotating"))[0] == 200
+    assert exec_runs(tmp_path, "rotating") == 2
+    sent = [r.headers["Authorization"] for r in member.requests]
+    assert sent == ["Bearer exec-token-1", "Bearer exec-token-1", "Bearer exec-token-2"]
+
+
+async def test_a_retry_is_made_once_only(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    member.tokens["exec-token-1"] = "plugin-user"
+    secrets = [exec_secret(tmp_path, member, "rotating", counting_plugin(tmp_path, "rotating"))]
+    async with gateway(tmp_path, *secrets) as gw, gw.session() as client:
+        assert (await fetch(client, "rotating"))[0] == 200
+        del member.tokens["exec-token-1"]  # and the member accepts no later token either
+        code, body, _ = await fetch(client, "rotating")
+        assert (code, body["reason"], body["message"]) == (401, "Unauthorized", "Unauthorized")  # the member's own 401
+    assert exec_runs(tmp_path, "rotating") == 2
+    sent = [r.headers["Authorization"] for r in member.requests]
+    assert sent == ["Bearer exec-token-1", "Bearer exec-token-1", "Bearer exec-token-2"]
 
 
 async def test_a_401_to_an_upgrade_also_refreshes_the_credential(member: FakeMemberAPIServer, tmp_path: Path) -> None:
