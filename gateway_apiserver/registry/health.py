@@ -124,18 +124,21 @@ class SecretHealthWriter:
                         _preload_content=False,
                         _request_timeout=aiohttp.ClientTimeout(total=self.request_timeout),
                     )
-                except ApiException as exc:
-                    if exc.status == 404:
-                        raise SecretGone(name) from None
-                    if exc.status == 409 and attempt < self.conflict_retries:
-                        continue
-                    raise HealthWriteFailed(exc.status or 500, _failure(exc.status or 500, exc.body)) from None
+                    try:
+                        body: bytes = await resp.read()
+                    finally:
+                        resp.release()
+                    status = int(resp.status)
+                except ApiException as exc:  # raised by the client for some failures even with raw responses
+                    status, body = exc.status or 500, exc.body or b""
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise HealthWriteFailed(503, f"the hosting cluster did not answer: {type(exc).__name__}") from None
-                try:
-                    body: bytes = await resp.read()
-                finally:
-                    resp.release()
+                if status == 404:
+                    raise SecretGone(name)
+                if status == 409 and attempt < self.conflict_retries:
+                    continue
+                if status != 200:
+                    raise HealthWriteFailed(status, _failure(status, body))
                 try:
                     secret = json.loads(body)
                 except ValueError:

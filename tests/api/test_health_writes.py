@@ -306,3 +306,37 @@ async def test_standalone_mode_refuses_health_writes_with_405_and_the_reason(
             )
         async with s.get(HEALTH) as resp:
             assert (resp.status, (await resp.json())["status"]) == (200, {"healthy": False})
+
+
+def is_secret_patch(request: Any) -> bool:
+    return bool(request.method == "PATCH")
+
+
+async def test_a_conflicting_secret_patch_is_retried(hosted: HostingGateway) -> None:
+    hosted.api.inject_failure(409, count=2, when=is_secret_patch)
+    code, answer = await call(hosted, "PUT", {"status": {"healthy": True}})
+    assert code == 200, answer
+    assert [r for r in hosted.api.requests if r.startswith("PATCH")] == [f"PATCH {SECRET_PATH}"] * 3
+    assert answer == expected_gateway(stored(hosted.api), {"healthy": True})
+
+
+async def test_a_hosting_cluster_failure_is_500_without_the_secret(hosted: HostingGateway) -> None:
+    hosted.api.inject_failure(500, when=is_secret_patch)
+    assert await call(hosted, "PUT", {"status": {"healthy": True}}) == (
+        500,
+        failure(500, "InternalError", "the hosting cluster refused the Secret patch (500): injected failure 500"),
+    )
+    assert "annotations" not in stored(hosted.api)["metadata"]
+
+
+async def test_a_secret_deleted_before_the_informer_noticed_is_404(hosted: HostingGateway) -> None:
+    hosted.api.inject_failure(404, when=is_secret_patch)
+    assert await call(hosted, "PUT", {"status": {"healthy": True}}) == (
+        404,
+        failure(
+            404,
+            "NotFound",
+            'clustergateways.cluster.core.oam.dev "east" not found',
+            {"name": "east", "group": "cluster.core.oam.dev", "kind": "clustergateways"},
+        ),
+    )
