@@ -19,6 +19,7 @@ import pytest
 from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.hosting import CLUSTERGATEWAYS, SECRET_NAMESPACE, HostingGateway, add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_rbac import deploy_documents, deploy_rbac
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.secrets import cluster_secret
 
@@ -338,5 +339,25 @@ async def test_a_secret_deleted_before_the_informer_noticed_is_404(hosted: Hosti
             "NotFound",
             'clustergateways.cluster.core.oam.dev "east" not found',
             {"name": "east", "group": "cluster.core.oam.dev", "kind": "clustergateways"},
+        ),
+    )
+
+
+async def test_without_patch_on_secrets_in_deploy_the_write_fails_naming_the_refusal(hosted: HostingGateway) -> None:
+    documents = deploy_documents()
+    for doc in documents:
+        for rule in doc.get("rules") or []:
+            if "secrets" in rule.get("resources", []):
+                rule["verbs"] = [verb for verb in rule["verbs"] if verb != "patch"]
+    hosted.api.rbac = deploy_rbac(documents)
+    hosted.api.refusals_expected = True
+    sa = "system:serviceaccount:vela-system:gateway-apiserver"
+    assert await call(hosted, "PUT", {"status": {"healthy": True}}) == (
+        500,
+        failure(
+            500,
+            "InternalError",
+            f'the hosting cluster refused the Secret patch (403): secrets "east" is forbidden: User "{sa}" cannot patch '
+            'resource "secrets" in API group "" in the namespace "vela-system"',
         ),
     )
