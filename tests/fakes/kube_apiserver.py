@@ -124,7 +124,7 @@ class FakeKubeAPIServer:
         self.list_requests = 0
         self.watch_requests = 0
         self.requests: list[str] = []  # "METHOD /path?query", in arrival order
-        self.patches: list[tuple[str, str, Obj]] = []  # (path, Content-Type, body) of each PATCH received
+        self.patches: list[tuple[str, str, Obj]] = []  # (path, Content-Type, body or {} if refused unread) of each PATCH
         self._faults: list[tuple[int, Callable[[web.Request], bool]]] = []
         self._watch_errors: list[StatusError] = []
         self.routes: list[tuple[str, str, Handler]] = []
@@ -449,14 +449,15 @@ class FakeKubeAPIServer:
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self.store.kind(m["resource"])
-        body = await self._body(request)
-        self.patches.append((request.path, request.content_type, body))
         if request.content_type != "application/merge-patch+json":  # the only patch type the fake applies
+            self.patches.append((request.path, request.content_type, {}))
             raise StatusError(
                 415,
                 "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json",
             )
+        body = await self._body(request)
+        self.patches.append((request.path, request.content_type, body))
         patched = self.store.merge_patch(info.resource, m["namespace"], m["name"], body)
         return _json(typed(info, patched))
 
