@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from kubernetes_asyncio.client import Configuration
 
+from .api.health import HEALTH_WRITER
 from .api.probes import READY_CHECKS
 from .api.watch import WatchSettings
 from .app import build_app
@@ -26,6 +27,7 @@ from .proxy.handler import IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS,
 from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
 from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
+from .registry.health import SecretHealthWriter
 from .registry.informer import SecretInformer, load_hosting_config
 from .registry.model import ClusterGateway
 from .registry.source import SecretSource
@@ -215,6 +217,8 @@ class GatewayServer:
         ]
         watch_settings = WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout)
         app = build_app(self.registry, watch_settings, security, serving=[self.in_flight.middleware])
+        if hosting is not None:  # standalone mode has no Secret to store health on: its writes answer 405
+            app[HEALTH_WRITER] = SecretHealthWriter(hosting, cfg.secret_namespace)
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check

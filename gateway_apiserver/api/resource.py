@@ -1,4 +1,4 @@
-"""HTTP handlers for clustergateways: get, list, watch; writes are refused (read-only resource)."""
+"""HTTP handlers for clustergateways: get, list, watch; writes are refused, except on `health` (api/health.py)."""
 
 from __future__ import annotations
 
@@ -183,6 +183,7 @@ def add_resource_routes(app: web.Application) -> None:
     """Register the clustergateways routes."""
     # Imported here, not at the top: the proxy handler imports this module's REGISTRY.
     from ..proxy.handler import add_proxy_routes
+    from .health import add_health_routes
 
     # First: the router tries the routes of one path prefix in registration order, and the
     # proxy is the hot path.
@@ -195,7 +196,9 @@ def add_resource_routes(app: web.Application) -> None:
     r.add_get(item, get_one)
     r.add_get(f"{PREFIX}/watch/clustergateways/{{name}}", watch_one)
     r.add_get(item + "/health", get_one)
+    add_health_routes(app, item)
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         r.add_route(method, collection, refuse_write)
         r.add_route(method, item, refuse_write)
+    for method in ("POST", "DELETE"):
         r.add_route(method, item + "/health", refuse_write)

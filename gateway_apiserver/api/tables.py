@@ -36,10 +36,10 @@ COLUMN_DEFINITIONS: list[dict[str, Any]] = [
     },
     {
         "name": "Healthy",
-        "type": "boolean",
+        "type": "string",
         "format": "",
         "priority": 0,
-        "description": "The last health status written through the health subresource.",
+        "description": 'The last health status written through the health subresource: "true" or "false".',
     },
     {
         "name": "Age",
@@ -119,7 +119,9 @@ def _row_parts(gw: ClusterGateway) -> tuple[bytes, bytes, datetime | None, bytes
     parts: tuple[bytes, bytes, datetime | None, bytes] | None = gw.render_cache.get("table-row")
     if parts is None:
         endpoint = gw.address if gw.endpoint_type is EndpointType.CONST else f"https://{gw.name}"
-        head = encode([gw.name, gw.provider, gw.credential_type.value, gw.endpoint_type.value, gw.healthy])[:-1]
+        head = encode(
+            [gw.name, gw.provider, gw.credential_type.value, gw.endpoint_type.value, "true" if gw.healthy else "false"]
+        )[:-1]
         tail = encode([endpoint])[1:]
         parts = (head, tail, _created_at(gw.creation_timestamp), encode(partial_object_metadata(gw)))
         gw.render_cache["table-row"] = parts

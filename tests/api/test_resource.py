@@ -158,22 +158,30 @@ async def test_expired_continue_token_is_410(gateway: RunningGateway) -> None:
 async def test_table_output(gateway: RunningGateway) -> None:
     body = await get_json(gateway, f"{BASE}?labelSelector=env%3Dprod", Accept=TABLE_ACCEPT)
     assert body["kind"] == "Table" and body["apiVersion"] == "meta.k8s.io/v1"
-    columns = [(c["name"], c["priority"]) for c in body["columnDefinitions"]]
+    columns = [(c["name"], c["type"], c["priority"]) for c in body["columnDefinitions"]]
     assert columns == [
-        ("Name", 0),
-        ("Provider", 0),
-        ("Credential-Type", 0),
-        ("Endpoint-Type", 0),
-        ("Healthy", 0),
-        ("Age", 0),
-        ("Endpoint", 1),
+        ("Name", "string", 0),
+        ("Provider", "string", 0),
+        ("Credential-Type", "string", 0),
+        ("Endpoint-Type", "string", 0),
+        ("Healthy", "string", 0),  # the reference's type: a string cell, "true" or "false"
+        ("Age", "string", 0),
+        ("Endpoint", "string", 1),
     ]
     assert body["metadata"]["resourceVersion"] == "10"
     first = body["rows"][0]
-    assert first["cells"][:5] == ["beta", "", "ServiceAccountToken", "Const", False]
+    assert first["cells"][:5] == ["beta", "", "ServiceAccountToken", "Const", "false"]
     assert first["cells"][6] == "https://127.0.0.1:6443"
     assert first["object"]["kind"] == "PartialObjectMetadata"  # includeObject defaults to Metadata
     assert first["object"]["metadata"]["labels"]["env"] == "prod"
+
+
+async def test_table_healthy_cell_is_the_string_true_or_false_as_in_the_reference(tmp_path: Path) -> None:
+    healthy = {"status.cluster.core.oam.dev/healthy": "true"}
+    secrets = [cluster_secret("up", 1, annotations=healthy), cluster_secret("down", 2)]
+    async with running_gateway(tmp_path, ManualSecretSource(secrets, "2")) as gw:
+        body = await get_json(gw, BASE, Accept=TABLE_ACCEPT)
+    assert [(r["cells"][0], r["cells"][4]) for r in body["rows"]] == [("down", "false"), ("up", "true")]
 
 
 @pytest.mark.parametrize(

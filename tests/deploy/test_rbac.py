@@ -22,7 +22,7 @@ def by_kind(kind: str) -> list[dict[str, Any]]:
 def test_the_only_own_rule_reads_and_watches_secrets_in_the_secret_namespace() -> None:
     [role] = by_kind("Role")
     assert role["metadata"]["namespace"] == "vela-system"
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "patch"]}]
     assert by_kind("ClusterRole") == []
 
 

@@ -124,6 +124,7 @@ class FakeKubeAPIServer:
         self.list_requests = 0
         self.watch_requests = 0
         self.requests: list[str] = []  # "METHOD /path?query", in arrival order
+        self.patches: list[tuple[str, str, Obj]] = []  # (path, Content-Type, body or {} if refused unread) of each PATCH
         self._faults: list[tuple[int, Callable[[web.Request], bool]]] = []
         self._watch_errors: list[StatusError] = []
         self.routes: list[tuple[str, str, Handler]] = []
@@ -152,6 +153,7 @@ class FakeKubeAPIServer:
         self.add_route("POST", "/api/v1/namespaces/{namespace}/{resource}", self._create)
         self.add_route("GET", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._get)
         self.add_route("PUT", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._update)
+        self.add_route("PATCH", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._patch)
         self.add_route("DELETE", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._delete)
         self.add_route("POST", "/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
         self.add_route("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review)
@@ -408,7 +410,7 @@ class FakeKubeAPIServer:
         return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
 
     async def _api_resources(self, request: web.Request) -> web.StreamResponse:
-        verbs = ["create", "delete", "get", "list", "update", "watch"]
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
         resources = [
             {"name": k.resource, "singularName": k.kind.lower(), "namespaced": True, "kind": k.kind, "verbs": verbs}
             for k in self.store.kinds.values()
@@ -443,6 +445,21 @@ class FakeKubeAPIServer:
         info = self.store.kind(m["resource"])
         updated = self.store.update(info.resource, m["namespace"], m["name"], await self._body(request))
         return _json(typed(info, updated))
+
+    async def _patch(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self.store.kind(m["resource"])
+        if request.content_type != "application/merge-patch+json":  # the only patch type the fake applies
+            self.patches.append((request.path, request.content_type, {}))
+            raise StatusError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json",
+            )
+        body = await self._body(request)
+        self.patches.append((request.path, request.content_type, body))
+        patched = self.store.merge_patch(info.resource, m["namespace"], m["name"], body)
+        return _json(typed(info, patched))
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info

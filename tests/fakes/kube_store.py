@@ -87,6 +87,19 @@ CONFIGMAPS = KindInfo("configmaps", "ConfigMap")
 _SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink")
 
 
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge member by member, `null` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -198,6 +211,17 @@ class KubeStore:
         if obj == old:  # as the real registry: a no-op update writes nothing and keeps the RV
             return copy.deepcopy(old)
         return self._commit(resource, "MODIFIED", obj, old)
+
+    def merge_patch(self, resource: str, namespace: str, name: str, patch: Obj) -> Obj:
+        """Apply an RFC 7386 merge patch; 404 if missing. As the real registry, a no-op keeps the RV."""
+        old = self.get(resource, namespace, name)
+        merged = _merge(copy.deepcopy(old), patch)
+        if not isinstance(merged, dict):
+            raise StatusError(400, "BadRequest", "the patch did not produce an object")
+        meta = merged.setdefault("metadata", {})
+        for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
+            meta[key] = old["metadata"][key]
+        return self.update(resource, namespace, name, merged)
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj:
         """Delete; 404 if missing. Returns the deleted object at the deletion RV."""

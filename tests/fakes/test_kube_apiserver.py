@@ -282,6 +282,25 @@ async def test_watch_from_resource_version_replays_history(kube_apiserver: FakeK
     resp.close()
 
 
+async def test_merge_patch_of_a_secret_is_recorded_bumps_the_rv_and_reaches_watchers(
+    kube_apiserver: FakeKubeAPIServer, core: Any
+) -> None:
+    kube_apiserver.create_secret(NS, "a", annotations={"keep": "1", "drop": "2"})
+    since = kube_apiserver.resource_version
+    watch = await core.list_namespaced_secret(NS, watch=True, resource_version=str(since), _preload_content=False)
+    patch = {"metadata": {"annotations": {"drop": None, "new": "3"}}}
+    patched = await core.patch_namespaced_secret("a", NS, patch, _content_type="application/merge-patch+json")
+    assert patched.metadata.annotations == {"keep": "1", "new": "3"}
+    assert int(patched.metadata.resource_version) == since + 1
+    assert kube_apiserver.patches == [(f"/api/v1/namespaces/{NS}/secrets/a", "application/merge-patch+json", patch)]
+    [event] = await read_events(watch, 1)
+    assert (event["type"], event["object"]["metadata"]["annotations"]) == ("MODIFIED", {"keep": "1", "new": "3"})
+    watch.close()
+    with pytest.raises(ApiException) as err:  # the only patch type the fake applies
+        await core.patch_namespaced_secret("a", NS, [], _content_type="application/json-patch+json")
+    assert err.value.status == 415
+
+
 async def test_watch_too_old_is_error_event(kube_apiserver: FakeKubeAPIServer, core: Any) -> None:
     kube_apiserver.create_secret(NS, "a")
     old = kube_apiserver.resource_version

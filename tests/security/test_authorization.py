@@ -61,6 +61,7 @@ def cg(verb: str, name: str = "", subresource: str = "") -> dict[str, str]:
         ("DELETE", CG, {}, cg("deletecollection")),
         ("GET", f"{CG}/c1/health", {}, cg("get", "c1", "health")),
         ("PATCH", f"{CG}/c1/health", {}, cg("patch", "c1", "health")),
+        ("PUT", f"{CG}/c1/health", {}, cg("update", "c1", "health")),
         # proxy: the verb follows the HTTP method, whatever the inner request is
         ("GET", f"{CG}/c1/proxy/api/v1/pods", {"watch": "true"}, cg("get", "c1", "proxy")),
         ("POST", f"{CG}/c1/proxy/api/v1/namespaces/x/configmaps", {}, cg("create", "c1", "proxy")),
