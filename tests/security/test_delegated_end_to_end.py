@@ -26,6 +26,7 @@ from tests.fakes.gateway import ManualSecretSource, write_kubeconfig
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert, make_ca
+from tests.fakes.proxying import eventually
 from tests.fakes.secrets import cluster_secret
 
 CG = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
@@ -334,6 +335,8 @@ async def test_kubectl_watch_of_one_cluster_by_a_user_allowed_that_cluster_only(
     try:
         lines = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(2)]
         assert [line.split()[0] for line in lines] == ["NAME", "c1"], await proc.stderr.read()
+        # kubectl prints the row before it opens the watch: let the watch be reviewed before stopping it.
+        await eventually(lambda: sum("resourceAttributes" in spec for spec in setup.reviewed()) >= 2, 20)
     finally:
         proc.kill()
         await proc.wait()
