@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..base.field_selectors import FieldSelectorSyntaxError, field_terms
+
 Check = Callable[[Mapping[str, str]], bool]
 
 
@@ -465,55 +467,6 @@ class FieldSelector:
         return ",".join(str(r) for r in self.requirements)
 
 
-def _split_terms(text: str) -> list[str]:
-    # Split on commas that are not backslash-escaped; the escapes stay in the terms.
-    terms, start, escaped = [], 0, False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            terms.append(text[start:i])
-            start = i + 1
-    terms.append(text[start:])
-    return terms
-
-
-def _split_term(term: str) -> tuple[str, Operator, str] | None:
-    # The first operator splits (field names are never escaped); at each position "!=" and
-    # "==" win over "=", so "a==b" does not leave "=b" as the value.
-    for i, ch in enumerate(term):
-        if ch == "!" and term.startswith("!=", i):
-            return term[:i], Operator.NOT_EQUALS, term[i + 2 :]
-        if ch == "=":
-            return term[:i], Operator.EQUALS, term[i + (2 if term.startswith("==", i) else 1) :]
-    return None
-
-
-def _unescape(value: str) -> str:
-    if "\\" not in value and "," not in value and "=" not in value:
-        return value
-    out: list[str] = []
-    escaped = False
-    for ch in value:
-        if escaped:
-            if ch not in "\\,=":
-                raise SelectorError(f"invalid field selector: invalid escape sequence: \\{ch}")
-            out.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch in ",=":
-            # Go formats the rune with %v, which prints its code point ("61" for '=').
-            raise SelectorError(f"invalid field selector: unescaped character in value: {ord(ch)}")
-        else:
-            out.append(ch)
-    if escaped:
-        raise SelectorError("invalid field selector: invalid escape sequence: \\")
-    return "".join(out)
-
-
 def parse_field_selector(text: str, supported: frozenset[str]) -> FieldSelector:
     """Parse a `fieldSelector` query value as fields.ParseSelector, then check the fields.
 
@@ -521,14 +474,13 @@ def parse_field_selector(text: str, supported: frozenset[str]) -> FieldSelector:
     and `=` inside values are backslash-escaped. A field outside `supported` is rejected
     with kube's `field label not supported: <field>`. Nothing is trimmed, as in kube.
     """
-    requirements: list[FieldRequirement] = []
-    for part in sorted(_split_terms(text)) if text else ():  # kube sorts the terms first
-        if not part:
-            continue
-        term = _split_term(part)
-        if term is None:
-            raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
-        requirements.append(FieldRequirement(term[0], term[1], _unescape(term[2])))
+    try:
+        terms = field_terms(text)
+    except FieldSelectorSyntaxError as exc:
+        raise SelectorError(str(exc)) from None
+    requirements = [
+        FieldRequirement(label, Operator.NOT_EQUALS if op == "!=" else Operator.EQUALS, value) for label, op, value in terms
+    ]
     for req in requirements:  # kube converts field labels only once the whole string parsed
         if req.field not in supported:
             raise SelectorError(f"field label not supported: {req.field}")

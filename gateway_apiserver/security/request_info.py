@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from multidict import MultiMapping
 
+from ..base.field_selectors import FieldSelectorSyntaxError, field_terms
+
 # Path words that carry the verb themselves (the deprecated `/watch/...` and `/proxy/...` forms).
 _SPECIAL_VERBS = frozenset({"proxy", "watch"})
 # After `proxy` every further segment is the proxied path, never a subresource.
@@ -153,59 +155,11 @@ def _name_required_by(selector: str) -> str | None:
 
     Raise _Undecodable for a selector kube cannot parse.
     """
-    terms = sorted(_split_unescaped_commas(selector))
-    name = None
-    for term in terms:
-        if not term:
-            continue
-        field, op, value = _split_term(term)
-        value = _unescape(value)
-        if name is None and field == "metadata.name" and op != "!=":
-            name = value
-    return name
-
-
-def _split_unescaped_commas(text: str) -> list[str]:
-    terms, start, escaped = [], 0, False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            terms.append(text[start:i])
-            start = i + 1
-    terms.append(text[start:])
-    return terms
-
-
-def _split_term(term: str) -> tuple[str, str, str]:
-    # The first operator splits the term; at one position "!=" and "==" win over "=".
-    for i in range(len(term)):
-        for op in ("!=", "==", "="):
-            if term.startswith(op, i):
-                return term[:i], op, term[i + len(op) :]
-    raise _Undecodable
-
-
-def _unescape(value: str) -> str:
-    out: list[str] = []
-    escaped = False
-    for ch in value:
-        if escaped:
-            if ch not in "\\,=":
-                raise _Undecodable  # only \\, \, and \= are escapes
-            out.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch in ",=":
-            raise _Undecodable  # , and = must be escaped in a value
-        else:
-            out.append(ch)
-    if escaped:
-        raise _Undecodable  # a value ends in a lone backslash
-    return "".join(out)
+    try:
+        terms = field_terms(selector)
+    except FieldSelectorSyntaxError:
+        raise _Undecodable from None
+    return next((value for field, op, value in terms if field == "metadata.name" and op != "!="), None)
 
 
 def _is_path_segment_name(name: str) -> bool:

@@ -1,0 +1,1 @@
+"""Pure building blocks that every layer may import (they import nothing of ours)."""
