@@ -72,8 +72,16 @@ async def hosted_gateway(tmp_path: Path, hosting: FakeKubeAPIServer, *, wait_syn
         backoff_base=0.05,
         backoff_cap=0.4,
     )
+    # These tests are about the registry: callers' reviews stay cached through the outages even on a
+    # slow machine (past the 10 s default a review fails while the API is down: 401/500, as in kube).
     config = Config(
-        secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs", secret_namespace=NS, kubeconfig=kubeconfig
+        secure_port=0,
+        bind_address="127.0.0.1",
+        cert_dir=tmp_path / "certs",
+        secret_namespace=NS,
+        kubeconfig=kubeconfig,
+        token_cache_ttl=300.0,
+        authorized_cache_ttl=300.0,
     )
     gateway = GatewayServer(config, source=informer)
     await gateway.start()
