@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..base.query import query_bool
 from .selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
 from .status import StatusError, bad_request
 
@@ -106,12 +107,9 @@ def _quote(text: str) -> str:
 
 
 def _bool(query: Mapping[str, str], key: str) -> bool | None:
-    # kube's query booleans: "false" or "0" (any case) is false, anything else (even "") is true,
-    # exactly as authorization reads `watch`, so the verb authorized is the verb served.
+    # Absent stays None (sendInitialEvents is a *bool in kube); present values read as kube reads them.
     value = query.get(key)
-    if value is None:
-        return None
-    return value.lower() not in ("false", "0")
+    return None if value is None else query_bool(value)
 
 
 def _int(query: Mapping[str, str], key: str) -> int | None:

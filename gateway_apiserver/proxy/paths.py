@@ -14,6 +14,7 @@ from urllib.parse import unquote, unquote_plus
 from yarl import URL
 
 from ..api.status import StatusError
+from ..base.query import query_bool
 
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -136,17 +137,13 @@ def remainder_of(raw_path: str, prefix_segments: int) -> str:
     return "/" + "/".join(rest) if rest else ""
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "t", "true")
-
-
 def is_long_running(remainder: str, query: dict[str, str] | None = None) -> bool:
     """Whether a proxied call may stream for long: watch, follow=true logs, exec/attach/port-forward/proxy.
 
     Mirrors the kube-apiserver's long-running check, decided from the path and query only.
     """
     q = query or {}
-    if _truthy(q.get("watch")) or _truthy(q.get("follow")):
+    if query_bool(q.get("watch")) or query_bool(q.get("follow")):  # read as the member reads them
         return True
     segments = [unquote(s) if "%" in s else s for s in remainder.split("/") if s]
     if segments[:1] == ["api"]:

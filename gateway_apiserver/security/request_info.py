@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multidict import MultiMapping
 
 from ..base.field_selectors import FieldSelectorSyntaxError, field_terms
+from ..base.query import query_bool
 
 # Path words that carry the verb themselves (the deprecated `/watch/...` and `/proxy/...` forms).
 _SPECIAL_VERBS = frozenset({"proxy", "watch"})
@@ -119,14 +120,9 @@ def request_info(method: str, path: str, query: MultiMapping[str]) -> RequestInf
     )
 
 
-def _go_bool(value: str | None) -> bool:
-    # kube's query boolean: absent, "false" or "0" (any case) is false; anything else, even "", is true.
-    return value is not None and value.lower() not in ("false", "0")
-
-
 def _collection_verb_and_name(query: MultiMapping[str]) -> tuple[str, str]:
     """A GET without a name is a list or a watch; `fieldSelector=metadata.name=x` names the object."""
-    verb = "watch" if _go_bool(query.get("watch")) else "list"
+    verb = "watch" if query_bool(query.get("watch")) else "list"
     try:
         _check_list_options(query)
         name = _name_required_by(query.get("fieldSelector", ""))

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..api.resource import PREFIX
+from ..base.query import query_bool
 from ..observability.access_log import ENDED_KEY, SHUTDOWN, mark_ended, sent_response
 from ..proxy.paths import is_long_running as is_long_running_proxy_call
 from .aiohttp_protocol import GatewayRequestHandler, request_started
@@ -41,7 +42,7 @@ def is_long_running(path: str, query: Mapping[str, str], headers: Mapping[str, s
     connection = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
     if "upgrade" in connection and headers.get("Upgrade", "").strip():
         return True
-    if query.get("watch", "").lower() in ("true", "1"):
+    if query_bool(query.get("watch")):
         return True
     segments = path.split("/")
     if path.startswith(f"{PREFIX}/watch/"):

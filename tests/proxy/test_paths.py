@@ -139,6 +139,9 @@ def test_remainder_of_raw_path() -> None:
         ("/api/v1/namespaces/d/configmaps", {"watch": "t"}, True),  # Go's ParseBool spellings
         ("/api/v1/namespaces/d/configmaps", {"watch": "T"}, True),
         ("/api/v1/namespaces/d/configmaps", {"watch": "TRUE"}, True),
+        ("/api/v1/namespaces/d/configmaps", {"watch": "yes"}, True),  # the member streams it: no request timeout
+        ("/api/v1/namespaces/d/configmaps", {"watch": ""}, True),
+        ("/api/v1/namespaces/d/configmaps", {"watch": "0"}, False),
         ("/api/v1/namespaces/d/pods/p/%65xec", {}, True),  # the member decodes it: exec
         ("/api/v1/namespaces/d/pods/p/log", {"follow": "true"}, True),
         ("/api/v1/namespaces/d/pods/p/log", {}, False),

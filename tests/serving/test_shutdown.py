@@ -17,6 +17,8 @@ UPGRADE = CIMultiDict({"Connection": "Upgrade", "Upgrade": "SPDY/3.1"})
         (f"{G}/clustergateways", {}, False),
         (f"{G}/clustergateways", {"watch": "true"}, True),
         (f"{G}/clustergateways/c1", {"watch": "1"}, True),
+        (f"{G}/clustergateways", {"watch": ""}, True),  # served as a watch, so ended as one
+        (f"{G}/clustergateways", {"watch": "0"}, False),
         (f"{G}/watch/clustergateways", {}, True),
         (f"{G}/clustergateways/c1/proxy/api/v1/pods", {}, False),
         (f"{G}/clustergateways/c1/proxy/api/v1/pods", {"watch": "true"}, True),
