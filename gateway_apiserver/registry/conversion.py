@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from yarl import URL
 
 from .model import (
+    ANNOTATION_CLUSTER_ALIAS,
     ANNOTATION_HEALTHY,
     ANNOTATION_HEALTHY_REASON,
     ANNOTATION_PROXY_CONFIGURATION,
@@ -317,6 +318,7 @@ def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
         credential=credential,
         proxy_configuration=annotations.get(ANNOTATION_PROXY_CONFIGURATION),
         tls_server_name=tls_server_name,
+        alias=annotations.get(ANNOTATION_CLUSTER_ALIAS, ""),
     )
     return with_manifest(gateway)
 

@@ -19,6 +19,7 @@ LABEL_ENDPOINT_TYPE = "cluster.core.oam.dev/cluster-endpoint-type"
 ANNOTATION_HEALTHY = "status.cluster.core.oam.dev/healthy"
 ANNOTATION_HEALTHY_REASON = "status.cluster.core.oam.dev/healthy-reason"
 ANNOTATION_PROXY_CONFIGURATION = "cluster.core.oam.dev/cluster-gateway-proxy-configuration"
+ANNOTATION_CLUSTER_ALIAS = "cluster.core.oam.dev/cluster-alias"
 
 
 class CredentialType(enum.StrEnum):
@@ -74,6 +75,8 @@ class ClusterGateway:
     # The name the member's certificate is checked against (and sent as SNI) instead of the
     # endpoint's host: a kubeconfig's tls-server-name, or the Secret key `tls-server-name`.
     tls_server_name: str | None = None
+    # The annotation `cluster.core.oam.dev/cluster-alias`: shown by VirtualCluster, not by ClusterGateway.
+    alias: str = ""
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     json: bytes = field(default=b"", repr=False, compare=False)
     # Presentation layers memoise encodings of this immutable object here (e.g. Table row parts).
