@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from ..base.status import StatusError, status_response
 from .negotiation import Shape, negotiate
 from .resource_info import (
     GROUP,
@@ -32,7 +33,6 @@ from .resource_info import (
     VERSION,
     gvk,
 )
-from .status import StatusError, status_response
 
 JSON: Final = "application/json"
 DISCOVERY_GROUP: Final = "apidiscovery.k8s.io"

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .status import StatusError, status_response
+from ..base.status import StatusError, status_response
 
 log = logging.getLogger(__name__)
 

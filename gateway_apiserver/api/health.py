@@ -14,6 +14,7 @@ from typing import Any
 import jsonpatch
 from aiohttp import web
 
+from ..base.status import StatusError, bad_request, method_not_allowed, not_found
 from ..registry.conversion import ConversionError, secret_to_cluster_gateway
 from ..registry.health import (
     MERGE_PATCH,
@@ -27,7 +28,6 @@ from ..registry.health import (
     health_from_cluster_gateway,
 )
 from .resource import REGISTRY
-from .status import StatusError, bad_request, method_not_allowed, not_found
 
 HEALTH_WRITER = web.AppKey("health_writer", SecretHealthWriter)
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..base.query import query_bool
+from ..base.status import StatusError, bad_request
 from .selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
-from .status import StatusError, bad_request
 
 SUPPORTED_FIELDS = frozenset({"metadata.name"})
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() would also take "+5", "1_0" and other scripts' digits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .status import StatusError
+from ..base.status import StatusError
 
 
 class Shape(enum.Enum):

@@ -20,6 +20,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from .. import __version__
+from ..base.status import StatusError, status_response
 from .discovery import JSON, StaticDocument
 from .negotiation import Shape, negotiate
 from .resource_info import GROUP, HEALTH, KIND, PROXY, RESOURCE, VERSION, gvk
@@ -37,7 +38,6 @@ from .schemas import (
     ref,
     to_v3,
 )
-from .status import StatusError, status_response
 
 _JSON_ONLY: Final = frozenset({Shape.OBJECT})
 _GROUP_TOKEN: Final = "".join(part.capitalize() for part in GROUP.split("."))  # ClusterCoreOamDev

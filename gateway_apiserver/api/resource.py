@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ..base.status import expired, initializing, method_not_allowed
 from ..registry.cache import ClusterRegistry, Snapshot
 from ..registry.model import GROUP_VERSION, LIST_KIND, ClusterGateway, encode
 from .listing import ContinueToken, ListOptions, parse_list_options, parse_resource_version
 from .negotiation import Shape, negotiate, table_version
-from .status import expired, initializing, method_not_allowed
 from .tables import parse_include_object, partial_object_metadata, table
 from .watch import WatchSettings, serve_watch, wait_for_resource_version
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..base.status import bad_request
 from ..registry.model import ClusterGateway, EndpointType, encode
-from .status import bad_request
 
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ..base.status import StatusError
 from ..registry.cache import ChangeEvent, ClusterRegistry
 from ..registry.model import GROUP_VERSION, KIND, ClusterGateway, encode
 from .listing import ListOptions, parse_resource_version
 from .negotiation import Shape
-from .status import StatusError
 from .tables import partial_object_metadata, table
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"

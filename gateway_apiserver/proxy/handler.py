@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..api.resource import PREFIX, REGISTRY
-from ..api.status import StatusError
+from ..base.status import StatusError
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential

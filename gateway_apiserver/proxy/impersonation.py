@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from ..api.status import GROUP, RESOURCE, StatusError
+from ..base.status import GROUP, RESOURCE, StatusError
 from ..config import ConfigError
 from ..registry.model import ANNOTATION_PROXY_CONFIGURATION, ClusterGateway
 from ..security.identity import UserInfo

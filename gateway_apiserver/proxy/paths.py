@@ -13,8 +13,8 @@ from urllib.parse import unquote, unquote_plus
 
 from yarl import URL
 
-from ..api.status import StatusError
 from ..base.query import query_bool
+from ..base.status import StatusError
 
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -24,7 +24,7 @@ from python_socks import ProxyType
 from python_socks.async_.asyncio.v2 import Proxy
 from yarl import URL
 
-from ..api.status import StatusError
+from ..base.status import StatusError
 from ..registry.cache import ChangeEvent
 from ..registry.model import ClusterGateway, EndpointType
 from .credentials import CredentialProvider, ResolvedCredential, credential_provider, load_client_certificate

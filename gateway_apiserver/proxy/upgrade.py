@@ -26,7 +26,7 @@ import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..api.status import StatusError, status_response
+from ..base.status import StatusError, status_response
 from .aiohttp_takeover import RawConnection, TakeoverUnsupported, accept_upgrade, check_supported
 from .upstream_errors import Hop, describe_failure, tls_reason
 

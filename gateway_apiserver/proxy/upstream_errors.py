@@ -26,7 +26,7 @@ import aiohttp_socks
 import python_socks
 from yarl import URL
 
-from ..api.status import StatusError
+from ..base.status import StatusError
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) a client meets when verifying a server.
 _UNTRUSTED = frozenset({2, 4, 7, 18, 19, 20, 21, 24, 27, 28})  # unknown issuer, self-signed, bad signature, not a CA

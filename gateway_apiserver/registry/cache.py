@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..api.status import expired, initializing, not_found
+from ..base.status import expired, initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType

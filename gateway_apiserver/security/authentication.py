@@ -36,7 +36,7 @@ from kubernetes_asyncio.client import ApiClient, AuthenticationV1Api, Configurat
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import CIMultiDict
 
-from ..api.status import StatusError
+from ..base.status import StatusError
 from .identity import ANONYMOUS, UserInfo
 from .requestheader import RequestHeaderConfig, load_ca_bundle
 

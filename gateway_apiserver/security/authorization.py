@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from multidict import MultiMapping
 
-from ..api.status import StatusError, bad_request
+from ..base.status import StatusError, bad_request
 from .identity import UserInfo
 from .request_info import RequestInfoError, request_info
 

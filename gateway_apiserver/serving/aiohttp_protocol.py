@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from ..api.status import status_response
+from ..base.status import status_response
 from ..observability.access_log import REJECTED_KEY, SERVER_HEADER, audit_id, count_body_bytes
 from .protocol_errors import handler_error_status, parse_error_status
 

@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 
-from ..api.status import StatusError
+from ..base.status import StatusError
 
 HEADER_TOO_LARGE = "RequestHeaderFieldsTooLarge"
 METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS"

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 from multidict import CIMultiDict
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.config import ConfigError
 from gateway_apiserver.proxy import impersonation as imp
 from gateway_apiserver.proxy.impersonation import (

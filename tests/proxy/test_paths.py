@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.proxy.paths import (
     check_remainder,
     is_long_running,

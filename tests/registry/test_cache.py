@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.registry.cache import ChangeEvent, ClusterRegistry
 
 

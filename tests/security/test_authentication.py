@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.registry.informer import load_hosting_config
 from gateway_apiserver.security.authentication import (
     STANDALONE_USER,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.security.authorization import (
     AlwaysAllow,
     Decision,

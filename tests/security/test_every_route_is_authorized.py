@@ -11,7 +11,7 @@ from typing import Any
 from cryptography import x509
 from multidict import MultiDict
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.security.authentication import strip_identity_headers
 from gateway_apiserver.security.authorization import (
     Decision,

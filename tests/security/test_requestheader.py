@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import Configuration
 
-from gateway_apiserver.api.status import StatusError
+from gateway_apiserver.base.status import StatusError
 from gateway_apiserver.registry.informer import load_hosting_config
 from gateway_apiserver.security.authentication import Authenticator
 from gateway_apiserver.security.identity import ANONYMOUS

@@ -78,12 +78,13 @@ def status_response(error: StatusError) -> web.Response:
     return web.Response(status=error.code, body=body, content_type="application/json", headers=error.headers)
 
 
-def not_found(name: str, message: str | None = None) -> StatusError:
-    """404 for a ClusterGateway, with the kube-apiserver's wording unless a reason is given."""
+def not_found(name: str, message: str | None = None, *, resource: str = RESOURCE) -> StatusError:
+    """404 for an object of our group (a ClusterGateway unless `resource` says otherwise), in the
+    kube-apiserver's wording unless a reason is given."""
     return StatusError(
         404,
-        message or f'{RESOURCE}.{GROUP} "{name}" not found',
-        details={"name": name, "group": GROUP, "kind": RESOURCE},
+        message or f'{resource}.{GROUP} "{name}" not found',
+        details={"name": name, "group": GROUP, "kind": resource},
     )
 
 
