@@ -65,6 +65,7 @@ class Config:
     unauthorized_cache_ttl: float = 10.0
     tls_reload_interval: float = 5.0
     authorize_proxy_subpath: bool = False
+    virtual_cluster_with_control_plane: bool = True
     # The proxy subresource.
     cluster_gateway_proxy_config: Path | None = None
     proxy_connect_timeout: float = 10.0
@@ -291,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         **boolean,  # type: ignore[arg-type]
         help="also authorize a proxied request's inner path against the hosting cluster (default: false)",
     )
+    p.add_argument(
+        # The reference's spelling, typo included: installations pass it as is.
+        "--virtual-clutser-with-control-plane",
+        dest="virtual_cluster_with_control_plane",
+        default=True,
+        **boolean,  # type: ignore[arg-type]
+        help="list the hosting cluster itself as the VirtualCluster `local` (default: true)",
+    )
     return p
 
 
@@ -398,6 +407,7 @@ def parse_config(argv: list[str]) -> Config:
         authentication_skip_lookup=bool(ns.authentication_skip_lookup),
         anonymous_auth=bool(ns.anonymous_auth),
         authorize_proxy_subpath=bool(ns.authorize_proxy_subpath),
+        virtual_cluster_with_control_plane=bool(ns.virtual_cluster_with_control_plane),
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,

@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from kubernetes_asyncio.client import Configuration
 
-from .api.health import HEALTH_WRITER
 from .api.probes import READY_CHECKS
 from .api.watch import WatchSettings
 from .app import build_app
@@ -29,9 +28,11 @@ from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
 from .registry.health import SecretHealthWriter
 from .registry.informer import SecretInformer, load_hosting_config
+from .registry.managed_clusters import ManagedClusterCache
 from .registry.model import ClusterGateway
 from .registry.source import SecretSource
 from .registry.standalone import FileSecretSource
+from .registry.virtual_clusters import VirtualClusterRegistry
 from .security.authorization import Authorizer
 from .security.delegation import DelegatedSecurity, Security, standalone_security
 from .security.identity import request_user
@@ -171,6 +172,10 @@ class GatewayServer:
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.registry = ClusterRegistry(config.secret_namespace)
+        self.managed_clusters = ManagedClusterCache()
+        self.virtual_clusters = VirtualClusterRegistry(
+            self.registry, self.managed_clusters, with_control_plane=config.virtual_cluster_with_control_plane
+        )
         self._source = source
         self._source_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -216,9 +221,18 @@ class GatewayServer:
             security_middleware(authenticator, authorizer, peer_certificate, authorize_proxy_subpath=cfg.authorize_proxy_subpath)
         ]
         watch_settings = WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout)
-        app = build_app(self.registry, watch_settings, security, serving=[self.in_flight.middleware])
-        if hosting is not None:  # standalone mode has no Secret to store health on: its writes answer 405
-            app[HEALTH_WRITER] = SecretHealthWriter(hosting, cfg.secret_namespace)
+        # Standalone mode has no Secret to store health on: its writes answer 405.
+        health_writer = None if hosting is None else SecretHealthWriter(hosting, cfg.secret_namespace)
+        # ManagedClusters are read from a hosting cluster only (not yet: until then, none).
+        self.managed_clusters.mark_unavailable()
+        app = build_app(
+            self.registry,
+            watch_settings,
+            security,
+            serving=[self.in_flight.middleware],
+            virtual_clusters=self.virtual_clusters,
+            health_writer=health_writer,
+        )
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway, write_kubeconfig
+from tests.fakes.gateway import ManualSecretSource, RunningGateway, run_kubectl, running_gateway, write_kubeconfig
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.proxying import PROXY, token_secret
 from tests.fakes.proxying import gateway as proxy_gateway
@@ -34,20 +34,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
         yield gw
 
 
-async def kubectl(gw: RunningGateway, *args: str, timeout: float = 30) -> tuple[int, str, str]:
-    """Run kubectl against the gateway without blocking the event loop that serves it."""
-    env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "HOME": str(gw.kubeconfig.parent)}
-    cache = gw.kubeconfig.parent / "kubectl-cache"
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        f"--cache-dir={cache}",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()
+kubectl = run_kubectl
 
 
 async def test_kubectl_get(gateway: RunningGateway) -> None:

@@ -1,7 +1,8 @@
 """API discovery: `/api`, `/apis`, `/apis/<group>` and `/apis/<group>/<version>`.
 
 Every kubectl invocation and the aggregator's availability probe (every few seconds) hit
-these endpoints, so the documents are encoded once, at import, and served as bytes.
+these endpoints, so the documents are encoded once, when the routes are added, and served
+as bytes. They list the `ResourceInfo`s the server was built with.
 
 Formats follow k8s.io/apimachinery `metav1` (APIVersions, APIGroupList, APIGroup,
 APIResourceList) and k8s.io/api `apidiscovery/v2` and `v2beta1` (APIGroupDiscoveryList),
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,19 +21,7 @@ from aiohttp import web
 
 from ..base.status import StatusError, status_response
 from .negotiation import Shape, negotiate
-from .resource_info import (
-    GROUP,
-    GROUP_VERSION,
-    KIND,
-    NAMESPACED,
-    RESOURCE,
-    SHORT_NAMES,
-    SINGULAR,
-    SUBRESOURCES,
-    VERBS,
-    VERSION,
-    gvk,
-)
+from .resource_info import GROUP, GROUP_VERSION, VERSION, ResourceInfo, gvk
 
 JSON: Final = "application/json"
 DISCOVERY_GROUP: Final = "apidiscovery.k8s.io"
@@ -118,69 +107,67 @@ def api_group_list() -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
 
 
-def api_resource_list() -> dict[str, Any]:
+def api_resource_list(resources: Sequence[ResourceInfo]) -> dict[str, Any]:
     """`GET /apis/cluster.core.oam.dev/v1alpha1`: the metav1 APIResourceList.
 
     This is also what the aggregator probes for availability. No `storageVersionHash`:
-    the resource is virtual, and advertising one would invite the storage-version
+    the resources are virtual, and advertising one would invite the storage-version
     migrator to try to rewrite objects we cannot store.
     """
-    resources: list[dict[str, Any]] = [
-        {
-            "name": RESOURCE,
-            "singularName": SINGULAR,
-            "namespaced": NAMESPACED,
-            "kind": KIND,
-            "verbs": list(VERBS),
-            "shortNames": list(SHORT_NAMES),
-        }
-    ]
-    for sub in SUBRESOURCES:
-        # The kube-apiserver leaves singularName empty for subresources.
-        resources.append(
+    entries: list[dict[str, Any]] = []
+    for info in resources:
+        entries.append(
             {
-                "name": sub.resource,
-                "singularName": "",
-                "namespaced": NAMESPACED,
-                "kind": sub.kind,
-                "verbs": list(sub.verbs),
+                "name": info.plural,
+                "singularName": info.singular,
+                "namespaced": info.namespaced,
+                "kind": info.kind,
+                "verbs": list(info.verbs),
+                "shortNames": list(info.short_names),
             }
         )
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": resources}
+        for sub in info.subresources:
+            # The kube-apiserver leaves singularName empty for subresources.
+            entries.append(
+                {
+                    "name": f"{info.plural}/{sub.name}",
+                    "singularName": "",
+                    "namespaced": info.namespaced,
+                    "kind": sub.kind,
+                    "verbs": list(sub.verbs),
+                }
+            )
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": entries}
 
 
-def _resource_discovery() -> dict[str, Any]:
-    """apidiscovery APIResourceDiscovery for clustergateways, subresources included."""
+def _resource_discovery(info: ResourceInfo) -> dict[str, Any]:
+    """apidiscovery APIResourceDiscovery for one resource, subresources included."""
     return {
-        "resource": RESOURCE,
+        "resource": info.plural,
         # client-go drops resources (and their subresources) without a responseKind.
-        "responseKind": gvk(KIND),
-        "scope": "Namespaced" if NAMESPACED else "Cluster",
-        "singularResource": SINGULAR,
-        "verbs": list(VERBS),
-        "shortNames": list(SHORT_NAMES),
+        "responseKind": gvk(info.kind),
+        "scope": "Namespaced" if info.namespaced else "Cluster",
+        "singularResource": info.singular,
+        "verbs": list(info.verbs),
+        "shortNames": list(info.short_names),
         "subresources": [
-            {"subresource": sub.name, "responseKind": gvk(sub.kind), "verbs": list(sub.verbs)} for sub in SUBRESOURCES
+            {"subresource": sub.name, "responseKind": gvk(sub.kind), "verbs": list(sub.verbs)} for sub in info.subresources
         ],
     }
 
 
-def aggregated_discovery(version: str, *, with_group: bool = True) -> dict[str, Any]:
+def aggregated_discovery(version: str, resources: Sequence[ResourceInfo] = ()) -> dict[str, Any]:
     """An apidiscovery.k8s.io `APIGroupDiscoveryList` (`version` is `v2` or `v2beta1`).
 
-    `with_group=False` gives the empty list served at `/api`. v2 and v2beta1 share
-    one JSON shape; only apiVersion differs.
+    No resources gives the empty list served at `/api`. v2 and v2beta1 share one JSON
+    shape; only apiVersion differs.
     """
     if version not in {"v2", "v2beta1"}:
         raise ValueError(f"unknown aggregated discovery version {version!r}")
     items: list[dict[str, Any]] = []
-    if with_group:
-        items.append(
-            {
-                "metadata": {"name": GROUP},
-                "versions": [{"version": VERSION, "resources": [_resource_discovery()], "freshness": "Current"}],
-            }
-        )
+    if resources:
+        versions = [{"version": VERSION, "resources": [_resource_discovery(r) for r in resources], "freshness": "Current"}]
+        items.append({"metadata": {"name": GROUP}, "versions": versions})
     return {
         "kind": "APIGroupDiscoveryList",
         "apiVersion": f"{DISCOVERY_GROUP}/{version}",
@@ -198,20 +185,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _AGGREGATABLE: Final = frozenset({Shape.OBJECT, Shape.DISCOVERY_V2, Shape.DISCOVERY_V2BETA1})
 
 
-def _root_documents(legacy: dict[str, Any], *, with_group: bool) -> dict[Shape, StaticDocument]:
+def _root_documents(legacy: dict[str, Any], resources: Sequence[ResourceInfo]) -> dict[Shape, StaticDocument]:
     return {
         Shape.OBJECT: StaticDocument.from_object(legacy),
-        Shape.DISCOVERY_V2: StaticDocument.from_object(aggregated_discovery("v2", with_group=with_group), CONTENT_TYPE_V2),
-        Shape.DISCOVERY_V2BETA1: StaticDocument.from_object(
-            aggregated_discovery("v2beta1", with_group=with_group), CONTENT_TYPE_V2BETA1
-        ),
+        Shape.DISCOVERY_V2: StaticDocument.from_object(aggregated_discovery("v2", resources), CONTENT_TYPE_V2),
+        Shape.DISCOVERY_V2BETA1: StaticDocument.from_object(aggregated_discovery("v2beta1", resources), CONTENT_TYPE_V2BETA1),
     }
-
-
-API_DOCUMENTS: Final = _root_documents(api_versions(), with_group=False)
-APIS_DOCUMENTS: Final = _root_documents(api_group_list(), with_group=True)
-GROUP_DOCUMENT: Final = StaticDocument.from_object(api_group())
-RESOURCE_LIST_DOCUMENT: Final = StaticDocument.from_object(api_resource_list())
 
 
 def negotiated_handler(documents: Mapping[Shape, StaticDocument]) -> Handler:
@@ -230,13 +209,13 @@ def negotiated_handler(documents: Mapping[Shape, StaticDocument]) -> Handler:
     return handle
 
 
-def add_discovery_routes(app: web.Application) -> None:
+def add_discovery_routes(app: web.Application, resources: Sequence[ResourceInfo]) -> None:
     """Register GET (and HEAD) for the four discovery endpoints, with and without trailing slash."""
     routes: dict[str, Mapping[Shape, StaticDocument]] = {
-        "/api": API_DOCUMENTS,
-        "/apis": APIS_DOCUMENTS,
-        f"/apis/{GROUP}": {Shape.OBJECT: GROUP_DOCUMENT},
-        f"/apis/{GROUP_VERSION}": {Shape.OBJECT: RESOURCE_LIST_DOCUMENT},
+        "/api": _root_documents(api_versions(), ()),
+        "/apis": _root_documents(api_group_list(), resources),
+        f"/apis/{GROUP}": {Shape.OBJECT: StaticDocument.from_object(api_group())},
+        f"/apis/{GROUP_VERSION}": {Shape.OBJECT: StaticDocument.from_object(api_resource_list(resources))},
     }
     for path, documents in routes.items():
         handler = negotiated_handler(documents)
@@ -245,12 +224,8 @@ def add_discovery_routes(app: web.Application) -> None:
 
 
 __all__ = [
-    "APIS_DOCUMENTS",
-    "API_DOCUMENTS",
     "CONTENT_TYPE_V2",
     "CONTENT_TYPE_V2BETA1",
-    "GROUP_DOCUMENT",
-    "RESOURCE_LIST_DOCUMENT",
     "StaticDocument",
     "add_discovery_routes",
     "aggregated_content_type",

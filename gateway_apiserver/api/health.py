@@ -14,6 +14,7 @@ from typing import Any
 import jsonpatch
 from aiohttp import web
 
+from ..app_keys import REGISTRY
 from ..base.status import StatusError, bad_request, method_not_allowed, not_found
 from ..registry.conversion import ConversionError, secret_to_cluster_gateway
 from ..registry.health import (
@@ -27,7 +28,6 @@ from ..registry.health import (
     apply_merge_patch,
     health_from_cluster_gateway,
 )
-from .resource import REGISTRY
 
 HEALTH_WRITER = web.AppKey("health_writer", SecretHealthWriter)
 

@@ -3,9 +3,10 @@
 The aggregator downloads these to merge into the cluster's documents, and `kubectl explain`
 reads the v3 document of our group version, so every schema carries
 `x-kubernetes-group-version-kind` and the resource paths carry it on their operations.
-All bodies are encoded once at import. The v3 serving rules (ETag = upper-case hex SHA-512
-of the document, `?hash=` in the index, 301 on a stale hash, immutable caching headers on a
-matching one) follow kube-openapi's `handler3`.
+All bodies are encoded once, when the routes are added, for the resources the server
+serves. The v3 serving rules (ETag = upper-case hex SHA-512 of the document, `?hash=` in
+the index, 301 on a stale hash, immutable caching headers on a matching one) follow
+kube-openapi's `handler3`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from .. import __version__
 from ..base.status import StatusError, status_response
 from .discovery import JSON, StaticDocument
 from .negotiation import Shape, negotiate
-from .resource_info import GROUP, HEALTH, KIND, PROXY, RESOURCE, VERSION, gvk
+from .resource_info import GROUP, PROXY, VERSION, ResourceInfo, gvk
 from .schemas import (
     API_GROUP,
     API_GROUP_LIST,
     API_RESOURCE_LIST,
-    CLUSTER_GATEWAY,
-    CLUSTER_GATEWAY_LIST,
     PATCH,
+    PKG,
     PROXY_OPTIONS,
     WATCH_EVENT,
     Schema,
@@ -168,7 +168,10 @@ def _query(name: str, type_: str, description: str) -> Param:
     return Param(name, "query", type_, description)
 
 
-_NAME = Param("name", "path", "string", "name of the ClusterGateway")
+def _name(info: ResourceInfo) -> Param:
+    return Param("name", "path", "string", f"name of the {info.kind}")
+
+
 _LIST_PARAMS: Final = (
     _query("allowWatchBookmarks", "boolean", 'allowWatchBookmarks requests watch events with type "BOOKMARK".'),
     _query("continue", "string", "The continue option should be set when retrieving more results from the server."),
@@ -190,15 +193,16 @@ _LIST_PARAMS: Final = (
 _PROXY_METHODS: Final = ("delete", "get", "head", "options", "patch", "post", "put")
 
 
-def _proxy_item(path: str, with_path: bool) -> PathItem:
+def _proxy_item(info: ResourceInfo, path: str, with_path: bool) -> PathItem:
     suffix = "WithPath" if with_path else ""
-    params = (_NAME, Param("path", "path", "string", "path to the resource")) if with_path else (_NAME,)
+    name = _name(info)
+    params = (name, Param("path", "path", "string", "path to the resource")) if with_path else (name,)
     query = () if with_path else (_query("path", "string", "Path is the URL path to use for the current proxy request."),)
     ops = tuple(
         Operation(
             method,
-            f"connect{method.capitalize()}{_GV_TOKEN}{KIND}Proxy{suffix}",
-            f"connect {method.upper()} requests to proxy of ClusterGateway: forwarded to the cluster's "
+            f"connect{method.capitalize()}{_GV_TOKEN}{info.kind}Proxy{suffix}",
+            f"connect {method.upper()} requests to proxy of {info.kind}: forwarded to the cluster's "
             "kube-apiserver, with the path appended to its address",
             _GV_TAG,
             None,
@@ -213,95 +217,77 @@ def _proxy_item(path: str, with_path: bool) -> PathItem:
 
 
 def _resource_op(
-    method: str, verb: str, description: str, response: str, action: str, *, suffix: str = "", **options: Any
+    info: ResourceInfo, method: str, verb: str, description: str, response: str, action: str, *, suffix: str = "", **options: Any
 ) -> Operation:
-    """An operation on clustergateways, with a kube-style id (e.g. `readClusterCoreOamDevV1alpha1ClusterGateway`)."""
-    operation_id = f"{verb}{_GV_TOKEN}{KIND}{suffix}"
-    return Operation(method, operation_id, description, _GV_TAG, response, action=action, kind=KIND, **options)
+    """An operation on a resource, with a kube-style id (e.g. `readClusterCoreOamDevV1alpha1ClusterGateway`)."""
+    operation_id = f"{verb}{_GV_TOKEN}{info.kind}{suffix}"
+    return Operation(method, operation_id, description, _GV_TAG, response, action=action, kind=info.kind, **options)
 
 
-def group_version_paths() -> tuple[PathItem, ...]:
-    """Every path under /apis/cluster.core.oam.dev/v1alpha1 we serve."""
-    collection = f"{_PREFIX}/{RESOURCE}"
+def _health_item(info: ResourceInfo, item: str, verbs: tuple[str, ...]) -> PathItem:
+    """The health subresource: GET always, PATCH and PUT where the server can store health."""
+    kind = PKG + info.kind
+    ops = [_resource_op(info, "get", "read", f"read health of the specified {info.kind}", kind, "get", suffix="Health")]
+    if "patch" in verbs:
+        patch = f"partially update health of the specified {info.kind}"
+        ops.append(_resource_op(info, "patch", "patch", patch, kind, "patch", suffix="Health", body=PATCH, consumes=_PATCH_TYPES))
+    if "update" in verbs:
+        replace = f"replace health of the specified {info.kind}"
+        ops.append(_resource_op(info, "put", "replace", replace, kind, "put", suffix="Health", body=kind, consumes=(JSON,)))
+    return PathItem(f"{item}/health", tuple(ops), (_name(info),))
+
+
+def resource_paths(info: ResourceInfo) -> tuple[PathItem, ...]:
+    """Every path of one resource: list/watch, get, its subresources and the legacy watch paths."""
+    collection = f"{_PREFIX}/{info.plural}"
     item = f"{collection}/{{name}}"
-    watch = f"{_PREFIX}/watch/{RESOURCE}"
+    watch = f"{_PREFIX}/watch/{info.plural}"
+    kind, list_kind = PKG + info.kind, PKG + info.list_kind
     streaming: dict[str, Any] = {"params": _LIST_PARAMS, "produces": (JSON, _WATCH_STREAM)}
     deprecated = "deprecated: use the 'watch' parameter with a list operation instead"
-    return (
-        PathItem(
-            f"{_PREFIX}/",
-            (Operation("get", f"get{_GV_TOKEN}APIResources", "get available resources", _GV_TAG, API_RESOURCE_LIST),),
-        ),
+    name = _name(info)
+    items: list[PathItem] = [
         PathItem(
             collection,
-            (
-                _resource_op(
-                    "get", "list", "list or watch objects of kind ClusterGateway", CLUSTER_GATEWAY_LIST, "list", **streaming
-                ),
-            ),
+            (_resource_op(info, "get", "list", f"list or watch objects of kind {info.kind}", list_kind, "list", **streaming),),
         ),
-        PathItem(item, (_resource_op("get", "read", "read the specified ClusterGateway", CLUSTER_GATEWAY, "get"),), (_NAME,)),
-        PathItem(
-            f"{item}/{HEALTH.name}",
-            (
-                _resource_op(
-                    "get", "read", "read health of the specified ClusterGateway", CLUSTER_GATEWAY, "get", suffix="Health"
-                ),
-                _resource_op(
-                    "patch",
-                    "patch",
-                    "partially update health of the specified ClusterGateway",
-                    CLUSTER_GATEWAY,
-                    "patch",
-                    suffix="Health",
-                    body=PATCH,
-                    consumes=_PATCH_TYPES,
-                ),
-                _resource_op(
-                    "put",
-                    "replace",
-                    "replace health of the specified ClusterGateway",
-                    CLUSTER_GATEWAY,
-                    "put",
-                    suffix="Health",
-                    body=CLUSTER_GATEWAY,
-                    consumes=(JSON,),
-                ),
-            ),
-            (_NAME,),
-        ),
-        _proxy_item(f"{item}/{PROXY.name}", with_path=False),
-        _proxy_item(f"{item}/{PROXY.name}/{{path}}", with_path=True),
-        PathItem(
-            watch,
-            (
-                _resource_op(
-                    "get",
-                    "watch",
-                    f"watch individual changes to a list of ClusterGateway. {deprecated}.",
-                    WATCH_EVENT,
-                    "watchlist",
-                    suffix="List",
-                    **streaming,
-                ),
-            ),
-        ),
-        PathItem(
-            f"{watch}/{{name}}",
-            (
-                _resource_op(
-                    "get",
-                    "watch",
-                    f"watch changes to an object of kind ClusterGateway. {deprecated}, "
-                    "filtered to a single item with the 'fieldSelector' parameter.",
-                    WATCH_EVENT,
-                    "watch",
-                    **streaming,
-                ),
-            ),
-            (_NAME,),
-        ),
+        PathItem(item, (_resource_op(info, "get", "read", f"read the specified {info.kind}", kind, "get"),), (name,)),
+    ]
+    health = info.subresource("health")
+    if health is not None:
+        items.append(_health_item(info, item, health.verbs))
+    if info.subresource(PROXY.name) is not None:
+        items.append(_proxy_item(info, f"{item}/{PROXY.name}", with_path=False))
+        items.append(_proxy_item(info, f"{item}/{PROXY.name}/{{path}}", with_path=True))
+    watch_list = f"watch individual changes to a list of {info.kind}. {deprecated}."
+    watch_one = (
+        f"watch changes to an object of kind {info.kind}. {deprecated}, "
+        "filtered to a single item with the 'fieldSelector' parameter."
     )
+    items.append(
+        PathItem(watch, (_resource_op(info, "get", "watch", watch_list, WATCH_EVENT, "watchlist", suffix="List", **streaming),))
+    )
+    items.append(
+        PathItem(
+            f"{watch}/{{name}}", (_resource_op(info, "get", "watch", watch_one, WATCH_EVENT, "watch", **streaming),), (name,)
+        )
+    )
+    return tuple(items)
+
+
+def group_version_paths(resources: tuple[ResourceInfo, ...]) -> tuple[PathItem, ...]:
+    """Every path under /apis/cluster.core.oam.dev/v1alpha1 we serve."""
+    discovery = PathItem(
+        f"{_PREFIX}/",
+        (Operation("get", f"get{_GV_TOKEN}APIResources", "get available resources", _GV_TAG, API_RESOURCE_LIST),),
+    )
+    return (discovery, *(path for info in resources for path in resource_paths(info)))
+
+
+def root_kinds(resources: tuple[ResourceInfo, ...]) -> tuple[str, ...]:
+    """The definitions every document of the group version carries, referenced or not."""
+    kinds = [name for info in resources for name in (PKG + info.kind, PKG + info.list_kind)]
+    return (*kinds, PROXY_OPTIONS)
 
 
 def apis_paths() -> tuple[PathItem, ...]:
@@ -323,18 +309,17 @@ def group_paths() -> tuple[PathItem, ...]:
 
 _INFO: Final = {"title": "gateway-apiserver", "version": f"v{__version__}"}
 _BEARER: Final = {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}
-_ROOT_KINDS: Final = (CLUSTER_GATEWAY, CLUSTER_GATEWAY_LIST, PROXY_OPTIONS)
 
 
-def swagger_v2() -> dict[str, Any]:
+def swagger_v2(resources: tuple[ResourceInfo, ...]) -> dict[str, Any]:
     """The Swagger 2.0 document served at /openapi/v2."""
-    items = (*apis_paths(), *group_paths(), *group_version_paths())
+    items = (*apis_paths(), *group_paths(), *group_version_paths(resources))
     paths = {item.path: item.render(2) for item in items}
     return {
         "swagger": "2.0",
         "info": dict(_INFO),
         "paths": paths,
-        "definitions": closure(_ROOT_KINDS, paths),
+        "definitions": closure(root_kinds(resources), paths),
         "securityDefinitions": {"BearerToken": dict(_BEARER)},
         "security": [{"BearerToken": []}],
     }
@@ -358,12 +343,12 @@ def openapi_v3(items: tuple[PathItem, ...], roots: tuple[str, ...] = ()) -> dict
     return document
 
 
-def v3_documents() -> dict[str, dict[str, Any]]:
+def v3_documents(resources: tuple[ResourceInfo, ...]) -> dict[str, dict[str, Any]]:
     """The per-path OpenAPI 3.0 documents, keyed as in the /openapi/v3 index."""
     return {
         "apis": openapi_v3(apis_paths()),
         f"apis/{GROUP}": openapi_v3(group_paths()),
-        f"apis/{GROUP}/{VERSION}": openapi_v3(group_version_paths(), _ROOT_KINDS),
+        f"apis/{GROUP}/{VERSION}": openapi_v3(group_version_paths(resources), root_kinds(resources)),
     }
 
 
@@ -378,13 +363,6 @@ def server_relative_url(key: str, digest: str) -> str:
     return f"/openapi/v3/{key}?hash={digest}"
 
 
-V2_DOCUMENT: Final = StaticDocument.from_object(swagger_v2())
-_V3: Final = {key: _v3_document(doc) for key, doc in v3_documents().items()}
-V3_DOCUMENTS: Final = {key: document for key, (document, _) in _V3.items()}
-V3_HASHES: Final = {key: digest for key, (_, digest) in _V3.items()}
-V3_INDEX: Final = StaticDocument.from_object(
-    {"paths": {key: {"serverRelativeURL": server_relative_url(key, V3_HASHES[key])} for key in sorted(_V3)}}
-)
 _LAST_MODIFIED: Final = formatdate(time(), usegmt=True)
 
 
@@ -398,62 +376,71 @@ def _check_accept(request: web.Request) -> None:
     negotiate(request.headers.get("Accept"), _JSON_ONLY)
 
 
-async def handle_v2(request: web.Request) -> web.StreamResponse:
-    """GET /openapi/v2."""
-    try:
-        _check_accept(request)
-    except StatusError as err:
-        return status_response(err)
-    return V2_DOCUMENT.response(request, {"Vary": "Accept", "Last-Modified": _LAST_MODIFIED})
+class OpenAPIDocuments:
+    """The encoded documents of one server, and their handlers."""
+
+    def __init__(self, resources: tuple[ResourceInfo, ...]) -> None:
+        self.v2 = StaticDocument.from_object(swagger_v2(resources))
+        encoded = {key: _v3_document(doc) for key, doc in v3_documents(resources).items()}
+        self.v3 = {key: document for key, (document, _) in encoded.items()}
+        self.v3_hashes = {key: digest for key, (_, digest) in encoded.items()}
+        index = {key: {"serverRelativeURL": server_relative_url(key, self.v3_hashes[key])} for key in sorted(encoded)}
+        self.v3_index = StaticDocument.from_object({"paths": index})
+
+    async def handle_v2(self, request: web.Request) -> web.StreamResponse:
+        """GET /openapi/v2."""
+        try:
+            _check_accept(request)
+        except StatusError as err:
+            return status_response(err)
+        return self.v2.response(request, {"Vary": "Accept", "Last-Modified": _LAST_MODIFIED})
+
+    async def handle_v3_index(self, request: web.Request) -> web.StreamResponse:
+        """GET /openapi/v3: where each document is, with its content hash."""
+        try:
+            _check_accept(request)
+        except StatusError as err:
+            return status_response(err)
+        return self.v3_index.response(request)
+
+    async def handle_v3_document(self, request: web.Request) -> web.StreamResponse:
+        """GET /openapi/v3/<path>: one document; immutable caching when `?hash=` is current."""
+        key = request.match_info["path"]
+        document = self.v3.get(key)
+        if document is None:
+            return status_response(StatusError(404, f"no OpenAPI v3 document for {key!r}"))
+        try:
+            _check_accept(request)
+        except StatusError as err:
+            return status_response(err)
+        headers = {"Vary": "Accept", "Last-Modified": _LAST_MODIFIED}
+        requested = request.query.get("hash")
+        if requested:
+            current = self.v3_hashes[key]
+            if requested != current:
+                # A stale hash: send the client to the current document, as kube-openapi does.
+                return web.Response(status=301, headers={"Location": server_relative_url(key, current)})
+            headers["Cache-Control"] = "public, immutable"
+            headers["Expires"] = formatdate(time() + 365 * 24 * 3600, usegmt=True)
+        return document.response(request, headers)
 
 
-async def handle_v3_index(request: web.Request) -> web.StreamResponse:
-    """GET /openapi/v3: where each document is, with its content hash."""
-    try:
-        _check_accept(request)
-    except StatusError as err:
-        return status_response(err)
-    return V3_INDEX.response(request)
-
-
-async def handle_v3_document(request: web.Request) -> web.StreamResponse:
-    """GET /openapi/v3/<path>: one document; immutable caching when `?hash=` is current."""
-    key = request.match_info["path"]
-    document = V3_DOCUMENTS.get(key)
-    if document is None:
-        return status_response(StatusError(404, f"no OpenAPI v3 document for {key!r}"))
-    try:
-        _check_accept(request)
-    except StatusError as err:
-        return status_response(err)
-    headers = {"Vary": "Accept", "Last-Modified": _LAST_MODIFIED}
-    requested = request.query.get("hash")
-    if requested:
-        if requested != V3_HASHES[key]:
-            # A stale hash: send the client to the current document, as kube-openapi does.
-            return web.Response(status=301, headers={"Location": server_relative_url(key, V3_HASHES[key])})
-        headers["Cache-Control"] = "public, immutable"
-        headers["Expires"] = formatdate(time() + 365 * 24 * 3600, usegmt=True)
-    return document.response(request, headers)
-
-
-def add_openapi_routes(app: web.Application) -> None:
+def add_openapi_routes(app: web.Application, resources: tuple[ResourceInfo, ...]) -> None:
     """Register GET (and HEAD) for /openapi/v2, /openapi/v3 and /openapi/v3/<path>."""
-    app.router.add_get("/openapi/v2", handle_v2)
-    app.router.add_get("/openapi/v3", handle_v3_index)
-    app.router.add_get("/openapi/v3/{path:.+}", handle_v3_document)
+    documents = OpenAPIDocuments(resources)
+    app.router.add_get("/openapi/v2", documents.handle_v2)
+    app.router.add_get("/openapi/v3", documents.handle_v3_index)
+    app.router.add_get("/openapi/v3/{path:.+}", documents.handle_v3_document)
 
 
 __all__ = [
-    "V2_DOCUMENT",
-    "V3_DOCUMENTS",
-    "V3_HASHES",
-    "V3_INDEX",
+    "OpenAPIDocuments",
     "add_openapi_routes",
     "apis_paths",
     "group_paths",
     "group_version_paths",
     "openapi_v3",
+    "resource_paths",
     "server_relative_url",
     "swagger_v2",
     "v3_documents",

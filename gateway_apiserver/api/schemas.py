@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .resource_info import GROUP, KIND, LIST_KIND, PROXY, VERSION, gvk
+from .resource_info import CLUSTER_GATEWAYS, GROUP, PROXY, VERSION, VIRTUAL_CLUSTERS, gvk
 
 Schema = dict[str, Any]
 
@@ -19,8 +19,10 @@ PKG: Final = "com.github.oam-dev.cluster-gateway.pkg.apis.cluster.v1alpha1."
 META: Final = "io.k8s.apimachinery.pkg.apis.meta.v1."
 RUNTIME: Final = "io.k8s.apimachinery.pkg.runtime."
 
-CLUSTER_GATEWAY: Final = PKG + KIND
-CLUSTER_GATEWAY_LIST: Final = PKG + LIST_KIND
+CLUSTER_GATEWAY: Final = PKG + CLUSTER_GATEWAYS.kind
+CLUSTER_GATEWAY_LIST: Final = PKG + CLUSTER_GATEWAYS.list_kind
+VIRTUAL_CLUSTER: Final = PKG + VIRTUAL_CLUSTERS.kind
+VIRTUAL_CLUSTER_LIST: Final = PKG + VIRTUAL_CLUSTERS.list_kind
 PROXY_OPTIONS: Final = PKG + PROXY.kind
 OBJECT_META: Final = META + "ObjectMeta"
 LIST_META: Final = META + "ListMeta"
@@ -105,7 +107,7 @@ _CLUSTER_TYPES: dict[str, Schema] = {
             "spec": ref(PKG + "ClusterGatewaySpec", "Spec describes how the gateway reaches the cluster."),
             "status": ref(PKG + "ClusterGatewayStatus", "Status is the last reported health of the cluster."),
         },
-        gvks=[gvk(KIND)],
+        gvks=[gvk(CLUSTER_GATEWAYS.kind)],
     ),
     CLUSTER_GATEWAY_LIST: _object(
         "ClusterGatewayList is a list of ClusterGateways.",
@@ -120,7 +122,7 @@ _CLUSTER_TYPES: dict[str, Schema] = {
             "metadata": ref(LIST_META, "Standard list metadata."),
         },
         required=["items"],
-        gvks=[gvk(LIST_KIND)],
+        gvks=[gvk(CLUSTER_GATEWAYS.list_kind)],
     ),
     PKG + "ClusterGatewaySpec": _object(
         "ClusterGatewaySpec defines how the gateway reaches and authenticates to a member cluster.",
@@ -200,6 +202,51 @@ _CLUSTER_TYPES: dict[str, Schema] = {
             "healthyReason": _string(
                 "HealthyReason explains an unhealthy status: ClusterGatewayNotRegistered, "
                 "CertificateMismatch, ConnectionTimeout, or Unknown:<message>."
+            ),
+        },
+    ),
+    VIRTUAL_CLUSTER: _object(
+        "VirtualCluster is one cluster a KubeVela user can target: the hosting cluster itself (local), a "
+        "cluster Secret, or an OCM ManagedCluster that no Secret names. It is read-only and derived.",
+        {
+            "apiVersion": _string(_API_VERSION_DOC),
+            "kind": _string(_KIND_DOC),
+            "metadata": ref(OBJECT_META, "Standard object's metadata, taken from the cluster's source object."),
+            "spec": ref(PKG + "VirtualClusterSpec", "Spec describes the cluster."),
+        },
+        gvks=[gvk(VIRTUAL_CLUSTERS.kind)],
+    ),
+    VIRTUAL_CLUSTER_LIST: _object(
+        "VirtualClusterList is a list of VirtualClusters.",
+        {
+            "apiVersion": _string(_API_VERSION_DOC),
+            "items": {
+                "type": "array",
+                "description": "Items is the list of VirtualClusters.",
+                "items": ref(VIRTUAL_CLUSTER),
+            },
+            "kind": _string(_KIND_DOC),
+            "metadata": ref(LIST_META, "Standard list metadata."),
+        },
+        required=["items"],
+        gvks=[gvk(VIRTUAL_CLUSTERS.list_kind)],
+    ),
+    PKG + "VirtualClusterSpec": _object(
+        "VirtualClusterSpec describes a cluster. Empty fields are omitted.",
+        {
+            "alias": _string("Alias is a display name, from the annotation cluster.core.oam.dev/cluster-alias."),
+            "accepted": _bool(
+                "Accepted is whether the hub accepts the cluster: always for local and Secrets, "
+                "spec.hubAcceptsClient for a ManagedCluster. Omitted when false."
+            ),
+            "endpoint": _string(
+                "Endpoint is the URL of the cluster's kube-apiserver the gateway proxies to, ClusterProxy for a "
+                "cluster reached through OCM's cluster-proxy, or - when the gateway does not proxy to it "
+                "(local, and ManagedClusters without a Secret)."
+            ),
+            "credential-type": _string(
+                "CredentialType is Internal for local, the Secret's credential type (ServiceAccountToken, "
+                "X509Certificate or Dynamic), or ManagedCluster."
             ),
         },
     ),

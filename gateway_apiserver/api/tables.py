@@ -1,55 +1,20 @@
-"""meta.k8s.io Table and PartialObjectMetadata renderings of ClusterGateways (pure functions)."""
+"""meta.k8s.io Table and PartialObjectMetadata renderings of any stored object (pure functions).
+
+What the columns are is each resource's `TablePrinter` (api/printers.py); this module
+assembles rows and Tables around them, encoding straight to bytes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..base.status import bad_request
-from ..registry.model import ClusterGateway, EndpointType, encode
+from ..registry.model import encode
+from ..registry.store import StoredObject
 
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
-
-COLUMN_DEFINITIONS: list[dict[str, Any]] = [
-    {
-        "name": "Name",
-        "type": "string",
-        "format": "name",
-        "priority": 0,
-        "description": "Name must be unique within a namespace. The name of the cluster (its Secret's name).",
-    },
-    {"name": "Provider", "type": "string", "format": "", "priority": 0, "description": "The cluster provider."},
-    {
-        "name": "Credential-Type",
-        "type": "string",
-        "format": "",
-        "priority": 0,
-        "description": "How the gateway authenticates to the cluster.",
-    },
-    {
-        "name": "Endpoint-Type",
-        "type": "string",
-        "format": "",
-        "priority": 0,
-        "description": "How the gateway reaches the cluster: Const or ClusterProxy.",
-    },
-    {
-        "name": "Healthy",
-        "type": "string",
-        "format": "",
-        "priority": 0,
-        "description": 'The last health status written through the health subresource: "true" or "false".',
-    },
-    {
-        "name": "Age",
-        "type": "string",
-        "format": "",
-        "priority": 0,
-        "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    },
-    {"name": "Endpoint", "type": "string", "format": "", "priority": 1, "description": "The cluster's API server address."},
-]
 
 
 def parse_include_object(value: str | None) -> str:
@@ -93,7 +58,7 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def _created_at(timestamp: str | None) -> datetime | None:
+def created_at(timestamp: str | None) -> datetime | None:
     if not timestamp:
         return None
     try:
@@ -105,43 +70,42 @@ def _created_at(timestamp: str | None) -> datetime | None:
 
 def age(timestamp: str | None, now: datetime) -> str:
     """The AGE cell for an RFC 3339 creationTimestamp."""
-    created = _created_at(timestamp)
+    created = created_at(timestamp)
     return "<unknown>" if created is None else human_duration((now - created).total_seconds())
 
 
-def partial_object_metadata(gw: ClusterGateway, version: str = "v1") -> dict[str, Any]:
-    """The PartialObjectMetadata form of one cluster (metadata-only clients, the GC)."""
-    return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}", "metadata": gw.metadata()}
+def partial_object_metadata(obj: StoredObject, version: str = "v1") -> dict[str, Any]:
+    """The PartialObjectMetadata form of one object (metadata-only clients, the GC)."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}", "metadata": obj.metadata()}
 
 
-def _row_parts(gw: ClusterGateway) -> tuple[bytes, bytes, datetime | None, bytes]:
-    """The encoded cells before and after AGE, the creation time, and the metadata object: once per object."""
-    parts: tuple[bytes, bytes, datetime | None, bytes] | None = gw.render_cache.get("table-row")
-    if parts is None:
-        endpoint = gw.address if gw.endpoint_type is EndpointType.CONST else f"https://{gw.name}"
-        head = encode(
-            [gw.name, gw.provider, gw.credential_type.value, gw.endpoint_type.value, "true" if gw.healthy else "false"]
-        )[:-1]
-        tail = encode([endpoint])[1:]
-        parts = (head, tail, _created_at(gw.creation_timestamp), encode(partial_object_metadata(gw)))
-        gw.render_cache["table-row"] = parts
-    return parts
+class TablePrinter(Protocol):
+    """A resource's Table columns: their definitions, and one object's encoded cells."""
+
+    @property
+    def columns_json(self) -> bytes:
+        """The encoded `columnDefinitions` array."""
+
+    def cells(self, obj: Any, now: datetime) -> bytes:
+        """The encoded `cells` array of `obj`'s row; `now` is for age columns."""
 
 
-def row(gw: ClusterGateway, include_object: str, now: datetime) -> bytes:
-    """One encoded Table row: NAME, PROVIDER, CREDENTIAL-TYPE, ENDPOINT-TYPE, HEALTHY, AGE, ENDPOINT."""
-    head, tail, created, metadata = _row_parts(gw)
-    age_cell = "<unknown>" if created is None else human_duration((now - created).total_seconds())
-    out = b'{"cells":' + head + b',"' + age_cell.encode() + b'",' + tail
+def row(obj: StoredObject, printer: TablePrinter, include_object: str, now: datetime) -> bytes:
+    """One encoded Table row, with the object as `includeObject` asks."""
+    out = b'{"cells":' + printer.cells(obj, now)
     if include_object == "Object":
-        out += b',"object":' + gw.json
+        out += b',"object":' + obj.json
     elif include_object == "Metadata":
+        metadata: bytes | None = obj.render_cache.get("partial-metadata")
+        if metadata is None:
+            metadata = obj.render_cache["partial-metadata"] = encode(partial_object_metadata(obj))
         out += b',"object":' + metadata
     return out + b"}"
 
 
 def table(
-    items: Sequence[ClusterGateway],
+    items: Sequence[StoredObject],
+    printer: TablePrinter,
     include_object: str,
     *,
     version: str = "v1",
@@ -160,7 +124,7 @@ def table(
         metadata["continue"] = continue_token
     if remaining is not None:
         metadata["remainingItemCount"] = remaining
-    columns = _COLUMNS_JSON if with_columns else b"null"
+    columns = printer.columns_json if with_columns else b"null"
     return (
         b'{"kind":"Table","apiVersion":"meta.k8s.io/'
         + version.encode()
@@ -169,9 +133,6 @@ def table(
         + b',"columnDefinitions":'
         + columns
         + b',"rows":['
-        + b",".join(row(gw, include_object, when) for gw in items)
+        + b",".join(row(obj, printer, include_object, when) for obj in items)
         + b"]}"
     )
-
-
-_COLUMNS_JSON = encode(COLUMN_DEFINITIONS)

@@ -1,4 +1,4 @@
-"""The watch stream: registry events rendered per client, with selectors, bookmarks and timeouts."""
+"""The watch stream: store events rendered per client, with selectors, bookmarks and timeouts."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..base.status import StatusError
-from ..registry.cache import ChangeEvent, ClusterRegistry
-from ..registry.model import GROUP_VERSION, KIND, ClusterGateway, encode
+from ..registry.model import encode
+from ..registry.store import ChangeEvent, StoredObject, Watcher
 from .listing import ListOptions, parse_resource_version
 from .negotiation import Shape
-from .tables import partial_object_metadata, table
+from .resource_info import GROUP_VERSION
+from .tables import TablePrinter, partial_object_metadata, table
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 TOO_LARGE_WAIT = 3.0  # seconds the kube-apiserver's cache waits to reach a requested resourceVersion
@@ -31,19 +32,29 @@ class WatchSettings:
     min_request_timeout: int = 1800  # as the kube-apiserver: a watch lasts [1x, 2x) of this
 
 
-Renderer = Callable[[ClusterGateway], bytes]
+WATCH_SETTINGS = web.AppKey("watch_settings", WatchSettings)
+Renderer = Callable[[StoredObject], bytes]
+
+
+class WatchedStore(Protocol):
+    """The part of an `ObjectStore` a watch reads."""
+
+    @property
+    def resource_version(self) -> int: ...
+
+    def watch(self, since: int | None) -> Watcher[Any]: ...
 
 
 def _renderer(
-    shape: Shape, include_object: str, table_version: str
+    shape: Shape, include_object: str, table_version: str, kind: str, printer: TablePrinter
 ) -> tuple[Renderer, Callable[[int, dict[str, str] | None], bytes]]:
     """How one object and one bookmark are encoded for this client."""
     if shape is Shape.TABLE:
         first = [True]
 
-        def render_table(gw: ClusterGateway) -> bytes:
+        def render_table(obj: StoredObject) -> bytes:
             # As the kube-apiserver, only the first event carries the column definitions.
-            doc = table([gw], include_object, version=table_version, with_columns=first[0], now=datetime.now(UTC))
+            doc = table([obj], printer, include_object, version=table_version, with_columns=first[0], now=datetime.now(UTC))
             first[0] = False
             return doc
 
@@ -62,8 +73,8 @@ def _renderer(
         return render_table, table_bookmark
     if shape is Shape.PARTIAL_METADATA:
 
-        def render_partial(gw: ClusterGateway) -> bytes:
-            return encode(partial_object_metadata(gw))
+        def render_partial(obj: StoredObject) -> bytes:
+            return encode(partial_object_metadata(obj))
 
         def partial_bookmark(rv: int, annotations: dict[str, str] | None) -> bytes:
             meta: dict[str, Any] = {"resourceVersion": str(rv)}
@@ -73,19 +84,19 @@ def _renderer(
 
         return render_partial, partial_bookmark
 
-    def render_object(gw: ClusterGateway) -> bytes:
-        return gw.json
+    def render_object(obj: StoredObject) -> bytes:
+        return obj.json
 
     def object_bookmark(rv: int, annotations: dict[str, str] | None) -> bytes:
         meta: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
         if annotations:
             meta["annotations"] = annotations
-        return encode({"kind": KIND, "apiVersion": GROUP_VERSION, "metadata": meta})
+        return encode({"kind": kind, "apiVersion": GROUP_VERSION, "metadata": meta})
 
     return render_object, object_bookmark
 
 
-def for_client(event: ChangeEvent, opts: ListOptions) -> tuple[str, ClusterGateway] | None:
+def for_client(event: ChangeEvent[Any], opts: ListOptions) -> tuple[str, StoredObject] | None:
     """What this client sees of a change: selectors applied as the kube-apiserver's cacher does."""
     obj = event.object
     if obj is None:
@@ -107,15 +118,15 @@ def for_client(event: ChangeEvent, opts: ListOptions) -> tuple[str, ClusterGatew
     return None
 
 
-async def wait_for_resource_version(registry: ClusterRegistry, wanted: int) -> None:
+async def wait_for_resource_version(store: WatchedStore, wanted: int) -> None:
     """Wait up to TOO_LARGE_WAIT for the cache to reach `wanted`, then a 504 Timeout Status, as the kube-apiserver."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TOO_LARGE_WAIT
-    while registry.resource_version < wanted:
+    while store.resource_version < wanted:
         if loop.time() >= deadline:
             raise StatusError(
                 504,
-                f"Too large resource version: {wanted}, current: {registry.resource_version}",
+                f"Too large resource version: {wanted}, current: {store.resource_version}",
                 reason="Timeout",
                 details={
                     "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
@@ -131,26 +142,28 @@ def _line(event_type: str, body: bytes) -> bytes:
 
 async def serve_watch(
     request: web.Request,
-    registry: ClusterRegistry,
+    store: WatchedStore,
     opts: ListOptions,
     shape: Shape,
     include_object: str,
     table_version: str,
     settings: WatchSettings,
+    kind: str,
+    printer: TablePrinter,
 ) -> web.StreamResponse:
-    """Stream watch events until timeoutSeconds, a relist of the registry, or the client leaves."""
+    """Stream watch events until timeoutSeconds, a relist of the store, or the client leaves."""
     send_initial = bool(opts.send_initial_events)
     wanted = parse_resource_version({"resourceVersion": opts.resource_version or ""})
     since = None if send_initial else wanted
-    render, render_bookmark = _renderer(shape, include_object, table_version)
+    render, render_bookmark = _renderer(shape, include_object, table_version, kind, printer)
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
     response.enable_chunked_encoding()
     try:
         # A resourceVersion the cache has not reached: wait a little, then say it is too large. (The
         # kube-apiserver does so for watch-lists; a plain watch there waits silently for ever.)
         if wanted is not None:
-            await wait_for_resource_version(registry, wanted)
-        watcher = registry.watch(since)
+            await wait_for_resource_version(store, wanted)
+        watcher = store.watch(since)
     except StatusError as exc:
         # The kube-apiserver answers a watch it cannot start with 200 and one ERROR event.
         await response.prepare(request)
@@ -166,7 +179,7 @@ async def serve_watch(
             if seen is not None:
                 chunk += _line(seen[0], render(seen[1]))
         if send_initial:
-            chunk += _line("BOOKMARK", render_bookmark(registry.resource_version, {INITIAL_EVENTS_END: "true"}))
+            chunk += _line("BOOKMARK", render_bookmark(store.resource_version, {INITIAL_EVENTS_END: "true"}))
         if chunk:
             await response.write(bytes(chunk))
         timeout = opts.timeout_seconds
@@ -191,8 +204,8 @@ async def serve_watch(
                 if seen is not None:
                     out += _line(seen[0], render(seen[1]))
             if opts.allow_bookmarks and time.monotonic() >= next_bookmark and watcher.idle():
-                # Idle: every change up to the registry's RV has been delivered to this client.
-                out += _line("BOOKMARK", render_bookmark(registry.resource_version, None))
+                # Idle: every change up to the store's RV has been delivered to this client.
+                out += _line("BOOKMARK", render_bookmark(store.resource_version, None))
                 next_bookmark = time.monotonic() + settings.bookmark_interval
             if out:
                 await response.write(bytes(out))

@@ -20,7 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..api.resource import PREFIX, REGISTRY
+from ..app_keys import REGISTRY
+from ..base.api_group import API_PREFIX
 from ..base.status import StatusError
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
@@ -33,7 +34,7 @@ from .upstream_errors import UPSTREAM_ERRORS, describe_failure
 
 log = logging.getLogger(__name__)
 
-PROXY_PATH = f"{PREFIX}/clustergateways/{{name}}/proxy"
+PROXY_PATH = f"{API_PREFIX}/clustergateways/{{name}}/proxy"
 _PREFIX_SEGMENTS = PROXY_PATH.count("/")  # apis, group, version, clustergateways, {name}, proxy
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -289,7 +289,7 @@ class TransportPool:
         self.built += 1
         return transport
 
-    def on_change(self, event: ChangeEvent) -> None:
+    def on_change(self, event: ChangeEvent[ClusterGateway]) -> None:
         """Registry listener: retire a cluster's transport when it is deleted or its facts change."""
         cluster = event.object or event.previous
         if cluster is None or event.type == "BOOKMARK":

@@ -1,119 +1,35 @@
-"""ClusterRegistry: the in-memory cache of ClusterGateways, with watch history and fan-out.
+"""ClusterRegistry: the ClusterGateways converted from the cluster Secrets, in an `ObjectStore`.
 
 Sources (the hosting-cluster informer, standalone files) feed it through the `SecretSink`
-calls; API handlers read snapshots and register watchers. Everything runs on one event
-loop and every mutation is synchronous, so a watcher's initial events and its live
-registration are taken atomically.
+calls; API handlers read snapshots and register watchers through the store. Secrets that
+cannot be converted are kept aside, so a GET can say what is wrong with them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Sequence
 
-from ..base.status import expired, initializing, not_found
+from ..base.status import initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType
+from .store import ChangeEvent, ObjectStore, Snapshot, Watcher
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 Entry = ClusterGateway | InvalidSecret
 
-
-@dataclass(frozen=True, slots=True)
-class ChangeEvent:
-    """A change of the visible set. `previous` lets each watcher apply its own selector."""
-
-    type: EventType
-    resource_version: int
-    object: ClusterGateway | None
-    previous: ClusterGateway | None = None
+__all__ = ["ChangeEvent", "ClusterRegistry", "Entry", "Snapshot", "Watcher"]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The visible clusters at one resourceVersion, sorted by name."""
-
-    resource_version: int
-    items: tuple[ClusterGateway, ...]
-
-
-class Watcher:
-    """One client watch: a bounded queue of events. Overflow or relist terminates it."""
-
-    def __init__(self, registry: ClusterRegistry, initial: Iterable[ChangeEvent], queue_size: int) -> None:
-        self._registry = registry
-        self._pending: deque[ChangeEvent] = deque(initial)
-        self._queue_size = queue_size
-        self._wakeup = asyncio.Event()
-        self.terminated = False
-        if self._pending:
-            self._wakeup.set()
-
-    def offer(self, event: ChangeEvent) -> None:
-        """Called by the registry; never blocks. A client too slow to keep up is cut off."""
-        if self.terminated:
-            return
-        if len(self._pending) >= self._queue_size:
-            log.warning("watcher fell %d events behind; terminating it so the client re-watches", len(self._pending))
-            self.terminate()
-            return
-        self._pending.append(event)
-        self._wakeup.set()
-
-    def terminate(self) -> None:
-        """End this watch after what is already queued; the client resumes or relists."""
-        self.terminated = True
-        self._registry._unregister(self)
-        self._wakeup.set()
-
-    def drain(self) -> list[ChangeEvent]:
-        """Take every queued event."""
-        events = list(self._pending)
-        self._pending.clear()
-        self._wakeup.clear()
-        return events
-
-    def idle(self) -> bool:
-        """True when nothing is queued: every change up to the registry's RV was delivered."""
-        return not self._pending
-
-    async def wait(self, timeout: float | None) -> None:
-        """Wait until an event is queued or the watch is terminated, or until `timeout`."""
-        if self._pending or self.terminated:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wakeup.wait()
-        except TimeoutError:
-            pass
-
-    def close(self) -> None:
-        """Unregister (idempotent)."""
-        self._registry._unregister(self)
-
-
-class ClusterRegistry:
+class ClusterRegistry(ObjectStore[ClusterGateway]):
     """The cache of clusters, implementing `SecretSink` for the sources."""
 
     def __init__(self, namespace: str, *, history_size: int = 1000, watcher_queue_size: int = 1000) -> None:
+        super().__init__(history_size=history_size, watcher_queue_size=watcher_queue_size)
         self.namespace = namespace
-        self._entries: dict[str, Entry] = {}
-        self._rv = 0
-        self._history: deque[ChangeEvent] = deque(maxlen=history_size)
-        self._floor = 0  # every event with RV > floor is in _history
-        self._watchers: set[Watcher] = set()
-        self._watcher_queue_size = watcher_queue_size
-        self._sorted: tuple[ClusterGateway, ...] | None = None
-        self._paged: OrderedDict[int, Snapshot] = OrderedDict()
-        self._listeners: list[Callable[[ChangeEvent], None]] = []
-        self.synced = asyncio.Event()
+        self._invalid: dict[str, InvalidSecret] = {}
 
     # --- SecretSink -------------------------------------------------------------------------
 
@@ -125,25 +41,13 @@ class ClusterRegistry:
             if not _name(secret):
                 log.warning("ignoring a Secret without metadata.name in the listing")
                 continue
-            entry = self._convert(secret, self._entries.get(_name(secret)))
+            entry = self._convert(secret, self._entry(_name(secret)))
             new_entries[entry.name] = entry
-        events = list(self._diff(self._entries, new_entries, rv))
-        self._entries = new_entries
-        self._rv = max(self._rv, rv)
-        if not self.synced.is_set():
-            self._floor = self._rv
-            self.synced.set()
-        elif events:
-            # Events between the old RV and this listing are lost: clients must resume past
-            # it (410 from before), as when the kube-apiserver's watch cache re-lists.
-            self._history.clear()
-            self._floor = self._rv
-            for watcher in list(self._watchers):
-                watcher.terminate()
-        self._sorted = None
-        for event in events:
-            self._notify_listeners(event)
-        log.info("cluster registry synced: %d clusters at resourceVersion %d", len(self.snapshot().items), self._rv)
+        old_entries: dict[str, Entry] = {**self._invalid, **self._objects}
+        events = list(self._diff(old_entries, new_entries, rv))
+        self._invalid = {name: e for name, e in new_entries.items() if isinstance(e, InvalidSecret)}
+        self.reset(events, rv)
+        log.info("cluster registry synced: %d clusters at resourceVersion %d", len(self._objects), self._rv)
 
     def apply(self, event_type: WatchEventType, secret: Secret) -> None:
         """One Secret watch event."""
@@ -152,113 +56,47 @@ class ClusterRegistry:
             log.warning("ignoring a %s event for a Secret without metadata.name", event_type)
             return
         rv = self._parse_rv(str((secret.get("metadata") or {}).get("resourceVersion", "")))
-        old = self._entries.get(name)
-        new: Entry | None
-        if event_type == "DELETED":
-            new = None
-            self._entries.pop(name, None)
-        else:
-            new = self._convert(secret, old)
-            self._entries[name] = new
+        old = self._entry(name)
+        new: Entry | None = None if event_type == "DELETED" else self._convert(secret, old)
+        self._invalid.pop(name, None)
+        if isinstance(new, InvalidSecret):
+            self._invalid[name] = new
         self._rv = max(self._rv, rv)
         event = _transition(old, new, rv, secret if event_type == "DELETED" else None)
         if event is not None:
-            self._publish(event)
+            self.publish(event)
 
     def bookmark(self, resource_version: str) -> None:
         """The source has seen everything up to this RV: advance, and tell watchers."""
-        rv = self._parse_rv(resource_version)
-        self._rv = max(self._rv, rv)
-        for watcher in list(self._watchers):
-            watcher.offer(ChangeEvent("BOOKMARK", self._rv, None))
+        self.advance(self._parse_rv(resource_version))
 
     # --- reads ------------------------------------------------------------------------------
-
-    @property
-    def resource_version(self) -> int:
-        """The RV the cache is current at."""
-        return self._rv
-
-    def snapshot(self) -> Snapshot:
-        """The visible clusters now, sorted by name (cached until the next change)."""
-        if self._sorted is None:
-            visible = (e for e in self._entries.values() if isinstance(e, ClusterGateway))
-            self._sorted = tuple(sorted(visible, key=lambda gw: gw.name))
-        return Snapshot(self._rv, self._sorted)
-
-    def remember(self, snapshot: Snapshot, keep: int = 16) -> None:
-        """Keep a listing so later pages of a paginated list are served from the same state."""
-        self._paged[snapshot.resource_version] = snapshot
-        self._paged.move_to_end(snapshot.resource_version)
-        while len(self._paged) > keep:
-            self._paged.popitem(last=False)
-
-    def snapshot_at(self, resource_version: int) -> Snapshot | None:
-        """The listing remembered at `resource_version`, or the current one if it is at that RV."""
-        if resource_version == self._rv:
-            return self.snapshot()
-        return self._paged.get(resource_version)
 
     def get(self, name: str) -> ClusterGateway:
         """The cluster named `name`; a 404 Status naming the Secret's problem otherwise (429 before the first list)."""
         if not self.synced.is_set():
             raise initializing()
-        entry = self._entries.get(name)
-        if isinstance(entry, ClusterGateway):
-            return entry
-        if isinstance(entry, InvalidSecret):
+        gw = self._objects.get(name)
+        if gw is not None:
+            return gw
+        invalid = self._invalid.get(name)
+        if invalid is not None:
             raise not_found(
                 name,
                 f'clustergateways.cluster.core.oam.dev "{name}" not found: '
-                f"Secret {self.namespace}/{name} cannot be converted: {entry.reason}",
+                f"Secret {self.namespace}/{name} cannot be converted: {invalid.reason}",
             )
         raise not_found(name)
 
-    def watch(self, since: int | None) -> Watcher:
-        """Register a watcher. `since=None` starts with ADDED for every visible cluster.
-
-        Raises a 410 Expired StatusError when `since` is older than the history kept.
-        """
-        initial: list[ChangeEvent]
-        if since is None:
-            initial = [ChangeEvent("ADDED", self._rv, gw) for gw in self.snapshot().items]
-        else:
-            if since < self._floor:
-                raise expired(f"too old resource version: {since} ({self._floor})")
-            initial = [e for e in self._history if e.resource_version > since]
-        watcher = Watcher(self, initial, self._watcher_queue_size)
-        self._watchers.add(watcher)
-        return watcher
-
-    def add_listener(self, listener: Callable[[ChangeEvent], None]) -> None:
-        """Call `listener` on every change (the proxy uses this to rebuild transports)."""
-        self._listeners.append(listener)
-
-    @property
-    def watcher_count(self) -> int:
-        """Open watches (for metrics and leak tests)."""
-        return len(self._watchers)
+    def invalid_reason(self, name: str) -> str | None:
+        """Why the Secret `name` is not a cluster, when it is a labelled Secret that cannot be converted."""
+        invalid = self._invalid.get(name)
+        return None if invalid is None else invalid.reason
 
     # --- internals --------------------------------------------------------------------------
 
-    def _unregister(self, watcher: Watcher) -> None:
-        self._watchers.discard(watcher)
-
-    def _publish(self, event: ChangeEvent) -> None:
-        if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
-            self._floor = self._history[0].resource_version
-        self._history.append(event)
-        self._sorted = None
-        for watcher in list(self._watchers):
-            watcher.offer(event)
-        self._notify_listeners(event)
-
-    def _notify_listeners(self, event: ChangeEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("registry listener failed")
+    def _entry(self, name: str) -> Entry | None:
+        return self._objects.get(name) or self._invalid.get(name)
 
     def _convert(self, secret: Secret, old: Entry | None) -> Entry:
         name = _name(secret)
@@ -271,7 +109,7 @@ class ClusterRegistry:
                 log.warning("skipping Secret %s/%s: %s", self.namespace, name, exc)
             return InvalidSecret(name, rv, str(exc))
 
-    def _diff(self, old: dict[str, Entry], new: dict[str, Entry], rv: int) -> Iterable[ChangeEvent]:
+    def _diff(self, old: dict[str, Entry], new: dict[str, Entry], rv: int) -> Iterable[ChangeEvent[ClusterGateway]]:
         for name in sorted(old.keys() | new.keys()):
             event = _transition(old.get(name), new.get(name), rv, None)
             if event is not None:
@@ -291,7 +129,7 @@ def _name(secret: Secret) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None) -> ChangeEvent | None:
+def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None) -> ChangeEvent[ClusterGateway] | None:
     was = old if isinstance(old, ClusterGateway) else None
     now = new if isinstance(new, ClusterGateway) else None
     if now is not None and was is not None:

@@ -17,12 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from yarl import URL
 
+from ..base.api_group import GROUP_VERSION
 from .model import (
     ANNOTATION_CLUSTER_ALIAS,
     ANNOTATION_HEALTHY,
     ANNOTATION_HEALTHY_REASON,
     ANNOTATION_PROXY_CONFIGURATION,
-    GROUP_VERSION,
     KIND,
     LABEL_CREDENTIAL_TYPE,
     LABEL_ENDPOINT_TYPE,

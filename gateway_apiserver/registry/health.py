@@ -17,7 +17,8 @@ import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_REASON, GROUP_VERSION, KIND
+from ..base.api_group import GROUP_VERSION
+from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_REASON, KIND
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-API_GROUP = "cluster.core.oam.dev"
-API_VERSION = "v1alpha1"
-GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 KIND = "ClusterGateway"
 LIST_KIND = "ClusterGatewayList"
 

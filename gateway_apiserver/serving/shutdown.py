@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..api.resource import PREFIX
+from ..base.api_group import API_PREFIX as PREFIX
 from ..base.query import query_bool
 from ..observability.access_log import ENDED_KEY, SHUTDOWN, mark_ended, sent_response
 from ..proxy.paths import is_long_running as is_long_running_proxy_call

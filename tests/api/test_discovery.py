@@ -66,6 +66,14 @@ EXPECTED_RESOURCE_LIST: dict[str, Any] = {
             "kind": "ClusterGatewayProxyOptions",
             "verbs": ["create", "delete", "get", "patch", "update"],
         },
+        {
+            "name": "virtualclusters",
+            "singularName": "virtualcluster",
+            "namespaced": False,
+            "kind": "VirtualCluster",
+            "verbs": ["get", "list", "watch"],
+            "shortNames": ["vc", "vcluster", "vclusters", "virtual-cluster", "virtual-clusters"],
+        },
     ],
 }
 
@@ -99,7 +107,16 @@ def expected_aggregated(version: str) -> dict[str, Any]:
                                         "verbs": ["create", "delete", "get", "patch", "update"],
                                     },
                                 ],
-                            }
+                            },
+                            {
+                                "resource": "virtualclusters",
+                                "responseKind": {**GVK, "kind": "VirtualCluster"},
+                                "scope": "Cluster",
+                                "singularResource": "virtualcluster",
+                                "verbs": ["get", "list", "watch"],
+                                "shortNames": ["vc", "vcluster", "vclusters", "virtual-cluster", "virtual-clusters"],
+                                "subresources": [],
+                            },
                         ],
                     }
                 ],
@@ -129,7 +146,7 @@ def discovery_app(seen: Seen) -> web.Application:
         return web.json_response({"major": "1", "minor": "32", "gitVersion": "v1.32.0"})
 
     app = web.Application(middlewares=[record])
-    add_discovery_routes(app)
+    add_discovery_routes(app, resource_info.served_resources(health_writable=True))
     app.router.add_get("/version", version)
     return app
 
@@ -237,9 +254,9 @@ async def test_trailing_slash_serves_the_same_document(http: aiohttp.ClientSessi
 
 def test_resource_facts_match_the_served_documents() -> None:
     assert EXPECTED_RESOURCE_LIST["groupVersion"] == resource_info.GROUP_VERSION
-    assert [s.resource for s in resource_info.SUBRESOURCES] == [
-        r["name"] for r in EXPECTED_RESOURCE_LIST["resources"][1:]
-    ]
+    served = resource_info.served_resources(health_writable=True)
+    names = [name for info in served for name in (info.plural, *(f"{info.plural}/{s.name}" for s in info.subresources))]
+    assert names == [r["name"] for r in EXPECTED_RESOURCE_LIST["resources"]]
 
 
 # ---------------------------------------------------------------------------------------------

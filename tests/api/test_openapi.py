@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 
 from gateway_apiserver.api.discovery import add_discovery_routes
 from gateway_apiserver.api.openapi import add_openapi_routes
+from gateway_apiserver.api.resource_info import served_resources
 
 from .conftest import Kubectl, ServeTLS, TLSServer
 
@@ -36,8 +37,9 @@ CREDENTIAL_FIELDS = {"token", "serviceAccountToken", "x509", "certificate", "pri
 async def server(serve_tls: ServeTLS) -> TLSServer:
     # Discovery too: kubectl explain resolves `clustergateway` through it first.
     app = web.Application()
-    add_discovery_routes(app)
-    add_openapi_routes(app)
+    resources = served_resources(health_writable=True)
+    add_discovery_routes(app, resources)
+    add_openapi_routes(app, resources)
     return await serve_tls(app)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -57,6 +58,27 @@ class RunningGateway:
         return aiohttp.ClientSession(base_url=self.url, connector=aiohttp.TCPConnector(ssl=self.ssl_context()), **kwargs)
 
 
+async def run_kubectl(gw: RunningGateway, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """Run the kubectl binary against the gateway without blocking the event loop that serves it."""
+    proc = await start_kubectl(gw, *args)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def start_kubectl(gw: RunningGateway, *args: str) -> asyncio.subprocess.Process:
+    """Start kubectl against the gateway with piped output (for `-w`); the caller kills it."""
+    env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "HOME": str(gw.kubeconfig.parent)}
+    cache = gw.kubeconfig.parent / "kubectl-cache"
+    return await asyncio.create_subprocess_exec(
+        "kubectl",
+        f"--cache-dir={cache}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
 def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str = "unused") -> Path:
     """A kubeconfig for kubectl and the Python clients."""
     config = {
@@ -85,6 +107,7 @@ async def running_gateway(
     try:
         if getattr(source, "sync", True):
             await asyncio.wait_for(server.registry.synced.wait(), 10)
+            await asyncio.wait_for(server.virtual_clusters.synced.wait(), 10)
         assert server.cert is not None
         url = f"https://127.0.0.1:{server.port}"
         kubeconfig = write_kubeconfig(tmp_path / "gateway.kubeconfig", url, server.cert.cert_file)

@@ -30,7 +30,7 @@ def names(registry: ClusterRegistry) -> list[str]:
     return [gw.name for gw in registry.snapshot().items]
 
 
-def kinds(events: list[ChangeEvent]) -> list[tuple[str, str | None, int]]:
+def kinds(events: list[ChangeEvent[Any]]) -> list[tuple[str, str | None, int]]:
     return [(e.type, e.object.name if e.object else None, e.resource_version) for e in events]
 
 
