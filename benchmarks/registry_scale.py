@@ -190,7 +190,8 @@ async def time_list_handler(secrets: list[dict[str, Any]], rounds: int) -> dict[
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
-    from gateway_apiserver.api.resource import REGISTRY, list_or_watch
+    from gateway_apiserver.app import CLUSTER_GATEWAY_RESOURCE
+    from gateway_apiserver.app_keys import REGISTRY
     from gateway_apiserver.registry.cache import ClusterRegistry
 
     registry = ClusterRegistry("vela-system")
@@ -208,7 +209,7 @@ async def time_list_handler(secrets: list[dict[str, Any]], rounds: int) -> dict[
         for _ in range(rounds):
             request = make_mocked_request("GET", LIST + query, headers={"Accept": accept}, app=app)
             start = time.perf_counter()
-            response = await list_or_watch(request)
+            response = await CLUSTER_GATEWAY_RESOURCE.list_or_watch(request)
             times.append((time.perf_counter() - start) * 1000)
             assert isinstance(response, web.Response) and response.status == 200 and response.body, response
         out[name] = summary(times)
