@@ -87,6 +87,21 @@ def _object(
     return schema
 
 
+def _list(kind: str, item: str) -> Schema:
+    """The schema of `<kind>List`, whose items are the definition `item`."""
+    return _object(
+        f"{kind}List is a list of {kind}s.",
+        {
+            "apiVersion": _string(_API_VERSION_DOC),
+            "items": {"type": "array", "description": f"Items is the list of {kind}s.", "items": ref(item)},
+            "kind": _string(_KIND_DOC),
+            "metadata": ref(LIST_META, "Standard list metadata."),
+        },
+        required=["items"],
+        gvks=[gvk(kind + "List")],
+    )
+
+
 def _meta_gvk(kind: str) -> list[dict[str, str]]:
     return [{"group": "", "version": "v1", "kind": kind}]
 
@@ -109,21 +124,7 @@ _CLUSTER_TYPES: dict[str, Schema] = {
         },
         gvks=[gvk(CLUSTER_GATEWAYS.kind)],
     ),
-    CLUSTER_GATEWAY_LIST: _object(
-        "ClusterGatewayList is a list of ClusterGateways.",
-        {
-            "apiVersion": _string(_API_VERSION_DOC),
-            "items": {
-                "type": "array",
-                "description": "Items is the list of ClusterGateways.",
-                "items": ref(CLUSTER_GATEWAY),
-            },
-            "kind": _string(_KIND_DOC),
-            "metadata": ref(LIST_META, "Standard list metadata."),
-        },
-        required=["items"],
-        gvks=[gvk(CLUSTER_GATEWAYS.list_kind)],
-    ),
+    CLUSTER_GATEWAY_LIST: _list(CLUSTER_GATEWAYS.kind, CLUSTER_GATEWAY),
     PKG + "ClusterGatewaySpec": _object(
         "ClusterGatewaySpec defines how the gateway reaches and authenticates to a member cluster.",
         {
@@ -216,21 +217,7 @@ _CLUSTER_TYPES: dict[str, Schema] = {
         },
         gvks=[gvk(VIRTUAL_CLUSTERS.kind)],
     ),
-    VIRTUAL_CLUSTER_LIST: _object(
-        "VirtualClusterList is a list of VirtualClusters.",
-        {
-            "apiVersion": _string(_API_VERSION_DOC),
-            "items": {
-                "type": "array",
-                "description": "Items is the list of VirtualClusters.",
-                "items": ref(VIRTUAL_CLUSTER),
-            },
-            "kind": _string(_KIND_DOC),
-            "metadata": ref(LIST_META, "Standard list metadata."),
-        },
-        required=["items"],
-        gvks=[gvk(VIRTUAL_CLUSTERS.list_kind)],
-    ),
+    VIRTUAL_CLUSTER_LIST: _list(VIRTUAL_CLUSTERS.kind, VIRTUAL_CLUSTER),
     PKG + "VirtualClusterSpec": _object(
         "VirtualClusterSpec describes a cluster. Empty fields are omitted.",
         {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
+from tests.fakes.gateway import ManualSecretSource, RunningGateway, get_json, running_gateway
 from tests.fakes.secrets import cluster_secret
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
@@ -28,13 +28,6 @@ SECRETS = [
 async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     async with running_gateway(tmp_path, ManualSecretSource(SECRETS, "10")) as gw:
         yield gw
-
-
-async def get_json(gw: RunningGateway, path: str, status: int = 200, **headers: str) -> Any:
-    async with gw.session() as s, s.get(path, headers=headers) as resp:
-        body = await resp.json(content_type=None)
-        assert resp.status == status, body
-        return body
 
 
 def assert_status(body: dict[str, Any], code: int, reason: str, message: str | None = None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.gateway import ManualSecretSource, RunningGateway, run_kubectl, running_gateway, start_kubectl
+from tests.fakes.gateway import ManualSecretSource, RunningGateway, get_json, run_kubectl, running_gateway, start_kubectl
 from tests.fakes.secrets import cluster_secret
 
 BASE = "/apis/cluster.core.oam.dev/v1alpha1/virtualclusters"
@@ -58,13 +58,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
             [managed_cluster("ocm-east", 11), managed_cluster("beta", 12), managed_cluster("no-config", 13, url=None)], "13"
         )
         yield gw
-
-
-async def get_json(gw: RunningGateway, path: str, status: int = 200, **headers: str) -> Any:
-    async with gw.session() as s, s.get(path, headers=headers) as resp:
-        body = await resp.json(content_type=None)
-        assert resp.status == status, body
-        return body
 
 
 async def test_the_list_has_local_the_valid_secrets_and_the_managed_clusters_no_secret_names(gateway: RunningGateway) -> None:

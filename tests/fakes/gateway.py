@@ -58,6 +58,14 @@ class RunningGateway:
         return aiohttp.ClientSession(base_url=self.url, connector=aiohttp.TCPConnector(ssl=self.ssl_context()), **kwargs)
 
 
+async def get_json(gw: RunningGateway, path: str, status: int = 200, **headers: str) -> Any:
+    """GET `path` from the gateway, assert the status, and return the JSON body."""
+    async with gw.session() as s, s.get(path, headers=headers) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == status, body
+        return body
+
+
 async def run_kubectl(gw: RunningGateway, *args: str, timeout: float = 30) -> tuple[int, str, str]:
     """Run the kubectl binary against the gateway without blocking the event loop that serves it."""
     proc = await start_kubectl(gw, *args)
