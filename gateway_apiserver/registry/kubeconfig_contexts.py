@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..api.selectors import dns1123_subdomain_errors
+from ..base.validation import dns1123_subdomain_errors
 from .file_parsing import Stamp, Unreadable, Unusable, YamlLoader, b64, file_stamp, yaml_error
 from .model import LABEL_CREDENTIAL_TYPE, CredentialType
 from .source import Secret

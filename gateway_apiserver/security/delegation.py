@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from kubernetes_asyncio.client import Configuration
 
-from ..api.probes import Check
 from ..config import Config, ConfigError
 from .access_review import HostingAccessReview
 from .authentication import Authenticator, StandaloneAuthenticator
 from .authorization import AlwaysAllow, Authorizer, SubjectAccessReviewer
 from .requestheader import AuthenticationConfigWatcher, RequestHeaderConfig, RequestHeaderConfigError, RequestHeaderFlags
 from .tls import TLSServing
+
+Check = Callable[[], str | None]  # a readiness check, as /readyz runs it: None when ready, else why not
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,10 @@ from gateway_apiserver.api.selectors import (
     Operator,
     Requirement,
     SelectorError,
-    dns1123_subdomain_errors,
-    label_key_errors,
-    label_value_errors,
     parse_field_selector,
     parse_label_selector,
 )
+from gateway_apiserver.base.validation import dns1123_subdomain_errors, label_key_errors, label_value_errors
 
 NAME = frozenset({"metadata.name"})
 KEY_HELP = (
