@@ -17,6 +17,7 @@ from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.secrets import cluster_secret
 
 BASE = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
+VCS = "/apis/cluster.core.oam.dev/v1alpha1/virtualclusters"
 INITIALIZING = {
     "kind": "Status",
     "apiVersion": "v1",
@@ -38,6 +39,10 @@ INITIALIZING = {
         f"{BASE}/a/health",
         "/apis/cluster.core.oam.dev/v1alpha1/watch/clustergateways",
         f"{BASE}/a/proxy/api/v1/namespaces",
+        VCS,
+        f"{VCS}?watch=1",
+        f"{VCS}/a",
+        f"{VCS}/local",
     ],
 )
 async def test_every_read_answers_429_with_retry_after_until_the_first_list(tmp_path: Path, path: str) -> None:
@@ -46,9 +51,11 @@ async def test_every_read_answers_429_with_retry_after_until_the_first_list(tmp_
         async with s.get(path) as resp:
             assert (resp.status, resp.headers["Retry-After"], await resp.json()) == (429, "1", INITIALIZING)
         gw.registry.replace([cluster_secret("a")], "3")
-        async with s.get(f"{BASE}/a") as resp:
-            assert resp.status == 200
-            assert (await resp.json())["metadata"]["name"] == "a"
+        await asyncio.wait_for(gw.server.virtual_clusters.synced.wait(), 5)
+        for read in (f"{BASE}/a", f"{VCS}/a"):
+            async with s.get(read) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["metadata"]["name"] == "a"
 
 
 async def test_kubectl_waits_for_the_first_list_instead_of_seeing_no_clusters(tmp_path: Path) -> None:
