@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from .security.pki import covers, issue_serving_cert, new_ca
@@ -112,15 +113,27 @@ def problems(out: Path, host: str, min_days_left: float = 1.0) -> list[str]:
         found.append(f"{out / CERT_FILE} does not name {host}")
     if leaf.not_valid_after_utc - dt.datetime.now(dt.UTC) < dt.timedelta(days=min_days_left):
         found.append(f"{out / CERT_FILE} expires {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
-    if not any(_signed_by(leaf, issuer) for issuer in cas + chain[1:]):
+    if not _chains_to(leaf, chain[1:], cas):
         found.append(f"{out / CERT_FILE} was not signed by a certificate in {out / CA_FILE}")
     return found
+
+
+def _chains_to(cert: x509.Certificate, intermediates: list[x509.Certificate], cas: list[x509.Certificate]) -> bool:
+    """Whether `cert` was signed by one of `cas`, directly or through the intermediates that follow it in tls.crt."""
+    for _ in range(len(intermediates) + 1):
+        if any(_signed_by(cert, ca) for ca in cas):
+            return True
+        issuer = next((i for i in intermediates if _signed_by(cert, i)), None)
+        if issuer is None:
+            return False
+        cert = issuer
+    return False
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 

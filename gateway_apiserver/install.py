@@ -126,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--namespace", default=BASE_NAMESPACE, help="namespace of the Deployment, Service and TLS Secret (default: %(default)s)"
     )
-    parser.add_argument(
-        "--secret-namespace", default=None, help="namespace of the cluster Secrets (default: the --namespace)"
-    )
+    parser.add_argument("--secret-namespace", default=None, help="namespace of the cluster Secrets (default: the --namespace)")
     parser.add_argument("--service", default=BASE_SERVICE, help="name of the Service (default: %(default)s)")
     parser.add_argument("--port", type=int, default=BASE_PORT, help="port of the Service (default: %(default)s)")
     parser.add_argument(
