@@ -61,6 +61,15 @@ def test_dev_subcommands_exist() -> None:
             assert f"  {argv[1]})" in dev, f"./dev has no {argv[1]} command"
 
 
+def test_install_commands_parse() -> None:
+    from gateway_apiserver.install import build_parser as install_parser
+
+    installs = [argv[2:] for argv in commands() if argv[:2] == ["./dev", "install"]]
+    assert len(installs) >= 4
+    for argv in installs:
+        install_parser().parse_args(argv)  # exits 2 on an unknown flag or value
+
+
 def test_certs_command_flags_exist() -> None:
     import argparse
 
