@@ -11,7 +11,12 @@ from gateway_apiserver.config import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-BLOCKS = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", README, flags=re.S)
+# Fences pair up line by line, so a ```yaml block's closing fence never opens a shell block.
+BLOCKS = [
+    body
+    for lang, body in re.findall(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```$", README, flags=re.S | re.M)
+    if lang in ("", "sh", "bash", "console")
+]
 
 
 def commands() -> list[list[str]]:
