@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -118,6 +119,40 @@ def ensure_certs(out: Path, target: Target, days: int) -> str | None:
     return None
 
 
+def live_selector(kubectl: str, service: Manifest) -> dict[str, str] | None:
+    """The selector of the Service of that name in the cluster, or None when there is none (or it cannot be read)."""
+    meta = service["metadata"]
+    done = subprocess.run(
+        [kubectl, "-n", meta["namespace"], "get", "service", meta["name"], "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None  # absent; any other failure shows again in `kubectl apply`
+    selector: dict[str, str] = json.loads(done.stdout).get("spec", {}).get("selector") or {}
+    return selector
+
+
+def selector_conflict(service: Manifest, live: dict[str, str] | None) -> str | None:
+    """Why applying `service` over the live one would leave it matching none of our pods, or None (pure).
+
+    `kubectl apply` merges label selectors: the live Service's other keys (cluster-gateway's) would stay.
+    """
+    ours: dict[str, str] = service["spec"]["selector"]
+    if live is None or live == ours:
+        return None
+    meta = service["metadata"]
+    patch = json.dumps([{"op": "replace", "path": "/spec/selector", "value": ours}], separators=(",", ":"))
+    return (
+        f"Service {meta['namespace']}/{meta['name']} exists with the selector {json.dumps(live, sort_keys=True)}: "
+        "kubectl apply would merge ours into it and match none of our pods. Once our Deployment is ready, "
+        f"replace it: kubectl -n {meta['namespace']} patch service {meta['name']} --type json -p '{patch}' "
+        "(README: Replacing cluster-gateway)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The install command line."""
     parser = argparse.ArgumentParser(
@@ -166,6 +201,11 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     if args.dry_run:
         sys.stdout.write(text)
         return 0
+    for service in (m for m in manifests if m["kind"] == "Service"):
+        refusal = selector_conflict(service, live_selector(args.kubectl, service))
+        if refusal:
+            print(f"install: error: {refusal}", file=sys.stderr)
+            return 2
     applied = subprocess.run([args.kubectl, "apply", "-f", "-"], input=text, text=True, check=False)
     if applied.returncode == 0 and "APIService" not in args.without:
         print(f"install: now watch `kubectl get apiservice {APISERVICE}` until AVAILABLE is True", file=sys.stderr)

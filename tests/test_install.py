@@ -8,6 +8,7 @@ stand-in that records its input.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import yaml
 from cryptography import x509
 
 from gateway_apiserver.config import build_parser
-from gateway_apiserver.install import Target, retarget
+from gateway_apiserver.install import Target, retarget, selector_conflict
 
 REPO = Path(__file__).resolve().parent.parent
 APISERVICE = ("APIService", "v1alpha1.cluster.core.oam.dev")
@@ -228,29 +229,86 @@ def test_without_leaves_out_service_and_apiservice_for_running_beside_cluster_ga
     assert "./dev install: error: argument --without: invalid choice: 'Deployment'" in bad.stderr
 
 
-def test_install_pipes_the_rendered_manifests_to_kubectl_apply(fresh: Path, tmp_path: Path) -> None:
-    recorded = tmp_path / "applied.yaml"
-    stand_in = tmp_path / "kubectl"
-    # kustomize runs the real kubectl (offline); apply is recorded instead of reaching a cluster.
-    stand_in.write_text(
-        f'#!/bin/sh\nif [ "$1" = apply ]; then echo "$@" > {recorded}.args; cat > {recorded}; exit 0; fi\n'
+def stand_in(tmp: Path, apply_status: int = 0, live_service: dict[str, Any] | None = None) -> Path:
+    """A kubectl that renders with the real one (offline), records `apply`, and answers `get service` itself.
+
+    `get service` prints `live_service`, or the kube-apiserver's NotFound when there is none.
+    """
+    (tmp / "live-service.json").write_text(json.dumps(live_service) if live_service else "")
+    script = tmp / "kubectl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$*\" >> {tmp}/calls\n"
+        'case "$*" in\n'
+        f"  apply*) cat > {tmp}/applied.yaml; [ {apply_status} = 0 ] || echo 'no cluster' >&2; exit {apply_status} ;;\n"
+        f"  *' get service '*) [ -s {tmp}/live-service.json ] && exec cat {tmp}/live-service.json\n"
+        '    echo "Error from server (NotFound): services \\"$5\\" not found" >&2; exit 1 ;;\n'
+        "esac\n"
         f'exec {shutil.which("kubectl")} "$@"\n'
     )
-    stand_in.chmod(0o755)
-    done = run(fresh, "./dev", "install", "--kubectl", str(stand_in))
+    script.chmod(0o755)
+    return script
+
+
+def test_install_pipes_the_rendered_manifests_to_kubectl_apply(fresh: Path, tmp_path: Path) -> None:
+    done = run(fresh, "./dev", "install", "--kubectl", str(stand_in(tmp_path)))
     assert done.returncode == 0, done.stderr
     assert "now watch `kubectl get apiservice v1alpha1.cluster.core.oam.dev` until AVAILABLE is True" in done.stderr
-    assert Path(f"{recorded}.args").read_text() == "apply -f -\n"
-    assert recorded.read_text() == run(fresh, "./dev", "install", "--dry-run").stdout
+    assert (tmp_path / "calls").read_text().splitlines()[-2:] == [
+        "-n vela-system get service gateway-apiserver -o json",
+        "apply -f -",
+    ]
+    assert (tmp_path / "applied.yaml").read_text() == run(fresh, "./dev", "install", "--dry-run").stdout
 
 
 def test_a_failing_apply_is_the_exit_status(fresh: Path, tmp_path: Path) -> None:
-    stand_in = tmp_path / "kubectl"
-    refusing = 'if [ "$1" = apply ]; then cat >/dev/null; echo "no cluster" >&2; exit 1; fi'
-    stand_in.write_text(f'#!/bin/sh\n{refusing}\nexec {shutil.which("kubectl")} "$@"\n')
-    stand_in.chmod(0o755)
-    done = run(fresh, "./dev", "install", "--kubectl", str(stand_in))
+    done = run(fresh, "./dev", "install", "--kubectl", str(stand_in(tmp_path, apply_status=1)))
     assert (done.returncode, done.stderr.splitlines()[-1]) == (1, "no cluster")
+
+
+KUBEVELA_SELECTOR = {
+    "app.kubernetes.io/name": "vela-core-cluster-gateway",
+    "app.kubernetes.io/instance": "kubevela-cluster-gateway",
+}
+
+
+def test_a_live_service_with_another_selector_is_refused_before_anything_is_applied(fresh: Path, tmp_path: Path) -> None:
+    """kubectl apply would merge the selectors: cluster-gateway's instance key would stay and match none of our pods."""
+    live = {"kind": "Service", "spec": {"selector": KUBEVELA_SELECTOR}}
+    kubectl = stand_in(tmp_path, live_service=live)
+    done = run(
+        fresh, "./dev", "install", "--kubectl", str(kubectl), "--service", "kubevela-cluster-gateway-service", "--port", "9443"
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "install: error: Service vela-system/kubevela-cluster-gateway-service exists with the selector "
+        '{"app.kubernetes.io/instance": "kubevela-cluster-gateway", "app.kubernetes.io/name": "vela-core-cluster-gateway"}: '
+        "kubectl apply would merge ours into it and match none of our pods. Once our Deployment is ready, replace it: "
+        "kubectl -n vela-system patch service kubevela-cluster-gateway-service --type json -p "
+        """'[{"op":"replace","path":"/spec/selector","value":{"app.kubernetes.io/name":"gateway-apiserver"}}]' """
+        "(README: Replacing cluster-gateway)"
+    )
+    assert not (tmp_path / "applied.yaml").exists()
+    # The README's own switch command is the one the message gives.
+    assert (
+        done.stderr.splitlines()[-1].split("replace it: ")[1].removesuffix(" (README: Replacing cluster-gateway)")
+        in (REPO / "README.md").read_text()
+    )
+
+
+def test_a_live_service_already_switched_to_our_pods_is_applied(fresh: Path, tmp_path: Path) -> None:
+    live = {"kind": "Service", "spec": {"selector": {"app.kubernetes.io/name": "gateway-apiserver"}}}
+    done = run(fresh, "./dev", "install", "--kubectl", str(stand_in(tmp_path, live_service=live)))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "applied.yaml").read_text().startswith("apiVersion: v1\nkind: Namespace\n")
+
+
+def test_selector_conflict_only_for_a_live_selector_that_differs() -> None:
+    service = {"metadata": {"name": "s", "namespace": "n"}, "spec": {"selector": {"app": "ours"}}}
+    assert selector_conflict(service, None) is None
+    assert selector_conflict(service, {"app": "ours"}) is None
+    assert selector_conflict(service, {}) is not None  # a Service without a selector would merge to ours alone, but say it
+    assert selector_conflict(service, {"app": "ours", "extra": "x"}) is not None
 
 
 def test_outside_the_repository_the_install_says_where_to_run_it(tmp_path: Path) -> None:
