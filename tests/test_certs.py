@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shlex
 import shutil
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,24 @@ def test_your_own_ca_bundle_is_accepted_but_a_signer_only_in_tls_crt_is_not(tmp_
     (tmp_path / "ca.crt").write_bytes(other.cert_pem)
     (tmp_path / "tls.crt").write_bytes(leaf.cert_pem + yours.cert_pem)
     assert problems(tmp_path, HOST) == [f"{tmp_path}/tls.crt was not signed by a certificate in {tmp_path}/ca.crt"]
+
+
+CERTS_README = (Path(__file__).resolve().parent.parent / "certs" / "README.md").read_text()
+
+
+def test_the_certs_readme_command_writes_the_files_it_describes(tmp_path: Path) -> None:
+    [command] = [line for line in CERTS_README.splitlines() if line.startswith("python -m gateway_apiserver.certs")]
+    argv = shlex.split(command)[3:]
+    assert generate_certs([*argv, "--out", str(tmp_path)]) == 0
+    for name in ("ca.crt", "tls.crt", "tls.key"):
+        assert (tmp_path / name).is_file()
+        assert f"`out/{name}`" in CERTS_README
+
+
+def test_the_certs_readme_describes_every_committed_file() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    tracked = subprocess.run(["git", "ls-files", "certs"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    for path in tracked:
+        relative = path.removeprefix("certs/")
+        if relative != "README.md":
+            assert f"`{relative}`" in CERTS_README or f"`{relative.split('/')[0]}/`" in CERTS_README, path

@@ -123,3 +123,33 @@ def test_the_rbac_kustomize_applies_is_deploy_rbac_yaml_as_written(rendered: dic
     # The fake hosting kube-apiserver enforces deploy/rbac.yaml as written; kustomize must not change it.
     written = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()) if d]
     assert [rendered[(d["kind"], d["metadata"]["name"])] for d in written] == written
+
+
+def test_the_cert_manager_component_replaces_certs_out(tmp_path: Path) -> None:
+    """certs/README.md: swap the component and cert-manager issues the Secret and injects the caBundle."""
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    shutil.copytree(REPO / "certs", tmp_path / "certs", ignore=shutil.ignore_patterns("out"))
+    kustomization = tmp_path / "deploy" / "kustomization.yaml"
+    lines = kustomization.read_text().splitlines()
+    [component] = [i for i, line in enumerate(lines) if line.strip().startswith("- ../certs")]
+    lines[component] = "  - ../certs/cert-manager"
+    kustomization.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, timeout=60, check=True
+    )
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
+    assert ("Secret", "gateway-apiserver-tls") not in docs  # cert-manager writes it
+    certificate = docs[("Certificate", "gateway-apiserver-tls")]
+    volumes = docs[("Deployment", "gateway-apiserver")]["spec"]["template"]["spec"]["volumes"]
+    assert certificate["spec"]["secretName"] == next(v for v in volumes if v["name"] == "tls")["secret"]["secretName"]
+    service = docs[("Service", "gateway-apiserver")]["metadata"]
+    assert f"{service['name']}.{service['namespace']}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "gateway-apiserver-ca"}
+    assert (
+        docs[("Issuer", "gateway-apiserver-ca")]["spec"]["ca"]["secretName"]
+        == docs[("Certificate", "gateway-apiserver-ca")]["spec"]["secretName"]
+    )
+    api = docs[("APIService", "v1alpha1.cluster.core.oam.dev")]
+    namespace = certificate["metadata"]["namespace"]
+    assert api["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{namespace}/gateway-apiserver-tls"}
+    assert "caBundle" not in api["spec"] and api["spec"]["insecureSkipTLSVerify"] is False
