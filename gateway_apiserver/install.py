@@ -50,13 +50,15 @@ def retarget(docs: Iterable[Manifest], target: Target) -> list[Manifest]:
     leave the APIService's service reference and the gateway's `--secret-namespace` behind.
     """
     out: list[Manifest] = []
-    for namespace in dict.fromkeys([target.namespace, target.secret_namespace]):
-        out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     for original in docs:
         doc = copy.deepcopy(original)
         kind, meta = doc["kind"], doc["metadata"]
-        if kind == "Namespace":
-            continue  # replaced by the target's namespaces above
+        if kind == "Namespace" and meta["name"] == BASE_NAMESPACE:
+            for name in dict.fromkeys([target.namespace, target.secret_namespace]):
+                namespace = copy.deepcopy(doc)
+                namespace["metadata"]["name"] = name
+                out.append(namespace)
+            continue
         if meta.get("namespace") == BASE_NAMESPACE:
             # Roles and their bindings in the base namespace exist to read the cluster Secrets.
             meta["namespace"] = target.secret_namespace if kind in ("Role", "RoleBinding") else target.namespace
