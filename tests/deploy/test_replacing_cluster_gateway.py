@@ -190,6 +190,7 @@ def test_switch_in_one_update_and_roll_back_exactly(tmp_path: Path, ours: dict[s
     cluster.kubectl_apply(ours)  # step 2
     spec = cluster.live["spec"]
     assert spec["service"] == {"name": "gateway-apiserver", "namespace": "vela-system", "port": 443}
+    # False, not left true: the kube-apiserver refuses insecureSkipTLSVerify with a caBundle.
     assert (spec["caBundle"], spec["insecureSkipTLSVerify"]) == (ours["spec"]["caBundle"], False)
     assert spec["service"]["namespace"] == "vela-system"  # where KubeVela will look for the cluster Secrets
     if "ownerReferences" in reference["metadata"]:
