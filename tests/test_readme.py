@@ -11,7 +11,12 @@ from gateway_apiserver.config import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-BLOCKS = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", README, flags=re.S)
+# Fences pair up line by line, so a ```yaml block's closing fence never opens a shell block.
+BLOCKS = [
+    body
+    for lang, body in re.findall(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```$", README, flags=re.S | re.M)
+    if lang in ("", "sh", "bash", "console")
+]
 
 
 def commands() -> list[list[str]]:
@@ -59,6 +64,15 @@ def test_dev_subcommands_exist() -> None:
     for argv in commands():
         if argv[:1] == ["./dev"]:
             assert f"  {argv[1]})" in dev, f"./dev has no {argv[1]} command"
+
+
+def test_install_commands_parse() -> None:
+    from gateway_apiserver.install import build_parser as install_parser
+
+    installs = [argv[2:] for argv in commands() if argv[:2] == ["./dev", "install"]]
+    assert len(installs) >= 4
+    for argv in installs:
+        install_parser().parse_args(argv)  # exits 2 on an unknown flag or value
 
 
 def test_certs_command_flags_exist() -> None:

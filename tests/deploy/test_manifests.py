@@ -1,11 +1,9 @@
-"""deploy/ renders with kustomize after the certificate generator, and its pieces agree with each other."""
+"""deploy/ renders with kustomize once certs/out/ holds the certificate material, and its pieces agree with each other."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import shutil
-import ssl
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,10 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def rendered() -> dict[tuple[str, str], dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
-        deploy = Path(tmp) / "deploy"
-        shutil.copytree(REPO / "deploy", deploy, ignore=shutil.ignore_patterns("generated"))
-        assert generate_certs(["--out", str(deploy / "generated")]) == 0
-        out = subprocess.run(["kubectl", "kustomize", str(deploy)], check=True, capture_output=True, text=True, timeout=60).stdout
+        shutil.copytree(REPO / "deploy", Path(tmp) / "deploy")
+        shutil.copytree(REPO / "certs", Path(tmp) / "certs", ignore=shutil.ignore_patterns("out"))
+        assert generate_certs(["--out", str(Path(tmp) / "certs" / "out")]) == 0
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(Path(tmp) / "deploy")], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
@@ -49,8 +49,9 @@ def test_apiservice_points_at_the_service_with_a_real_ca_bundle(rendered: dict[t
     service = rendered[("Service", "gateway-apiserver")]
     assert (api["group"], api["version"]) == ("cluster.core.oam.dev", "v1alpha1")
     assert api["service"] == {"name": service["metadata"]["name"], "namespace": service["metadata"]["namespace"], "port": 443}
-    assert "insecureSkipTLSVerify" not in api
+    assert api["insecureSkipTLSVerify"] is False  # explicit, so applying over cluster-gateway's `true` turns it off
     secret = rendered[("Secret", "gateway-apiserver-tls")]
+    assert (secret["type"], secret["metadata"]["namespace"]) == ("kubernetes.io/tls", "vela-system")
     assert base64.b64decode(api["caBundle"]) == base64.b64decode(secret["data"]["ca.crt"])
     ca = x509.load_pem_x509_certificate(base64.b64decode(api["caBundle"]))
     serving = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
@@ -105,36 +106,50 @@ def test_the_pod_is_given_time_for_a_graceful_shutdown(rendered: dict[tuple[str,
     assert pod["terminationGracePeriodSeconds"] > config.shutdown_delay_duration + config.shutdown_grace_period
 
 
-async def test_the_generated_certificate_verifies_for_the_service_name(tmp_path: Path) -> None:
-    assert generate_certs(["--out", str(tmp_path), "--namespace", "team-a", "--service", "gw", "--days", "30"]) == 0
-    secret = yaml.safe_load((tmp_path / "serving-cert.yaml").read_text())
-    assert (tmp_path / "serving-cert.yaml").stat().st_mode & 0o077 == 0  # holds a private key
-    assert secret["metadata"]["namespace"] == "team-a"
-    for key in ("tls.crt", "tls.key", "ca.crt"):
-        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-        for name in ("gw.team-a.svc", "gw.team-a.svc.cluster.local"):
-            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=name)
-            writer.close()
-        with pytest.raises(ssl.SSLCertVerificationError):
-            await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="gw.other.svc")
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def test_generated_keys_are_never_committed() -> None:
-    assert "deploy/generated/" in (REPO / ".gitignore").read_text().splitlines()
-    tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True, text=True, check=False).stdout
-    assert "generated/" not in tracked
+def test_certificate_keys_are_never_committed() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "certs/out/tls.key", "certs/out/ca.crt", "deploy/server.key"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert ignored == ["certs/out/tls.key", "certs/out/ca.crt", "deploy/server.key"]
+    tracked = subprocess.run(["git", "ls-files", "certs", "deploy"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "certs/out/" not in tracked and ".key" not in tracked
 
 
 def test_the_rbac_kustomize_applies_is_deploy_rbac_yaml_as_written(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
     # The fake hosting kube-apiserver enforces deploy/rbac.yaml as written; kustomize must not change it.
     written = [d for d in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()) if d]
     assert [rendered[(d["kind"], d["metadata"]["name"])] for d in written] == written
+
+
+def test_the_cert_manager_component_replaces_certs_out(tmp_path: Path) -> None:
+    """certs/README.md: swap the component and cert-manager issues the Secret and injects the caBundle."""
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    shutil.copytree(REPO / "certs", tmp_path / "certs", ignore=shutil.ignore_patterns("out"))
+    kustomization = tmp_path / "deploy" / "kustomization.yaml"
+    lines = kustomization.read_text().splitlines()
+    [component] = [i for i, line in enumerate(lines) if line.strip().startswith("- ../certs")]
+    lines[component] = "  - ../certs/cert-manager"
+    kustomization.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "deploy")], capture_output=True, text=True, timeout=60, check=True
+    )
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
+    assert ("Secret", "gateway-apiserver-tls") not in docs  # cert-manager writes it
+    certificate = docs[("Certificate", "gateway-apiserver-tls")]
+    volumes = docs[("Deployment", "gateway-apiserver")]["spec"]["template"]["spec"]["volumes"]
+    assert certificate["spec"]["secretName"] == next(v for v in volumes if v["name"] == "tls")["secret"]["secretName"]
+    service = docs[("Service", "gateway-apiserver")]["metadata"]
+    assert f"{service['name']}.{service['namespace']}.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "gateway-apiserver-ca"}
+    assert (
+        docs[("Issuer", "gateway-apiserver-ca")]["spec"]["ca"]["secretName"]
+        == docs[("Certificate", "gateway-apiserver-ca")]["spec"]["secretName"]
+    )
+    api = docs[("APIService", "v1alpha1.cluster.core.oam.dev")]
+    namespace = certificate["metadata"]["namespace"]
+    assert api["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{namespace}/gateway-apiserver-tls"}
+    assert "caBundle" not in api["spec"] and api["spec"]["insecureSkipTLSVerify"] is False
