@@ -9,6 +9,7 @@ registration are taken atomically.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Literal
 
 from ..api.status import expired, initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
+from .managed_clusters import ManagedClusterCache, ManagedClusterChange
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType
 
@@ -114,6 +116,8 @@ class ClusterRegistry:
         self._paged: OrderedDict[int, Snapshot] = OrderedDict()
         self._listeners: list[Callable[[ChangeEvent], None]] = []
         self.synced = asyncio.Event()
+        self._secrets: dict[str, Secret] = {}  # as last delivered, to convert again when a ManagedCluster changes
+        self._managed_clusters: ManagedClusterCache | None = None
 
     # --- SecretSink -------------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class ClusterRegistry:
             new_entries[entry.name] = entry
         events = list(self._diff(self._entries, new_entries, rv))
         self._entries = new_entries
+        self._secrets = {_name(secret): secret for secret in secrets if _name(secret)}
         self._rv = max(self._rv, rv)
         if not self.synced.is_set():
             self._floor = self._rv
@@ -157,9 +162,11 @@ class ClusterRegistry:
         if event_type == "DELETED":
             new = None
             self._entries.pop(name, None)
+            self._secrets.pop(name, None)
         else:
             new = self._convert(secret, old)
             self._entries[name] = new
+            self._secrets[name] = secret
         self._rv = max(self._rv, rv)
         event = _transition(old, new, rv, secret if event_type == "DELETED" else None)
         if event is not None:
@@ -171,6 +178,35 @@ class ClusterRegistry:
         self._rv = max(self._rv, rv)
         for watcher in list(self._watchers):
             watcher.offer(ChangeEvent("BOOKMARK", self._rv, None))
+
+    # --- OCM ManagedClusters (--ocm-integration) -----------------------------------------------
+
+    def use_managed_clusters(self, managed_clusters: ManagedClusterCache) -> None:
+        """Take each cluster's endpoint and CA from the ManagedCluster of its name, following its changes."""
+        self._managed_clusters = managed_clusters
+        managed_clusters.add_listener(self._on_managed_cluster)
+
+    def _on_managed_cluster(self, change: ManagedClusterChange) -> None:
+        self.reconvert(change.name, change.resource_version)
+
+    def reconvert(self, name: str, resource_version: int) -> None:
+        """Convert the Secret `name` again (its ManagedCluster changed at `resource_version`); publish what clients see change."""
+        secret = self._secrets.get(name)
+        if secret is None:
+            return
+        old = self._entries.get(name)
+        new = self._convert(secret, old)
+        if new is old:
+            return  # nothing a client sees changed (e.g. only the ManagedCluster's status)
+        # The change happened at the ManagedCluster's resourceVersion: never before what clients have seen.
+        rv = max(self._rv, resource_version)
+        if isinstance(new, ClusterGateway):
+            new = with_resource_version(new, str(rv))
+        self._entries[name] = new
+        self._rv = rv
+        event = _transition(old, new, rv, None)
+        if event is not None:
+            self._publish(event)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -263,13 +299,24 @@ class ClusterRegistry:
     def _convert(self, secret: Secret, old: Entry | None) -> Entry:
         name = _name(secret)
         rv = str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        managed_cluster = self._managed_clusters.get(name) if self._managed_clusters is not None else None
         try:
-            return secret_to_cluster_gateway(secret)
+            gateway = secret_to_cluster_gateway(secret, managed_cluster)
         except ConversionError as exc:
             # Logged once per Secret version, not per LIST, so the log names each problem once.
             if not (isinstance(old, InvalidSecret) and old.reason == str(exc)):
                 log.warning("skipping Secret %s/%s: %s", self.namespace, name, exc)
+            if isinstance(old, InvalidSecret) and old.reason == str(exc) and old.resource_version == rv:
+                return old
             return InvalidSecret(name, rv, str(exc))
+        # Same Secret, same ManagedCluster facts: keep the object, and the version a ManagedCluster change gave it.
+        if (
+            isinstance(old, ClusterGateway)
+            and dataclasses.replace(gateway, resource_version=old.resource_version) == old
+            and _rv_number(old.resource_version) >= _rv_number(gateway.resource_version)
+        ):
+            return old
+        return gateway
 
     def _diff(self, old: dict[str, Entry], new: dict[str, Entry], rv: int) -> Iterable[ChangeEvent]:
         for name in sorted(old.keys() | new.keys()):
@@ -284,6 +331,13 @@ class ClusterRegistry:
             # Kubernetes RVs are opaque, but every real API server sends etcd revisions.
             log.warning("non-integer resourceVersion %r; keeping %d", value, self._rv)
             return self._rv
+
+
+def _rv_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
 
 
 def _name(secret: Secret) -> str:
