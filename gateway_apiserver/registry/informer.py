@@ -88,6 +88,7 @@ class ListWatch:
     """
 
     what = "objects"  # how logs name the collection
+    name = "informer"  # how logs name the loop
 
     def __init__(
         self,
@@ -145,7 +146,7 @@ class ListWatch:
                     await self._list(collection, sink)
                 await self._watch(collection, sink)
             except Expired as exc:
-                log.info("informer: %s; relisting %s", exc, self.what)
+                log.info("%s: %s; relisting %s", self.name, exc, self.what)
                 self.resource_version = None
                 if self._expired_streak:  # 410 again before any healthy stream: do not hot-loop
                     await self._sleep_backoff("relist")
@@ -154,26 +155,26 @@ class ListWatch:
                 if not isinstance(exc, Inactive):
                     await self._retry(exc)
                     continue
-                log.warning("informer: no watch events for %gs on %s; reconnecting", self.inactivity_timeout, self.what)
+                log.warning("%s: no watch events for %gs on %s; reconnecting", self.name, self.inactivity_timeout, self.what)
             except Unavailable:
                 raise
             except RETRYABLE as exc:
                 await self._retry(exc)
             except Exception:
                 # A bug (e.g. in the sink): the cache may be inconsistent, so start over with a list.
-                log.exception("informer: unexpected error; relisting %s", self.what)
+                log.exception("%s: unexpected error; relisting %s", self.name, self.what)
                 self.resource_version = None
                 await self._sleep_backoff("relist")
 
     async def _retry(self, exc: BaseException) -> None:
-        log.warning("informer: %s: %s", self.what, describe(exc))
+        log.warning("%s: %s: %s", self.name, self.what, describe(exc))
         await self._sleep_backoff("retry")
 
     async def _sleep_backoff(self, what: str) -> None:
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^failures)].
         delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**self._failures))
         self._failures += 1
-        log.debug("informer: %s of %s in %.2fs", what, self.what, delay)
+        log.debug("%s: %s of %s in %.2fs", self.name, what, self.what, delay)
         await asyncio.sleep(delay)
 
     # --- list ---------------------------------------------------------------------------------
@@ -196,14 +197,14 @@ class ListWatch:
             except Expired:
                 if token is None:
                     raise
-                log.info("informer: list continue token expired; restarting the list of %s", self.what)
+                log.info("%s: list continue token expired; restarting the list of %s", self.name, self.what)
                 continue
             if not rv:
                 raise StreamError("list response without metadata.resourceVersion")
             sink.replace(items, rv)
             self.resource_version = rv
             self.lists += 1
-            log.info("informer: listed %d %s at resourceVersion %s", len(items), self.what, rv)
+            log.info("%s: listed %d %s at resourceVersion %s", self.name, len(items), self.what, rv)
             return
         raise StreamError("list continue tokens kept expiring")
 
@@ -281,7 +282,7 @@ class ListWatch:
         if not healthy and loop.time() - started < 1.0:
             raise StreamError("watch closed immediately")
         self._failures = self._expired_streak = 0
-        log.debug("informer: watch of %s ended at resourceVersion %s; re-watching", self.what, self.resource_version)
+        log.debug("%s: watch of %s ended at resourceVersion %s; re-watching", self.name, self.what, self.resource_version)
 
     def _handle_line(self, line: bytes, sink: Sink) -> bool:
         """Deliver one watch event; True if it was a regular event or a bookmark."""
@@ -322,6 +323,7 @@ class SecretInformer(ListWatch):
     ) -> None:
         super().__init__(client, label_selector=label_selector, **timing)
         self.namespace = namespace
+        self.name = "secret informer"
         self.what = f"secrets in {namespace}"
 
     def list_call(self, api_client: Any) -> ListCall:

@@ -35,6 +35,7 @@ class ManagedClusterInformer(ListWatch):
     """List+watch of every ManagedCluster (cluster-scoped); gives up on 403 and 404."""
 
     what = QUALIFIED
+    name = "managedcluster informer"
 
     def __init__(self, client: Configuration | Callable[[], Any], **timing: Any) -> None:
         super().__init__(client, give_up_on=frozenset({403, 404}), **timing)
