@@ -18,7 +18,7 @@ from typing import Literal
 
 from ..api.status import expired, initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
-from .managed_clusters import ManagedClusterCache, ManagedClusterChange
+from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType
 
@@ -168,7 +168,8 @@ class ClusterRegistry:
             self._entries[name] = new
             self._secrets[name] = secret
         self._rv = max(self._rv, rv)
-        event = _transition(old, new, rv, secret if event_type == "DELETED" else None)
+        managed_cluster = self._managed_clusters.get(name) if self._managed_clusters is not None else None
+        event = _transition(old, new, rv, secret if event_type == "DELETED" else None, managed_cluster)
         if event is not None:
             self._publish(event)
 
@@ -345,7 +346,9 @@ def _name(secret: Secret) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None) -> ChangeEvent | None:
+def _transition(
+    old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None, managed_cluster: ManagedCluster | None = None
+) -> ChangeEvent | None:
     was = old if isinstance(old, ClusterGateway) else None
     now = new if isinstance(new, ClusterGateway) else None
     if now is not None and was is not None:
@@ -359,7 +362,7 @@ def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret |
         gone = was
         if deleted is not None:
             try:
-                gone = secret_to_cluster_gateway(deleted)
+                gone = secret_to_cluster_gateway(deleted, managed_cluster)
             except ConversionError:
                 gone = with_resource_version(was, str(rv))
         else:

@@ -76,3 +76,10 @@ def test_a_managed_cluster_without_a_secret_is_no_cluster_here() -> None:
     registry, managed, events = setup()
     managed.replace([mc("lonely", 12, "https://b.invalid")], "12")
     assert events == [] and registry.snapshot().items == ()
+
+
+def test_a_deleted_secret_is_deleted_as_last_served_with_its_managed_cluster_endpoint() -> None:
+    registry, managed, events = setup(cluster_secret("c1", 3, endpoint="https://a.invalid"))
+    managed.replace([mc("c1", 12, "https://b.invalid")], "12")
+    registry.apply("DELETED", cluster_secret("c1", 14, endpoint="https://a.invalid"))
+    assert seen(events)[-1] == ("DELETED", "https://b.invalid", "14", 14)
