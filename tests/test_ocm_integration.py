@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.hosting import CLUSTERGATEWAYS, SECRET_NAMESPACE, HostingGateway, add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_rbac import with_ocm_component
@@ -278,3 +279,11 @@ async def test_readiness_waits_for_the_first_managed_cluster_list_only_so_long(
         assert asyncio.get_running_loop().time() - started >= 1.0  # unready meanwhile
         assert not gw.server.managed_clusters.synced.is_set()  # ManagedClusters still fail to list
         assert await reached(gw) == (200, "a")
+
+
+async def test_standalone_mode_has_no_managed_clusters(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, ManualSecretSource()) as gw:
+        managed = gw.server.managed_clusters
+        assert managed.synced.is_set() and managed.available is False and managed.items() == []
+        async with gw.session() as s, s.get("/readyz?verbose") as resp:
+            assert resp.status == 200 and "managed-clusters" not in await resp.text()
