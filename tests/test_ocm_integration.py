@@ -273,7 +273,7 @@ async def test_readiness_waits_for_the_first_managed_cluster_list_only_so_long(
     kube_apiserver.rbac = with_ocm_component()
     kube_apiserver.install_managed_cluster_crd()
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
-    kube_apiserver.inject_failure(500, count=10_000, when=lambda request: request.path == MANAGED_CLUSTERS_PATH)
+    kube_apiserver.inject_failure(500, count=1_000, when=lambda request: request.path == MANAGED_CLUSTERS_PATH)
     started = asyncio.get_running_loop().time()
     async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True, managed_cluster_sync_timeout=1.0) as gw:
         assert asyncio.get_running_loop().time() - started >= 1.0  # unready meanwhile

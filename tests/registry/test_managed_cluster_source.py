@@ -12,7 +12,7 @@ import pytest
 from kubernetes_asyncio.client import Configuration
 
 from gateway_apiserver.registry.informer import load_hosting_config
-from gateway_apiserver.registry.managed_cluster_source import DISCOVERY_PATH, ManagedClusterSource
+from gateway_apiserver.registry.managed_cluster_source import DISCOVERY_PATH, ManagedClusterSource, ready_check
 from gateway_apiserver.registry.managed_clusters import ManagedClusterCache
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_rbac import with_ocm_component
@@ -110,3 +110,13 @@ async def test_with_watch_off_it_lists_every_refresh_interval_and_never_watches(
     await until(lambda: kube_apiserver.list_requests >= 4, timeout=2)
     assert cache.get("east") is not None  # a failed LIST keeps the last listing
     assert kube_apiserver.watch_requests == 0
+
+
+async def test_the_ready_check_waits_for_the_first_answer_or_the_timeout() -> None:
+    waiting, answered = ManagedClusterCache(), ManagedClusterCache()
+    check_waiting, check_answered = ready_check(waiting, 0.2), ready_check(answered, 60)
+    assert check_waiting() == check_answered() == "the first list of ManagedClusters has not completed"
+    answered.mark_unavailable()  # "not served" is an answer too
+    assert check_answered() is None
+    await asyncio.sleep(0.25)
+    assert check_waiting() is None  # never waited on forever
