@@ -70,6 +70,11 @@ class Config:
     cluster_gateway_proxy_config: Path | None = None
     proxy_connect_timeout: float = 10.0
     proxy_request_timeout: float = 60.0
+    # OCM ManagedClusters (hosting mode): --ocm-integration, and how the ManagedCluster source paces itself.
+    ocm_integration: bool = False
+    managed_cluster_discovery_interval: float = 30.0  # how often discovery is asked while the API is absent
+    managed_cluster_refresh_interval: float = 5.0  # OCMClusterCache=false: how often ManagedClusters are listed
+    managed_cluster_sync_timeout: float = 10.0  # /readyz waits at most this long for the first ManagedCluster answer
     # Process model and event loop.
     event_loop: str = "auto"
     workers: int = 1
@@ -287,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="on shutdown, how long requests in flight may take to finish; watches and tunnels are ended at once (default: 60s)",
     )
     p.add_argument(
+        "--ocm-integration",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="take each cluster's endpoint and CA from the OCM ManagedCluster of its name (needs get/list/watch "
+        "managedclusters, see deploy/components/ocm) (default: false)",
+    )
+    p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
         **boolean,  # type: ignore[arg-type]
@@ -336,6 +348,10 @@ def parse_config(argv: list[str]) -> Config:
             raise ConfigError("--standalone needs --secrets-dir and/or --kubeconfig-clusters")
         if ns.kubeconfig is not None:
             raise ConfigError("--kubeconfig names a hosting cluster; it cannot be used with --standalone")
+        if ns.ocm_integration:
+            raise ConfigError(
+                "--ocm-integration reads ManagedClusters from a hosting cluster; it cannot be used with --standalone"
+            )
         delegated = [
             f
             for f, v in (
@@ -408,6 +424,7 @@ def parse_config(argv: list[str]) -> Config:
         anonymous_auth=bool(ns.anonymous_auth),
         authorize_proxy_subpath=bool(ns.authorize_proxy_subpath),
         virtual_cluster_with_control_plane=bool(ns.virtual_cluster_with_control_plane),
+        ocm_integration=bool(ns.ocm_integration),
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,

@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,7 @@ from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
 from .registry.health import SecretHealthWriter
 from .registry.informer import SecretInformer, load_hosting_config
+from .registry.managed_cluster_source import ManagedClusterSource, ready_check
 from .registry.managed_clusters import ManagedClusterCache
 from .registry.model import ClusterGateway
 from .registry.source import SecretSource
@@ -172,12 +174,14 @@ class GatewayServer:
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.registry = ClusterRegistry(config.secret_namespace)
+        # OCM ManagedClusters of the hosting cluster (none standalone): --ocm-integration and VirtualCluster read them.
         self.managed_clusters = ManagedClusterCache()
         self.virtual_clusters = VirtualClusterRegistry(
             self.registry, self.managed_clusters, with_control_plane=config.virtual_cluster_with_control_plane
         )
         self._source = source
         self._source_task: asyncio.Task[None] | None = None
+        self._managed_cluster_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self.in_flight = InFlight()
@@ -214,7 +218,24 @@ class GatewayServer:
         else:
             self.security = DelegatedSecurity(cfg, hosting, self.tls)
         await self.security.start()
-        self._source_task = asyncio.create_task(self._supervise(source), name="secret-source")
+        if hosting is None:
+            self.managed_clusters.mark_unavailable()
+        else:
+            managed_cluster_source = ManagedClusterSource(
+                hosting,
+                watch=cfg.feature_gates["OCMClusterCache"],
+                discovery_interval=cfg.managed_cluster_discovery_interval,
+                refresh_interval=cfg.managed_cluster_refresh_interval,
+            )
+            if cfg.ocm_integration:
+                self.registry.use_managed_clusters(self.managed_clusters)
+            self._managed_cluster_task = asyncio.create_task(
+                self._supervise("ManagedCluster", lambda: managed_cluster_source.run(self.managed_clusters)),
+                name="managed-cluster-source",
+            )
+        self._source_task = asyncio.create_task(
+            self._supervise("Secret", lambda: source.run(self.registry)), name="secret-source"
+        )
         authenticator = self.authenticator or self.security.authenticator
         authorizer = self.authorizer or self.security.authorizer
         security: list[Middleware] = [
@@ -223,8 +244,6 @@ class GatewayServer:
         watch_settings = WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout)
         # Standalone mode has no Secret to store health on: its writes answer 405.
         health_writer = None if hosting is None else SecretHealthWriter(hosting, cfg.secret_namespace)
-        # ManagedClusters are read from a hosting cluster only (not yet: until then, none).
-        self.managed_clusters.mark_unavailable()
         app = build_app(
             self.registry,
             watch_settings,
@@ -235,6 +254,8 @@ class GatewayServer:
         )
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
+        if hosting is not None:
+            app[READY_CHECKS]["managed-clusters-synced"] = ready_check(self.managed_clusters, cfg.managed_cluster_sync_timeout)
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check
         app[PROXY_SETTINGS] = ProxySettings(connect_timeout=cfg.proxy_connect_timeout, request_timeout=cfg.proxy_request_timeout)
         app[IMPERSONATION] = impersonation_hook(impersonation)
@@ -261,16 +282,16 @@ class GatewayServer:
             self.kubeconfig = write_local_kubeconfig(path, cfg.bind_address, self.port, self.cert)
             log.info("try: kubectl --kubeconfig %s get clustergateways", self.kubeconfig)
 
-    async def _supervise(self, source: SecretSource) -> None:
+    async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         delay = 0.5
         while True:
             try:
-                await source.run(self.registry)
+                await run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("the Secret source failed; restarting it in %.1fs", delay)
+                log.exception("the %s source failed; restarting it in %.1fs", what, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 30.0)
 
@@ -299,11 +320,12 @@ class GatewayServer:
             await self.security.stop()
         if self.tls is not None:
             await self.tls.stop()
-        if self._source_task is not None:
-            self._source_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._source_task
-            self._source_task = None
+        for task in (self._source_task, self._managed_cluster_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._source_task = self._managed_cluster_task = None
 
 
 async def serve_forever(config: Config, stop: asyncio.Event | None = None) -> None:

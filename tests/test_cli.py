@@ -54,6 +54,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
             "--client-ca-file: standalone mode has no delegated authentication",
         ),
         (["--kubeconfig", "/nope/kubeconfig"], "--kubeconfig /nope/kubeconfig: no such file"),
+        (
+            ["--standalone", "--secrets-dir", "examples/clusters", "--ocm-integration"],
+            "--ocm-integration reads ManagedClusters from a hosting cluster; it cannot be used with --standalone",
+        ),
+        (["--ocm-integration=perhaps"], "argument --ocm-integration: invalid boolean value 'perhaps'"),
     ],
 )
 def test_bad_flags_print_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -116,6 +121,16 @@ def test_go_style_booleans_and_gates() -> None:
     assert parse_feature_gates("ClientIdentityPenetration=true, HealthinessCheck=T")["ClientIdentityPenetration"]
     with pytest.raises(ConfigError):
         parse_config(["--standalone=perhaps"])
+
+
+def test_ocm_integration_is_off_by_default_and_a_go_style_boolean() -> None:
+    assert parse_config([]).ocm_integration is False
+    assert parse_config(["--ocm-integration"]).ocm_integration is True
+    assert parse_config(["--ocm-integration=false"]).ocm_integration is False
+    # The OCM add-on installer's arguments, as it passes them to cluster-gateway.
+    installer = ["--secure-port=9443", "--secret-namespace=open-cluster-management-credentials", "--ocm-integration=true"]
+    config = parse_config([*installer, "--feature-gates=HealthinessCheck=true,SecretCache=true"])
+    assert (config.ocm_integration, config.feature_gates["OCMClusterCache"]) == (True, True)
 
 
 def free_port() -> int:

@@ -227,7 +227,8 @@ async def _refused(h: Hosted, message: str) -> bool:
 async def test_the_gateway_runs_on_exactly_what_deploy_grants(hosted: Hosted) -> None:
     assert await readyz(hosted) == (
         200,
-        "[+]ping ok\n[+]cluster-registry-synced ok\n[+]authentication-config-loaded ok\n[+]shutdown ok\nreadyz check passed\n",
+        "[+]ping ok\n[+]cluster-registry-synced ok\n[+]authentication-config-loaded ok\n[+]managed-clusters-synced ok\n"
+        "[+]shutdown ok\nreadyz check passed\n",
     )
     assert hosted.hosting.forbidden == []
 

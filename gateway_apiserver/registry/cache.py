@@ -7,11 +7,13 @@ cannot be converted are kept aside, so a GET can say what is wrong with them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 
 from ..base.status import initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
+from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ClusterGateway, InvalidSecret
 from .source import Secret, WatchEventType
 from .store import ChangeEvent, ObjectStore, Snapshot, Watcher
@@ -30,6 +32,8 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         super().__init__(history_size=history_size, watcher_queue_size=watcher_queue_size)
         self.namespace = namespace
         self._invalid: dict[str, InvalidSecret] = {}
+        self._secrets: dict[str, Secret] = {}  # as last delivered, to convert again when a ManagedCluster changes
+        self._managed_clusters: ManagedClusterCache | None = None
 
     # --- SecretSink -------------------------------------------------------------------------
 
@@ -46,6 +50,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         old_entries: dict[str, Entry] = {**self._invalid, **self._objects}
         events = list(self._diff(old_entries, new_entries, rv))
         self._invalid = {name: e for name, e in new_entries.items() if isinstance(e, InvalidSecret)}
+        self._secrets = {_name(secret): secret for secret in secrets if _name(secret)}
         self.reset(events, rv)
         log.info("cluster registry synced: %d clusters at resourceVersion %d", len(self._objects), self._rv)
 
@@ -59,16 +64,40 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         old = self._entry(name)
         new: Entry | None = None if event_type == "DELETED" else self._convert(secret, old)
         self._invalid.pop(name, None)
+        self._secrets.pop(name, None)
+        if new is not None:
+            self._secrets[name] = secret
         if isinstance(new, InvalidSecret):
             self._invalid[name] = new
-        self._rv = max(self._rv, rv)
-        event = _transition(old, new, rv, secret if event_type == "DELETED" else None)
-        if event is not None:
-            self.publish(event)
+        self._publish_transition(old, new, rv, secret if event_type == "DELETED" else None)
 
     def bookmark(self, resource_version: str) -> None:
         """The source has seen everything up to this RV: advance, and tell watchers."""
         self.advance(self._parse_rv(resource_version))
+
+    # --- OCM ManagedClusters (--ocm-integration) -----------------------------------------------
+
+    def use_managed_clusters(self, managed_clusters: ManagedClusterCache) -> None:
+        """Take each cluster's endpoint and CA from the ManagedCluster of its name, following its changes."""
+        self._managed_clusters = managed_clusters
+        managed_clusters.add_listener(self._on_managed_cluster)
+
+    def _on_managed_cluster(self, change: ManagedClusterChange) -> None:
+        self.reconvert(change.name, change.resource_version)
+
+    def reconvert(self, name: str, resource_version: int) -> None:
+        """Convert the Secret `name` again (its ManagedCluster changed at `resource_version`); publish what clients see change."""
+        secret = self._secrets.get(name)
+        if secret is None:
+            return
+        old = self._entry(name)
+        new = self._convert(secret, old)
+        if new is old:
+            return  # nothing a client sees changed (e.g. only the ManagedCluster's status)
+        self._invalid.pop(name, None)
+        if isinstance(new, InvalidSecret):
+            self._invalid[name] = new
+        self._publish_transition(old, new, resource_version, None)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -98,16 +127,43 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
     def _entry(self, name: str) -> Entry | None:
         return self._objects.get(name) or self._invalid.get(name)
 
+    def _publish_transition(self, old: Entry | None, new: Entry | None, source_rv: int, deleted: Secret | None) -> None:
+        """Publish what clients see change. The Secret and ManagedCluster watches are two streams, and
+        one may deliver a revision older than the other's last: the event then gets the next version
+        after every one served, and so does its object (a client resumes from the object's)."""
+        rv = self.next_resource_version(source_rv)
+        if isinstance(new, ClusterGateway) and new.resource_version != str(rv):
+            new = with_resource_version(new, str(rv))
+        name = new.name if new is not None else old.name if old is not None else ""
+        event = _transition(old, new, rv, deleted, self._managed_cluster(name))
+        if event is not None:
+            self.publish(event)
+        else:
+            self._rv = max(self._rv, source_rv)
+
+    def _managed_cluster(self, name: str) -> ManagedCluster | None:
+        return self._managed_clusters.get(name) if self._managed_clusters is not None else None
+
     def _convert(self, secret: Secret, old: Entry | None) -> Entry:
         name = _name(secret)
         rv = str((secret.get("metadata") or {}).get("resourceVersion", ""))
         try:
-            return secret_to_cluster_gateway(secret)
+            gateway = secret_to_cluster_gateway(secret, self._managed_cluster(name))
         except ConversionError as exc:
             # Logged once per Secret version, not per LIST, so the log names each problem once.
             if not (isinstance(old, InvalidSecret) and old.reason == str(exc)):
                 log.warning("skipping Secret %s/%s: %s", self.namespace, name, exc)
+            if isinstance(old, InvalidSecret) and old.reason == str(exc) and old.resource_version == rv:
+                return old
             return InvalidSecret(name, rv, str(exc))
+        # Same Secret, same ManagedCluster facts: keep the object, and the version a ManagedCluster change gave it.
+        if (
+            isinstance(old, ClusterGateway)
+            and dataclasses.replace(gateway, resource_version=old.resource_version) == old
+            and _rv_number(old.resource_version) >= _rv_number(gateway.resource_version)
+        ):
+            return old
+        return gateway
 
     def _diff(self, old: dict[str, Entry], new: dict[str, Entry], rv: int) -> Iterable[ChangeEvent[ClusterGateway]]:
         for name in sorted(old.keys() | new.keys()):
@@ -124,12 +180,21 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
             return self._rv
 
 
+def _rv_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
 def _name(secret: Secret) -> str:
     name = (secret.get("metadata") or {}).get("name")
     return name if isinstance(name, str) else ""
 
 
-def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None) -> ChangeEvent[ClusterGateway] | None:
+def _transition(
+    old: Entry | None, new: Entry | None, rv: int, deleted: Secret | None, managed_cluster: ManagedCluster | None = None
+) -> ChangeEvent[ClusterGateway] | None:
     was = old if isinstance(old, ClusterGateway) else None
     now = new if isinstance(new, ClusterGateway) else None
     if now is not None and was is not None:
@@ -143,7 +208,7 @@ def _transition(old: Entry | None, new: Entry | None, rv: int, deleted: Secret |
         gone = was
         if deleted is not None:
             try:
-                gone = secret_to_cluster_gateway(deleted)
+                gone = secret_to_cluster_gateway(deleted, managed_cluster)
             except ConversionError:
                 gone = with_resource_version(was, str(rv))
         else:

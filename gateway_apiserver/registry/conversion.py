@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from yarl import URL
 
 from ..base.api_group import GROUP_VERSION
+from .managed_clusters import ManagedCluster
 from .model import (
     ANNOTATION_CLUSTER_ALIAS,
     ANNOTATION_HEALTHY,
@@ -227,9 +228,38 @@ def _refuse_plain_http(address: str, credential_type: CredentialType, ca_key: st
     )
 
 
-def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
+def _managed_cluster_endpoint(mc: ManagedCluster, credential_type: CredentialType) -> tuple[str, bytes | None, bool]:
+    """(address, CA bundle, insecure) from a ManagedCluster's first client config, checked as a Secret's would be."""
+    config = mc.client_config
+    where = f"ManagedCluster {mc.name!r}"
+    if config is None:
+        raise ConversionError(f"{where} has no spec.managedClusterClientConfigs, so it names no endpoint for the cluster")
+    address = config.url.strip()
+    what = f"{where} spec.managedClusterClientConfigs[0].url"
+    if _unsafe_character(address):
+        raise ConversionError(f"{what} contains control or whitespace characters; a URL must not")
+    if "@" in _authority(address):
+        raise ConversionError(f"{what} carries credentials in its URL (user:password@host), which are not supported")
+    _check_url(address, what, frozenset({"https", "http"}))
+    if urlsplit(address).scheme == "http":
+        raise ConversionError(
+            f"{what} {address!r} is plain http: the {credential_type.value} credential would cross the network "
+            "unencrypted; use an https:// URL"
+        )
+    if config.ca_bundle_problem is not None:
+        raise ConversionError(f"{where}: {config.ca_bundle_problem}")
+    if not config.ca_bundle:
+        return address, None, True  # no CA: as for a Secret without one, no verification, shown as insecure
+    _check_certificates(config.ca_bundle, f"{where} spec.managedClusterClientConfigs[0].caBundle")
+    return address, config.ca_bundle, False
+
+
+def secret_to_cluster_gateway(secret: Mapping[str, Any], managed_cluster: ManagedCluster | None = None) -> ClusterGateway:
     """Convert one cluster Secret (Kubernetes JSON shape) into a ClusterGateway.
 
+    With `managed_cluster` (--ocm-integration, the ManagedCluster of the Secret's name), a Const
+    endpoint and its CA come from the ManagedCluster's first client config and the Secret's
+    `endpoint` and CA are not read; the Secret still gives the credential and everything else.
     Raises ConversionError naming the problem: unknown type, missing endpoint, bad URL,
     bad base64 or bad PEM. Credential material is kept out of `manifest` and `json`.
     """
@@ -265,7 +295,12 @@ def secret_to_cluster_gateway(secret: Mapping[str, Any]) -> ClusterGateway:
     proxy_url: str | None = None
     insecure = False
     tls_server_name = _server_name(data)
-    if endpoint_type is EndpointType.CONST:
+    if endpoint_type is EndpointType.CONST and managed_cluster is not None:
+        address, ca_bundle, insecure = _managed_cluster_endpoint(managed_cluster, credential_type)
+        proxy_url = _url_value(data, "proxy-url") or None
+        if proxy_url:
+            _check_url(proxy_url, "proxy-url", _PROXY_SCHEMES)
+    elif endpoint_type is EndpointType.CONST:
         # One trailing newline (and any surrounding whitespace) is trimmed, as the reference does.
         address = _url_value(data, "endpoint")
         if not address:

@@ -1,4 +1,4 @@
-"""`SecretInformer`: list+watch of the cluster Secrets in the hosting cluster, feeding a `SecretSink`.
+"""`ListWatch`: the list+watch loop for one collection of the hosting cluster; `SecretInformer` runs it on the cluster Secrets.
 
 kubernetes-asyncio's `Watch` gives up on 410 and builds model objects, so this owns the loop
 (after kopf's `watching.py` and client-go's reflector): list in pages, watch from the list's
@@ -15,14 +15,14 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .source import SecretSink
+from .source import WatchEventType
 from .watching import RETRYABLE, Expired, Inactive, StreamError, describe, failure_from_response
 
 log = logging.getLogger(__name__)
@@ -55,30 +55,55 @@ async def load_hosting_config(kubeconfig: str | None) -> Configuration:
     return config
 
 
-class SecretInformer:
-    """List+watch of the labelled Secrets of one namespace; a `SecretSource`.
+ListCall = Callable[..., Awaitable[Any]]  # a kubernetes-asyncio list method bound to its collection
+
+
+class Sink(Protocol):
+    """Where a list+watch delivers: a full listing, single events, bookmarks (a `SecretSink` is one)."""
+
+    def replace(self, objects: Sequence[dict[str, Any]], resource_version: str, /) -> None: ...
+
+    def apply(self, event_type: WatchEventType, obj: dict[str, Any], /) -> None: ...
+
+    def bookmark(self, resource_version: str, /) -> None: ...
+
+
+class Unavailable(Exception):
+    """The collection answered a status the loop was told to give up on (e.g. 404: the API is gone; 403)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ListWatch:
+    """List+watch of one collection, feeding a `Sink`; subclasses say which collection (`list_call`).
 
     `client` is a kubernetes-asyncio `Configuration` or a zero-argument factory returning an
-    `ApiClient`; either way the client is created inside `run()` and closed when it ends.
-    Timing: the server-side watch timeout is `watch_timeout` randomised up to +20 %; a stream
-    silent for `inactivity_timeout` (default: the longest server timeout + 60 s) is dropped.
+    `ApiClient`; either way `run()` creates the client and closes it when it ends (`run_with`
+    uses a caller's client). Timing: the server-side watch timeout is `watch_timeout`
+    randomised up to +20 %; a stream silent for `inactivity_timeout` (default: the longest
+    server timeout + 60 s) is dropped. A list or watch answered with a status in `give_up_on`
+    ends the loop with `Unavailable`; every other failure is retried.
     """
+
+    what = "objects"  # how logs name the collection
+    name = "informer"  # how logs name the loop
 
     def __init__(
         self,
         client: Configuration | Callable[[], Any],
-        namespace: str,
         *,
-        label_selector: str = CREDENTIAL_TYPE_LABEL,
+        label_selector: str = "",
         page_size: int = 500,
         watch_timeout: float = 300.0,
         inactivity_timeout: float | None = None,
         request_timeout: float = 60.0,
         backoff_base: float = 0.2,
         backoff_cap: float = 30.0,
+        give_up_on: frozenset[int] = frozenset(),
     ) -> None:
         self._client = client
-        self.namespace = namespace
         self.label_selector = label_selector
         self.page_size = page_size
         self.watch_timeout = watch_timeout
@@ -86,29 +111,42 @@ class SecretInformer:
         self.request_timeout = request_timeout
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.give_up_on = give_up_on
         self.resource_version: str | None = None  # last RV seen; None: a (re)list is needed
         self.lists = 0  # completed listings delivered through sink.replace
         self.watches = 0  # watch requests started
         self._failures = 0  # consecutive unhealthy attempts, drives the backoff
         self._expired_streak = 0  # 410s since the last healthy stream
 
-    async def run(self, sink: SecretSink) -> None:
-        """Feed `sink` until cancelled."""
+    def list_call(self, api_client: Any) -> ListCall:
+        """The list (and watch) method of the collection, bound to it."""
+        raise NotImplementedError
+
+    async def run(self, sink: Sink) -> None:
+        """Feed `sink` until cancelled (or `Unavailable`)."""
         api_client = ApiClient(self._client) if isinstance(self._client, Configuration) else self._client()
         try:
-            await self._loop(CoreV1Api(api_client), sink)
+            await self.run_with(api_client, sink)
         finally:
             await api_client.close()
 
-    async def _loop(self, core: Any, sink: SecretSink) -> None:
+    async def run_with(self, api_client: Any, sink: Sink) -> None:
+        """Feed `sink` through `api_client` (left open) until cancelled (or `Unavailable`)."""
+        await self._loop(self.list_call(api_client), sink)
+
+    async def list_once(self, api_client: Any, sink: Sink) -> None:
+        """One complete listing into `sink.replace`, without watching; failures raise."""
+        await self._list(self.list_call(api_client), sink)
+
+    async def _loop(self, collection: ListCall, sink: Sink) -> None:
         self.resource_version = None
         while True:
             try:
                 if self.resource_version is None:
-                    await self._list(core, sink)
-                await self._watch(core, sink)
+                    await self._list(collection, sink)
+                await self._watch(collection, sink)
             except Expired as exc:
-                log.info("secret informer: %s; relisting secrets in %s", exc, self.namespace)
+                log.info("%s: %s; relisting %s", self.name, exc, self.what)
                 self.resource_version = None
                 if self._expired_streak:  # 410 again before any healthy stream: do not hot-loop
                     await self._sleep_backoff("relist")
@@ -117,33 +155,31 @@ class SecretInformer:
                 if not isinstance(exc, Inactive):
                     await self._retry(exc)
                     continue
-                log.warning(
-                    "secret informer: no watch events for %gs in %s; reconnecting",
-                    self.inactivity_timeout,
-                    self.namespace,
-                )
+                log.warning("%s: no watch events for %gs on %s; reconnecting", self.name, self.inactivity_timeout, self.what)
+            except Unavailable:
+                raise
             except RETRYABLE as exc:
                 await self._retry(exc)
             except Exception:
                 # A bug (e.g. in the sink): the cache may be inconsistent, so start over with a list.
-                log.exception("secret informer: unexpected error; relisting secrets in %s", self.namespace)
+                log.exception("%s: unexpected error; relisting %s", self.name, self.what)
                 self.resource_version = None
                 await self._sleep_backoff("relist")
 
     async def _retry(self, exc: BaseException) -> None:
-        log.warning("secret informer: secrets in %s: %s", self.namespace, describe(exc))
+        log.warning("%s: %s: %s", self.name, self.what, describe(exc))
         await self._sleep_backoff("retry")
 
     async def _sleep_backoff(self, what: str) -> None:
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^failures)].
         delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**self._failures))
         self._failures += 1
-        log.debug("secret informer: %s in %.2fs", what, delay)
+        log.debug("%s: %s of %s in %.2fs", self.name, what, self.what, delay)
         await asyncio.sleep(delay)
 
     # --- list ---------------------------------------------------------------------------------
 
-    async def _list(self, core: Any, sink: SecretSink) -> None:
+    async def _list(self, collection: ListCall, sink: Sink) -> None:
         """A consistent paginated list, then `sink.replace`. An expired continue token restarts it."""
         for _ in range(3):
             items: list[dict[str, Any]] = []
@@ -151,7 +187,7 @@ class SecretInformer:
             rv = ""
             try:
                 while True:
-                    page = await self._list_page(core, token)
+                    page = await self._list_page(collection, token)
                     items.extend(page.get("items") or [])
                     meta = page.get("metadata") or {}
                     rv = rv or str(meta.get("resourceVersion") or "")
@@ -161,22 +197,21 @@ class SecretInformer:
             except Expired:
                 if token is None:
                     raise
-                log.info("secret informer: list continue token expired; restarting the list")
+                log.info("%s: list continue token expired; restarting the list of %s", self.name, self.what)
                 continue
             if not rv:
                 raise StreamError("list response without metadata.resourceVersion")
             sink.replace(items, rv)
             self.resource_version = rv
             self.lists += 1
-            log.info("secret informer: listed %d secrets in %s at resourceVersion %s", len(items), self.namespace, rv)
+            log.info("%s: listed %d %s at resourceVersion %s", self.name, len(items), self.what, rv)
             return
         raise StreamError("list continue tokens kept expiring")
 
-    async def _list_page(self, core: Any, token: str | None) -> dict[str, Any]:
+    async def _list_page(self, collection: ListCall, token: str | None) -> dict[str, Any]:
         try:
-            resp = await core.list_namespaced_secret(
-                self.namespace,
-                label_selector=self.label_selector,
+            resp = await collection(
+                label_selector=self.label_selector or None,
                 limit=self.page_size,
                 _continue=token,
                 _preload_content=False,
@@ -191,7 +226,7 @@ class SecretInformer:
         finally:
             resp.release()
         if resp.status != 200:
-            raise failure_from_response(resp.status, body)
+            raise self._failure(resp.status, body)
         try:
             page = json.loads(body)
         except ValueError:
@@ -200,9 +235,13 @@ class SecretInformer:
             raise StreamError("list response is not an object")
         return page
 
+    def _failure(self, status: int, body: bytes) -> Exception:
+        exc = failure_from_response(status, body)
+        return Unavailable(status, str(exc)) if status in self.give_up_on else exc
+
     # --- watch --------------------------------------------------------------------------------
 
-    async def _watch(self, core: Any, sink: SecretSink) -> None:
+    async def _watch(self, collection: ListCall, sink: Sink) -> None:
         """One watch request from `resource_version`, until the server ends it (returns) or it fails."""
         loop = asyncio.get_running_loop()
         server_timeout = max(1, round(self.watch_timeout * random.uniform(1.0, 1.2)))
@@ -211,9 +250,8 @@ class SecretInformer:
         try:
             # One timer covers the request and every line: rescheduled whenever anything arrives.
             async with asyncio.timeout(self.inactivity_timeout) as timer:
-                resp = await core.list_namespaced_secret(
-                    self.namespace,
-                    label_selector=self.label_selector,
+                resp = await collection(
+                    label_selector=self.label_selector or None,
                     watch=True,
                     resource_version=self.resource_version,
                     allow_watch_bookmarks=True,
@@ -225,7 +263,7 @@ class SecretInformer:
                 )
                 try:
                     if resp.status != 200:
-                        raise failure_from_response(resp.status, await resp.read())
+                        raise self._failure(resp.status, await resp.read())
                     while line := await resp.content.readline():
                         timer.reschedule(loop.time() + self.inactivity_timeout)
                         if line.strip() and self._handle_line(line, sink) and not healthy:
@@ -244,9 +282,9 @@ class SecretInformer:
         if not healthy and loop.time() - started < 1.0:
             raise StreamError("watch closed immediately")
         self._failures = self._expired_streak = 0
-        log.debug("secret informer: watch ended at resourceVersion %s; re-watching", self.resource_version)
+        log.debug("%s: watch of %s ended at resourceVersion %s; re-watching", self.name, self.what, self.resource_version)
 
-    def _handle_line(self, line: bytes, sink: SecretSink) -> bool:
+    def _handle_line(self, line: bytes, sink: Sink) -> bool:
         """Deliver one watch event; True if it was a regular event or a bookmark."""
         try:
             event = json.loads(line)
@@ -270,3 +308,29 @@ class SecretInformer:
         if rv:
             self.resource_version = rv
         return True
+
+
+class SecretInformer(ListWatch):
+    """List+watch of the labelled Secrets of one namespace; a `SecretSource`."""
+
+    def __init__(
+        self,
+        client: Configuration | Callable[[], Any],
+        namespace: str,
+        *,
+        label_selector: str = CREDENTIAL_TYPE_LABEL,
+        **timing: Any,
+    ) -> None:
+        super().__init__(client, label_selector=label_selector, **timing)
+        self.namespace = namespace
+        self.name = "secret informer"
+        self.what = f"secrets in {namespace}"
+
+    def list_call(self, api_client: Any) -> ListCall:
+        """`list_namespaced_secret` of the Secret namespace."""
+        core = CoreV1Api(api_client)
+
+        async def call(**params: Any) -> Any:
+            return await core.list_namespaced_secret(self.namespace, **params)
+
+        return call

@@ -223,6 +223,11 @@ class ObjectStore(Generic[T]):
         for event in changes:
             self._notify_listeners(event)
 
+    def next_resource_version(self, source_rv: int) -> int:
+        """The version for a change its source made at `source_rv`: that one when it is newer than
+        everything served, else the next after it (a second source may lag behind the first)."""
+        return max(source_rv, self._rv + 1)
+
     def advance(self, resource_version: int) -> None:
         """Nothing changed up to `resource_version`: move on, and send watchers a bookmark."""
         self._rv = max(self._rv, resource_version)

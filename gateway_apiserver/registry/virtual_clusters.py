@@ -216,7 +216,7 @@ class VirtualClusterRegistry(ObjectStore[VirtualCluster]):
             return
         if new is not None and old is not None and dataclasses.replace(new, resource_version=old.resource_version) == old:
             return
-        rv = max(self._rv + 1, source_rv)  # monotonic even when the two sources' events interleave
+        rv = self.next_resource_version(source_rv)
         if new is None:
             assert old is not None
             self.publish(ChangeEvent("DELETED", rv, self._stamped(old, rv), old))

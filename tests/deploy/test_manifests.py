@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,12 @@ import pytest
 import yaml
 from cryptography import x509
 
-from gateway_apiserver.certs import main as generate_certs
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.deploy.rendering import REPO, Rendered, render_deploy
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[tuple[str, str], dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(REPO / "deploy", Path(tmp) / "deploy")
-        shutil.copytree(REPO / "certs", Path(tmp) / "certs", ignore=shutil.ignore_patterns("out"))
-        assert generate_certs(["--out", str(Path(tmp) / "certs" / "out")]) == 0
-        out = subprocess.run(
-            ["kubectl", "kustomize", str(Path(tmp) / "deploy")], check=True, capture_output=True, text=True, timeout=60
-        ).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
-    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+def rendered() -> Rendered:
+    return render_deploy()
 
 
 def test_everything_is_there(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:

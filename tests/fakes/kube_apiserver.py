@@ -6,7 +6,9 @@ compaction, selector transitions turned into ADDED/DELETED as the watch cache do
 tested against it can be trusted against real clusters. Storage and selectors are in
 `kube_store.py`, the watch stream in `kube_watch.py`, authorization in `kube_rbac.py`. Routes
 are a plain table (`add_route`) so later tests can add endpoints (TokenReview,
-SubjectAccessReview) and kinds (`store.register_kind`) to the same server.
+SubjectAccessReview) and kinds (`store.register_kind`) to the same server. Cluster-scoped
+resources of other groups are served as CRDs are, once installed (`install_crd`; OCM's
+ManagedClusters with `install_managed_cluster_crd`, see `ocm.py`): absent from discovery before.
 
 Delegated authentication and authorization: TokenReview answers from the `users` table,
 SubjectAccessReview from the `policy` table (`PolicyRule`, first match wins), and ConfigMaps
@@ -58,6 +60,7 @@ from .kube_store import (
     validate_access_review,
 )
 from .kube_watch import WatchConn, initial_events, stream, to_watch_event, typed
+from .ocm import MANAGED_CLUSTERS, managed_cluster
 from .pki import CertKey, issue_server_cert, make_ca, server_ssl_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -157,6 +160,14 @@ class FakeKubeAPIServer:
         self.add_route("DELETE", "/api/v1/namespaces/{namespace}/{resource}/{name}", self._delete)
         self.add_route("POST", "/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
         self.add_route("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review)
+        # Cluster-scoped resources of other groups (installed CRDs); 404 until one is installed.
+        self.add_route("GET", "/apis/{group}/{version}", self._group_resources)
+        self.add_route("GET", "/apis/{group}/{version}/{resource}", self._collection_get)
+        self.add_route("POST", "/apis/{group}/{version}/{resource}", self._create)
+        self.add_route("GET", "/apis/{group}/{version}/{resource}/{name}", self._get)
+        self.add_route("PUT", "/apis/{group}/{version}/{resource}/{name}", self._update)
+        self.add_route("PATCH", "/apis/{group}/{version}/{resource}/{name}", self._patch)
+        self.add_route("DELETE", "/apis/{group}/{version}/{resource}/{name}", self._delete)
 
     def authenticate(self, request: web.Request) -> dict[str, Any] | None:
         """The user behind a request's bearer token, or None."""
@@ -370,6 +381,44 @@ class FakeKubeAPIServer:
         """Delete kube-system/extension-apiserver-authentication."""
         return self.delete_configmap(*AUTH_CONFIGMAP)
 
+    def install_crd(self, info: KindInfo) -> None:
+        """Serve a CRD's resource from now on: discovery lists its group, its paths answer."""
+        self.store.register_kind(info)
+
+    def uninstall_crd(self, resource: str) -> None:
+        """Delete a CRD as kube does: its objects first (watchers see DELETED), then its open watches end
+        cleanly and discovery and its paths answer 404."""
+        info = self.store.kind(resource)
+        for namespace, name in sorted(self.store.objects[info.resource]):
+            self.store.delete(info.resource, namespace, name)
+        self.store.unregister_kind(info.resource)
+        for conn in list(self._watches):
+            if conn.resource == info.resource:
+                conn.end()
+
+    def install_managed_cluster_crd(self) -> None:
+        """Serve `managedclusters.cluster.open-cluster-management.io/v1`, as an OCM hub does."""
+        self.install_crd(MANAGED_CLUSTERS)
+
+    def uninstall_managed_cluster_crd(self) -> None:
+        """Delete the ManagedCluster CRD (and with it every ManagedCluster)."""
+        self.uninstall_crd(MANAGED_CLUSTERS.resource)
+
+    def create_managed_cluster(self, name: str, **fields: Any) -> Obj:
+        """Create a ManagedCluster; `fields` as `tests.fakes.ocm.managed_cluster` takes them (url, ca_pem, ...)."""
+        return self.store.create(MANAGED_CLUSTERS.resource, "", managed_cluster(name, **fields))
+
+    def update_managed_cluster(self, name: str, **fields: Any) -> Obj:
+        """Replace a ManagedCluster's labels, spec and status with those `fields` describe."""
+        old = self.store.get(MANAGED_CLUSTERS.resource, "", name)
+        body = managed_cluster(name, **fields)
+        body["metadata"] = {**old["metadata"], "labels": body["metadata"]["labels"]}
+        return self.store.update(MANAGED_CLUSTERS.resource, "", name, body)
+
+    def delete_managed_cluster(self, name: str) -> Obj:
+        """Delete a ManagedCluster; returns it as of its deletion."""
+        return self.store.delete(MANAGED_CLUSTERS.resource, "", name)
+
     def compact(self) -> None:
         """Forget all history up to now: watches and continue tokens from older RVs get 410."""
         self.store.compact()
@@ -409,16 +458,46 @@ class FakeKubeAPIServer:
         address = {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self._port}"}
         return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [address]})
 
-    async def _api_resources(self, request: web.Request) -> web.StreamResponse:
+    def _resource_list(self, group: str, version: str) -> Obj | None:
         verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
         resources = [
-            {"name": k.resource, "singularName": k.kind.lower(), "namespaced": True, "kind": k.kind, "verbs": verbs}
+            {"name": k.resource, "singularName": k.kind.lower(), "namespaced": k.namespaced, "kind": k.kind, "verbs": verbs}
             for k in self.store.kinds.values()
+            if (k.group, k.version) == (group, version)
         ]
-        return _json({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
+        if not resources and group:
+            return None
+        group_version = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+
+    async def _api_resources(self, request: web.Request) -> web.StreamResponse:
+        return _json(self._resource_list("", "v1"))
+
+    async def _group_resources(self, request: web.Request) -> web.StreamResponse:
+        found = self._resource_list(request.match_info["group"], request.match_info["version"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return _json(found)
 
     async def _api_groups(self, request: web.Request) -> web.StreamResponse:
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self.api_groups})
+        groups = list(self.api_groups)
+        for info in self.store.kinds.values():
+            if info.group and all(g.get("name") != info.group for g in groups):
+                version = {"groupVersion": info.api_version, "version": info.version}
+                groups.append({"name": info.group, "versions": [version], "preferredVersion": version})
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    def _kind(self, request: web.Request) -> KindInfo:
+        """The kind a resource path names, or the 404 kube answers: group, version and scope must match."""
+        m = request.match_info
+        info = self.store.kinds.get(m["resource"])
+        if info is None or (info.group, info.version) != (m.get("group", ""), m.get("version", "v1")):
+            raise web.HTTPNotFound()
+        if "namespace" in m and not info.namespaced:
+            raise web.HTTPNotFound()
+        if "namespace" not in m and info.namespaced and ("name" in m or request.method != "GET"):
+            raise web.HTTPNotFound()  # a namespaced object lives in a namespace; only a list may span them
+        return info
 
     async def _body(self, request: web.Request) -> Obj:
         try:
@@ -431,24 +510,24 @@ class FakeKubeAPIServer:
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        info = self.store.kind(m["resource"])
-        return _json(typed(info, self.store.get(info.resource, m["namespace"], m["name"])))
+        info = self._kind(request)
+        return _json(typed(info, self.store.get(info.resource, m.get("namespace", ""), m["name"])))
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        info = self.store.kind(m["resource"])
-        created = self.store.create(info.resource, m["namespace"], await self._body(request))
+        info = self._kind(request)
+        created = self.store.create(info.resource, m.get("namespace", ""), await self._body(request))
         return _json(typed(info, created), 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        info = self.store.kind(m["resource"])
-        updated = self.store.update(info.resource, m["namespace"], m["name"], await self._body(request))
+        info = self._kind(request)
+        updated = self.store.update(info.resource, m.get("namespace", ""), m["name"], await self._body(request))
         return _json(typed(info, updated))
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        info = self.store.kind(m["resource"])
+        info = self._kind(request)
         if request.content_type != "application/merge-patch+json":  # the only patch type the fake applies
             self.patches.append((request.path, request.content_type, {}))
             raise StatusError(
@@ -458,13 +537,13 @@ class FakeKubeAPIServer:
             )
         body = await self._body(request)
         self.patches.append((request.path, request.content_type, body))
-        patched = self.store.merge_patch(info.resource, m["namespace"], m["name"], body)
+        patched = self.store.merge_patch(info.resource, m.get("namespace", ""), m["name"], body)
         return _json(typed(info, patched))
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
-        info = self.store.kind(m["resource"])
-        deleted = self.store.delete(info.resource, m["namespace"], m["name"])
+        info = self._kind(request)
+        deleted = self.store.delete(info.resource, m.get("namespace", ""), m["name"])
         details = {"name": m["name"], "kind": info.resource, "uid": deleted["metadata"]["uid"]}
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 
@@ -490,7 +569,7 @@ class FakeKubeAPIServer:
         return _json({**review, "spec": spec, "status": status}, 201)
 
     async def _collection_get(self, request: web.Request) -> web.StreamResponse:
-        info = self.store.kind(request.match_info["resource"])
+        info = self._kind(request)
         namespace = request.match_info.get("namespace")
         q = request.query
         matcher = selector(q.get("labelSelector", ""), q.get("fieldSelector", ""), info)
@@ -514,7 +593,7 @@ class FakeKubeAPIServer:
         if cont:
             meta["continue"] = cont
             meta["remainingItemCount"] = remaining
-        return _json({"kind": f"{info.kind}List", "apiVersion": "v1", "metadata": meta, "items": items})
+        return _json({"kind": f"{info.kind}List", "apiVersion": info.api_version, "metadata": meta, "items": items})
 
     # --- watch ----------------------------------------------------------------------------------
 
@@ -523,7 +602,7 @@ class FakeKubeAPIServer:
     ) -> web.StreamResponse:
         self.watch_requests += 1
         q = request.query
-        conn = WatchConn(request)
+        conn = WatchConn(request, info.resource)
         self._watches.add(conn)
         listener = conn.queue.put_nowait
         try:

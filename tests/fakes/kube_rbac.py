@@ -25,6 +25,7 @@ import yaml
 from .kube_store import Obj, status_object
 
 DEPLOY_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+OCM_COMPONENT = DEPLOY_RBAC.parent / "components" / "ocm"  # the optional kustomize component for --ocm-integration
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
@@ -328,6 +329,19 @@ def deploy_documents() -> list[Obj]:
 def deploy_rbac(documents: Iterable[Obj] | None = None) -> Rbac:
     """The cluster's policy once deploy/ is applied: the bootstrap roles plus `documents` (default: deploy/rbac.yaml)."""
     return Rbac.from_documents([*BOOTSTRAP_RBAC, *(deploy_documents() if documents is None else documents)])
+
+
+def ocm_component_documents() -> list[Obj]:
+    """The RBAC manifests the OCM component adds (every resource its kustomization lists)."""
+    kustomization = yaml.safe_load((OCM_COMPONENT / "kustomization.yaml").read_text())
+    return [
+        d for name in kustomization.get("resources") or [] for d in yaml.safe_load_all((OCM_COMPONENT / name).read_text()) if d
+    ]
+
+
+def with_ocm_component() -> Rbac:
+    """The cluster's policy once deploy/ is applied with its OCM component (deploy/components/ocm)."""
+    return deploy_rbac([*deploy_documents(), *ocm_component_documents()])
 
 
 def gateway_service_account() -> User:

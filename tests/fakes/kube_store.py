@@ -45,12 +45,20 @@ def status_object(code: int, reason: str, message: str, details: Obj | None = No
 
 @dataclass(frozen=True)
 class KindInfo:
-    """A namespaced core/v1 resource the fake serves."""
+    """A resource the fake serves: core/v1 and namespaced unless told otherwise (a CRD's kind)."""
 
     resource: str
     kind: str
     fields: tuple[str, ...] = ()  # extra field-selector fields beyond metadata.name/namespace
     normalize: Callable[[Obj], None] | None = None  # kind-specific defaulting, in place
+    group: str = ""
+    version: str = "v1"
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        """`v1` for the core group, `<group>/<version>` otherwise."""
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Event:
 
     @property
     def namespace(self) -> str:
-        return str(self.object["metadata"]["namespace"])
+        return str(self.object["metadata"].get("namespace", ""))  # "" for a cluster-scoped object
 
 
 def normalize_secret(obj: Obj) -> None:
@@ -126,6 +134,11 @@ class KubeStore:
         self.kinds[info.resource] = info
         self.objects.setdefault(info.resource, {})
 
+    def unregister_kind(self, resource: str) -> None:
+        """Stop serving `resource` (a CRD deleted); delete its objects first to tell watchers."""
+        self.kinds.pop(resource, None)
+        self.objects.pop(resource, None)
+
     def kind(self, resource: str) -> KindInfo:
         """The kind of `resource`, or a 404 as kube answers for unknown resources."""
         info = self.kinds.get(resource)
@@ -138,7 +151,7 @@ class KubeStore:
     def _commit(self, resource: str, type_: str, obj: Obj, previous: Obj | None) -> Obj:
         self.rv += 1
         obj = _with_rv(obj, self.rv)
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         if type_ == "DELETED":
             self.objects[resource].pop(key, None)
         else:
@@ -156,11 +169,14 @@ class KubeStore:
         meta = obj.setdefault("metadata", {})
         for key in _SERVER_METADATA:
             meta.pop(key, None)
-        if meta.get("namespace", namespace) != namespace:
+        if not info.namespaced:
+            meta.pop("namespace", None)  # as kube: a cluster-scoped object has none
+        elif meta.get("namespace", namespace) != namespace:
             raise StatusError(
                 400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"
             )
-        meta["namespace"] = namespace
+        if info.namespaced:
+            meta["namespace"] = namespace
         for key in ("labels", "annotations"):
             if not meta.get(key):
                 meta.pop(key, None)
@@ -220,7 +236,8 @@ class KubeStore:
             raise StatusError(400, "BadRequest", "the patch did not produce an object")
         meta = merged.setdefault("metadata", {})
         for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
-            meta[key] = old["metadata"][key]
+            if key in old["metadata"]:
+                meta[key] = old["metadata"][key]
         return self.update(resource, namespace, name, merged)
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj:
@@ -309,7 +326,7 @@ class KubeStore:
             return [copy.deepcopy(o) for o in matched], at, "", 0
         page = matched[:limit]
         last = page[-1]["metadata"]
-        token = encode_continue(at, f"{last['namespace']}/{last['name']}")
+        token = encode_continue(at, f"{last.get('namespace', '')}/{last['name']}")
         return [copy.deepcopy(o) for o in page], at, token, len(matched) - limit
 
 

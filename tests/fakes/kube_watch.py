@@ -20,14 +20,16 @@ from .kube_store import Event, KindInfo, KubeStore, Obj, StatusError
 
 def typed(info: KindInfo, obj: Obj) -> Obj:
     """The object with kind/apiVersion: single objects and watch events carry them, list items do not."""
-    return {"kind": info.kind, "apiVersion": "v1", **obj}
+    return {"kind": info.kind, "apiVersion": info.api_version, **obj}
 
 
 class WatchConn:
     """One open watch: its request and the queue the store's listener feeds (None = cut)."""
 
-    def __init__(self, request: web.Request) -> None:
+    def __init__(self, request: web.Request, resource: str) -> None:
         self.request = request
+        self.resource = resource
+        self.ending = False  # end() asked for a clean end after the queued events
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
     def cut(self) -> None:
@@ -37,14 +39,19 @@ class WatchConn:
             transport.abort()
         self.queue.put_nowait(None)
 
+    def end(self) -> None:
+        """End the stream cleanly once the events already queued are sent (a CRD deleted)."""
+        self.ending = True
+        self.queue.put_nowait(None)
+
 
 def initial_events(store: KubeStore, info: KindInfo, namespace: str | None, rv_param: str) -> list[Event]:
     """The events a watch from `rv_param` starts with; 410 if that history was compacted."""
     if rv_param in ("", "0"):
         # "Start at most recent" (or "any"): synthetic ADDED for the current state.
         objs = sorted(
-            (o for o in store.objects[info.resource].values() if namespace in (None, o["metadata"]["namespace"])),
-            key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+            (o for o in store.objects[info.resource].values() if namespace in (None, o["metadata"].get("namespace", ""))),
+            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
         )
         return [Event(int(o["metadata"]["resourceVersion"]), info.resource, "ADDED", o, None) for o in objs]
     try:
@@ -98,7 +105,7 @@ async def stream(
         elif now >= next_bookmark and interval:
             # The queue is drained, so every event up to the store's RV has been sent.
             meta = {"resourceVersion": str(store.rv)}
-            await send({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": "v1", "metadata": meta}})
+            await send({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta}})
             next_bookmark = now + interval
             continue
         else:
@@ -107,6 +114,6 @@ async def stream(
             except TimeoutError:
                 continue
         if event is None:
-            return True  # cut by drop_watches()/stop(); the transport is already gone
+            return not conn.ending  # cut by drop_watches()/stop(): the transport is already gone
         if (out := to_watch_event(info, namespace, matcher, event)) is not None:
             await send(out)
