@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 
+ADMIN = "admin-token"  # the hosting cluster's admin, in system:masters: every SubjectAccessReview allows it
 PROXY_CONFIG_HEADER = "apiVersion: cluster.core.oam.dev/v1alpha1\nkind: ClusterGatewayProxyConfiguration\n"
 
 
@@ -25,6 +27,14 @@ async def member() -> AsyncIterator[FakeMemberAPIServer]:
     """A member cluster on 127.0.0.1 with its own CA; the gateway's token is `member.token`."""
     async with FakeMemberAPIServer() as server:
         yield server
+
+
+@pytest.fixture
+def hub(kube_apiserver: FakeKubeAPIServer) -> FakeKubeAPIServer:
+    """The hosting cluster, where the caller with token ADMIN may do anything through the gateway."""
+    kube_apiserver.users[ADMIN] = {"username": "admin", "uid": "a-1", "groups": ["system:masters"]}
+    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
+    return kube_apiserver
 
 
 def proxy_rules(*rules: str) -> str:

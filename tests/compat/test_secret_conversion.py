@@ -14,18 +14,16 @@ Two deliberate differences run through these cases:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway_apiserver.config import Config
-from tests.compat.conftest import add_managed_cluster
+from tests.compat.conftest import ADMIN, add_managed_cluster
 from tests.fakes.gateway import ManualSecretSource, RunningGateway, running_gateway
 from tests.fakes.hosting import CLUSTERGATEWAYS, SECRET_NAMESPACE, HostingGateway, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
-from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import make_ca
 from tests.fakes.proxying import proxied
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.timeout(30)
 NAME = "bar"
 ENDPOINT = "https://localhost:443"  # the reference's; converted, never dialled
 EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
-ADMIN = "admin-token"
 
 
 def secret(labels: dict[str, str], data: dict[str, str | bytes], annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -243,29 +240,21 @@ async def test_failed_to_fetch_cluster_credential_from_dynamic_auth_mode(tmp_pat
 # --- TestConvertSecretAndClusterToGateway (--ocm-integration) -----------------------------------
 
 
-@pytest.fixture
-async def ocm_hub(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[FakeKubeAPIServer]:
-    """The hosting cluster, its admin allowed everything by SubjectAccessReview."""
-    kube_apiserver.users[ADMIN] = {"username": "admin", "uid": "a-1", "groups": ["system:masters"]}
-    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
-    yield kube_apiserver
-
-
 @pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
-async def test_ocm_x509_certificate_conversion(ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
+async def test_ocm_x509_certificate_conversion(hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
     """reference: clustergateway_types_secret_test.go, TestConvertSecretAndClusterToGateway/"x509 certificate conversion".
 
     With --ocm-integration, a Secret holding only the client certificate and key takes its endpoint
     and CA from the ManagedCluster of its name (`spec.managedClusterClientConfigs[0]`)."""
     pair = member.client_cert("ocm-x509")
-    add_managed_cluster(ocm_hub, NAME, url=member.url, ca_pem=member.ca_pem)
-    ocm_hub.create_secret(
+    add_managed_cluster(hub, NAME, url=member.url, ca_pem=member.ca_pem)
+    hub.create_secret(
         SECRET_NAMESPACE,
         NAME,
         labels={CREDENTIAL_LABEL: "X509Certificate"},
         data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
     )
-    async with hosting_gateway(tmp_path, ocm_hub, ocm_integration=True) as gw:
+    async with hosting_gateway(tmp_path, hub, ocm_integration=True) as gw:
         status, body = await get(gw, f"{CLUSTERGATEWAYS}/{NAME}", Authorization=f"Bearer {ADMIN}")
         assert (status, body["spec"]) == (200, spec(const(member.url, member.ca_pem), "X509Certificate"))
         assert (await get(gw, proxied(NAME, "/version"), Authorization=f"Bearer {ADMIN}"))[0] == 200
@@ -273,22 +262,20 @@ async def test_ocm_x509_certificate_conversion(ocm_hub: FakeKubeAPIServer, membe
 
 
 @pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
-async def test_ocm_service_account_token_conversion(
-    ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path
-) -> None:
+async def test_ocm_service_account_token_conversion(hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
     """reference: clustergateway_types_secret_test.go, TestConvertSecretAndClusterToGateway/"service-account token conversion".
 
     The ManagedCluster's CA overrides the Secret's own `ca.crt`: here the Secret's CA did not sign
     the member's certificate, so reaching the member proves the override."""
-    add_managed_cluster(ocm_hub, NAME, url=member.url, ca_pem=member.ca_pem)
+    add_managed_cluster(hub, NAME, url=member.url, ca_pem=member.ca_pem)
     overridden = make_ca("should-be-overridden").cert_pem
-    ocm_hub.create_secret(
+    hub.create_secret(
         SECRET_NAMESPACE,
         NAME,
         labels={CREDENTIAL_LABEL: "ServiceAccountToken"},
         data={"token": member.token, "ca.crt": overridden},
     )
-    async with hosting_gateway(tmp_path, ocm_hub, ocm_integration=True) as gw:
+    async with hosting_gateway(tmp_path, hub, ocm_integration=True) as gw:
         status, body = await get(gw, f"{CLUSTERGATEWAYS}/{NAME}", Authorization=f"Bearer {ADMIN}")
         assert (status, body["spec"]) == (200, spec(const(member.url, member.ca_pem), "ServiceAccountToken"))
         assert (await get(gw, proxied(NAME, "/version"), Authorization=f"Bearer {ADMIN}"))[0] == 200
@@ -296,14 +283,6 @@ async def test_ocm_service_account_token_conversion(
 
 
 # --- Get and List against the hosting cluster's Secrets ----------------------------------------
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> FakeKubeAPIServer:
-    """The hosting cluster, its admin allowed everything by SubjectAccessReview."""
-    kube_apiserver.users[ADMIN] = {"username": "admin", "uid": "a-1", "groups": ["system:masters"]}
-    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
-    return kube_apiserver
 
 
 async def test_get_cluster_gateway(hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
