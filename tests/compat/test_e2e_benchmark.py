@@ -58,7 +58,7 @@ async def test_create_update_delete_a_configmap(hub_gateway: HostingGateway, pro
             metadata=kubernetes.client.V1ObjectMeta(name="cluster-gateway-e2e"), data={"version": "1"}
         )
         created = core.create_namespaced_config_map("default", body)
-        created.data["version"] = "2"
+        created.data = {"version": "2"}
         assert core.replace_namespaced_config_map("cluster-gateway-e2e", "default", created).data == {"version": "2"}
         core.delete_namespaced_config_map("cluster-gateway-e2e", "default")
 
@@ -72,7 +72,8 @@ async def test_get_namespace_kube_system_from_managed_cluster(hub_gateway: Hosti
     """reference: e2e/benchmark/configmap.go, Measure("get namespace kube-system from managed cluster")."""
 
     def get_kube_system(core: kubernetes.client.CoreV1Api) -> None:
-        assert core.read_namespace("kube-system").metadata.name == "kube-system"
+        metadata = core.read_namespace("kube-system").metadata
+        assert metadata is not None and metadata.name == "kube-system"
 
     durations = await timed(50, get_kube_system, hub_gateway)
     assert max(durations) < BOUND
@@ -85,7 +86,8 @@ async def test_list_namespace_from_managed_cluster(hub_gateway: HostingGateway, 
     LIST with `limit=100`; the limit reaches the member."""
 
     def list_namespaces(core: kubernetes.client.CoreV1Api) -> None:
-        assert [ns.metadata.name for ns in core.list_namespace(limit=100).items] == ["default", "kube-system"]
+        names = [ns.metadata.name if ns.metadata else None for ns in core.list_namespace(limit=100).items]
+        assert names == ["default", "kube-system"]
 
     durations = await timed(50, list_namespaces, hub_gateway)
     assert max(durations) < BOUND
