@@ -50,7 +50,10 @@ async def test_sa_token_and_host_port(member: FakeMemberAPIServer, tmp_path: Pat
     other_ca = make_ca("not-the-members-ca").cert_pem
     status, body = await proxied_version(tmp_path, token_secret("my-cluster", member, endpoint=endpoint, ca_pem=other_ca))
     assert (status, body["reason"]) == (502, "BadGateway")
-    assert "certificate" in body["message"]
+    assert body["message"] == (
+        f'TLS verification of cluster "my-cluster" at localhost:{member.port} failed: '
+        "the member's certificate is not trusted by the cluster's CA bundle (ca.crt in its Secret)"
+    )
     assert len(member.requests) == sent
 
 
