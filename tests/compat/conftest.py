@@ -127,6 +127,17 @@ async def raw_get(gw: HostingGateway, path: str, *, path_prefix: str = "") -> tu
     return await asyncio.to_thread(call)
 
 
+@pytest.fixture
+def ocm_hub(hub: FakeKubeAPIServer) -> FakeKubeAPIServer:
+    """The hosting cluster as an OCM hub: the ManagedCluster CRD installed, and the gateway granted
+    deploy/'s OCM component (read ManagedClusters). Both come from helper "ocm" (issue 13 item 3)."""
+    from tests.fakes.kube_rbac import with_ocm_component  # type: ignore[attr-defined]
+
+    hub.rbac = with_ocm_component()
+    hub.install_managed_cluster_crd()  # type: ignore[attr-defined]
+    return hub
+
+
 def proxy_rules(*rules: str) -> str:
     """A ClusterGatewayProxyConfiguration document holding the given one-line YAML rules."""
     return PROXY_CONFIG_HEADER + "spec:\n  clientIdentityExchanger:\n    rules:\n" + "".join(f"    - {r}\n" for r in rules)
@@ -152,7 +163,7 @@ def add_managed_cluster(
     hosting cluster through the fake's generic store, as `kubectl apply` of one would.
 
     With no `url` it has no `spec.managedClusterClientConfigs` (the reference calls that invalid).
-    The fake serves the kind once helper "ocm" registers it (issue 13 item 3); until then this raises.
+    The fake serves the kind once its CRD is installed (the `ocm_hub` fixture).
     """
     spec: dict[str, Any] = {"hubAcceptsClient": accepted}
     if url is not None:

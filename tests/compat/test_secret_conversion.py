@@ -242,20 +242,20 @@ async def test_failed_to_fetch_cluster_credential_from_dynamic_auth_mode(tmp_pat
 
 
 @pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
-async def test_ocm_x509_certificate_conversion(hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
+async def test_ocm_x509_certificate_conversion(ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
     """reference: clustergateway_types_secret_test.go, TestConvertSecretAndClusterToGateway/"x509 certificate conversion".
 
     With --ocm-integration, a Secret holding only the client certificate and key takes its endpoint
     and CA from the ManagedCluster of its name (`spec.managedClusterClientConfigs[0]`)."""
     pair = member.client_cert("ocm-x509")
-    add_managed_cluster(hub, NAME, url=member.url, ca_pem=member.ca_pem)
-    hub.create_secret(
+    add_managed_cluster(ocm_hub, NAME, url=member.url, ca_pem=member.ca_pem)
+    ocm_hub.create_secret(
         SECRET_NAMESPACE,
         NAME,
         labels={CREDENTIAL_LABEL: "X509Certificate"},
         data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem},
     )
-    async with hosting_gateway(tmp_path, hub, ocm_integration=True) as gw:
+    async with hosting_gateway(tmp_path, ocm_hub, ocm_integration=True) as gw:
         status, body = await get(gw, f"{CLUSTERGATEWAYS}/{NAME}", Authorization=f"Bearer {ADMIN}")
         assert (status, body["spec"]) == (200, spec(const(member.url, member.ca_pem), "X509Certificate"))
         assert (await get(gw, proxied(NAME, "/version"), Authorization=f"Bearer {ADMIN}"))[0] == 200
@@ -263,20 +263,22 @@ async def test_ocm_x509_certificate_conversion(hub: FakeKubeAPIServer, member: F
 
 
 @pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
-async def test_ocm_service_account_token_conversion(hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
+async def test_ocm_service_account_token_conversion(
+    ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
     """reference: clustergateway_types_secret_test.go, TestConvertSecretAndClusterToGateway/"service-account token conversion".
 
     The ManagedCluster's CA overrides the Secret's own `ca.crt`: here the Secret's CA did not sign
     the member's certificate, so reaching the member proves the override."""
-    add_managed_cluster(hub, NAME, url=member.url, ca_pem=member.ca_pem)
+    add_managed_cluster(ocm_hub, NAME, url=member.url, ca_pem=member.ca_pem)
     overridden = make_ca("should-be-overridden").cert_pem
-    hub.create_secret(
+    ocm_hub.create_secret(
         SECRET_NAMESPACE,
         NAME,
         labels={CREDENTIAL_LABEL: "ServiceAccountToken"},
         data={"token": member.token, "ca.crt": overridden},
     )
-    async with hosting_gateway(tmp_path, hub, ocm_integration=True) as gw:
+    async with hosting_gateway(tmp_path, ocm_hub, ocm_integration=True) as gw:
         status, body = await get(gw, f"{CLUSTERGATEWAYS}/{NAME}", Authorization=f"Bearer {ADMIN}")
         assert (status, body["spec"]) == (200, spec(const(member.url, member.ca_pem), "ServiceAccountToken"))
         assert (await get(gw, proxied(NAME, "/version"), Authorization=f"Bearer {ADMIN}"))[0] == 200

@@ -76,11 +76,12 @@ async def secrets_only(tmp_path: Path, hub: FakeKubeAPIServer) -> AsyncIterator[
 
 
 @pytest.fixture
-async def with_managed_clusters(tmp_path: Path, hub: FakeKubeAPIServer) -> AsyncIterator[HostingGateway]:
-    """The gateway over the reference's Secrets and ManagedClusters."""
-    add_secrets(hub)
-    add_managed_clusters(hub)
-    async with hosting_gateway(tmp_path, hub) as gw:
+async def with_managed_clusters(tmp_path: Path, ocm_hub: FakeKubeAPIServer) -> AsyncIterator[HostingGateway]:
+    """The gateway over the reference's Secrets and ManagedClusters (without --ocm-integration:
+    VirtualCluster reads ManagedClusters whenever the hub serves them)."""
+    add_secrets(ocm_hub)
+    add_managed_clusters(ocm_hub)
+    async with hosting_gateway(tmp_path, ocm_hub) as gw:
         yield gw
 
 
