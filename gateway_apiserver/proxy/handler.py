@@ -66,9 +66,25 @@ IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
 IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
+def _cluster(request: web.Request) -> ClusterGateway:
+    """The cluster named in the path, or a 404 whose message starts with "no such cluster".
+
+    Those are the reference's words, and KubeVela's clients match on them: after writing a new
+    cluster's Secret, `vela cluster join` retries while the proxy says "no such cluster" (the
+    gateway has not seen the Secret yet), and on any other error deletes the Secret it just wrote.
+    """
+    name = request.match_info["name"]
+    try:
+        return request.app[REGISTRY].get(name)
+    except StatusError as exc:
+        if exc.code != 404:
+            raise
+        raise StatusError(404, f"no such cluster {name}: {exc.message}", details=exc.details) from None
+
+
 async def proxy(request: web.Request) -> web.StreamResponse:
     """Forward one request to the member cluster named in the path."""
-    cluster = request.app[REGISTRY].get(request.match_info["name"])  # 404 for an unknown cluster
+    cluster = _cluster(request)
     pool = request.app[TRANSPORT_POOL]
     settings = pool.settings
     transport = pool.get(cluster)  # 501 for ClusterProxy endpoints

@@ -272,11 +272,12 @@ def _rule(obj: Any, index: int, origin: str) -> Rule:
     fields = _mapping(obj, f"rules[{index}]")
     name = _string(fields.get("name"), f"rules[{index}]: name")
     where = f'rule "{name}"'
-    _keys(fields, _RULE_KEYS, where)
     kind = fields.get("type")
     if kind == "ExternalIdentityExchanger":
-        # Reference: matches, returns an error, then dereferences a nil config (a panic).
+        # Reference: matches, returns an error, then dereferences a nil config (a panic). Said
+        # before the key check: such a rule carries `url`, a key no other type has.
         raise _Invalid(f"{where}: type ExternalIdentityExchanger is not implemented")
+    _keys(fields, _RULE_KEYS, where)
     if not isinstance(kind, str) or kind not in {t.value for t in ExchangerType}:
         raise _Invalid(f"{where}: unknown type {kind!r} (want {' or '.join(ExchangerType)})")
     rtype = ExchangerType(kind)
