@@ -124,6 +124,22 @@ async def test_a_managed_cluster_added_changed_and_deleted_moves_the_endpoint_an
         assert obj["spec"]["access"]["credential"] == {"type": "ServiceAccountToken"}  # the token is never served
 
 
+async def test_a_managed_cluster_without_a_ca_bundle_is_verified_against_the_system_roots(
+    tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
+) -> None:
+    """A private-CA member behind a ManagedCluster with no caBundle is refused, never reached unverified."""
+    a = members["a"]
+    allow_admin(kube_apiserver)
+    kube_apiserver.rbac = with_ocm_component()
+    kube_apiserver.install_managed_cluster_crd()
+    kube_apiserver.create_managed_cluster("c1", url=a.url)
+    add_cluster(kube_apiserver, "c1", "https://unused.invalid", token=TOKEN)
+    async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True) as gw:
+        status, message = await reached(gw)
+    assert status == 502
+    assert "the member's certificate is not trusted" in message, message
+
+
 async def test_a_secret_without_endpoint_is_served_once_the_crd_installed_after_start_up_gives_one(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:

@@ -79,16 +79,19 @@ class _ServerNameContext(ssl.SSLContext):
 
 
 def server_ssl_context(cluster: ClusterGateway) -> ssl.SSLContext:
-    """Verification of the member: its CA bundle, or none at all when the Secret has no CA (insecure)."""
+    """Verification of the member: its CA bundle; none at all when insecure (a Secret without a CA); the
+    system roots otherwise (a ManagedCluster without a caBundle, under --ocm-integration)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if cluster.tls_server_name:
         ctx = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.server_name = cluster.tls_server_name
-    if cluster.insecure or not cluster.ca_bundle:
+    if cluster.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    else:
+    elif cluster.ca_bundle:
         ctx.load_verify_locations(cadata=cluster.ca_bundle.decode("ascii", errors="replace"))
+    else:
+        ctx.load_default_certs()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])  # aiohttp speaks HTTP/1.1 only
     return ctx

@@ -249,7 +249,7 @@ def _managed_cluster_endpoint(mc: ManagedCluster, credential_type: CredentialTyp
     if config.ca_bundle_problem is not None:
         raise ConversionError(f"{where}: {config.ca_bundle_problem}")
     if not config.ca_bundle:
-        return address, None, True  # no CA: as for a Secret without one, no verification, shown as insecure
+        return address, None, False  # no CA: verified against the system roots, as the reference does
     _check_certificates(config.ca_bundle, f"{where} spec.managedClusterClientConfigs[0].caBundle")
     return address, config.ca_bundle, False
 

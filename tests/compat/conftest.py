@@ -131,10 +131,10 @@ async def raw_get(gw: HostingGateway, path: str, *, path_prefix: str = "") -> tu
 def ocm_hub(hub: FakeKubeAPIServer) -> FakeKubeAPIServer:
     """The hosting cluster as an OCM hub: the ManagedCluster CRD installed, and the gateway granted
     deploy/'s OCM component (read ManagedClusters). Both come from helper "ocm" (issue 13 item 3)."""
-    from tests.fakes.kube_rbac import with_ocm_component  # type: ignore[attr-defined]
+    from tests.fakes.kube_rbac import with_ocm_component
 
     hub.rbac = with_ocm_component()
-    hub.install_managed_cluster_crd()  # type: ignore[attr-defined]
+    hub.install_managed_cluster_crd()
     return hub
 
 

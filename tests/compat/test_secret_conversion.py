@@ -241,7 +241,6 @@ async def test_failed_to_fetch_cluster_credential_from_dynamic_auth_mode(tmp_pat
 # --- TestConvertSecretAndClusterToGateway (--ocm-integration) -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
 async def test_ocm_x509_certificate_conversion(ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path) -> None:
     """reference: clustergateway_types_secret_test.go, TestConvertSecretAndClusterToGateway/"x509 certificate conversion".
 
@@ -262,7 +261,6 @@ async def test_ocm_x509_certificate_conversion(ocm_hub: FakeKubeAPIServer, membe
     assert member.requests[-1].user == "cert:ocm-x509"
 
 
-@pytest.mark.xfail(strict=True, reason="pending: --ocm-integration and ManagedClusters in the fake (issue 13 item 3)")
 async def test_ocm_service_account_token_conversion(
     ocm_hub: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path
 ) -> None:

@@ -45,10 +45,11 @@ def test_a_secret_without_endpoint_is_valid_when_its_managed_cluster_has_one() -
     assert gw.address == "https://east.invalid:6443"
 
 
-def test_a_managed_cluster_without_a_ca_bundle_is_insecure_as_a_secret_without_one_is() -> None:
+def test_a_managed_cluster_without_a_ca_bundle_is_verified_against_the_system_roots() -> None:
+    """As the reference: not insecure (a Secret without a CA is), and not the Secret's CA either."""
     gw = convert(cluster_secret("east", ca_pem=SECRET_CA.cert_pem), url="https://east.invalid")
-    assert (gw.ca_bundle, gw.insecure) == (None, True)
-    assert gw.manifest["spec"]["access"]["endpoint"]["const"] == {"address": "https://east.invalid", "insecure": True}
+    assert (gw.ca_bundle, gw.insecure) == (None, False)
+    assert gw.manifest["spec"]["access"]["endpoint"]["const"] == {"address": "https://east.invalid"}
 
 
 def test_a_managed_cluster_without_client_config_is_a_conversion_error_naming_it() -> None:
