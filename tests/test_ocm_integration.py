@@ -54,6 +54,14 @@ def allow_admin(api: FakeKubeAPIServer) -> None:
     api.policy = [PolicyRule(groups=("system:masters",))]
 
 
+def ocm_hub(api: FakeKubeAPIServer) -> None:
+    """The hosting cluster as an OCM hub: the admin allowed, the gateway granted deploy/components/ocm's
+    RBAC, and the ManagedCluster CRD installed."""
+    allow_admin(api)
+    api.rbac = with_ocm_component()
+    api.install_managed_cluster_crd()
+
+
 async def reached(gw: HostingGateway, cluster: str = "c1") -> tuple[int, str]:
     """Which member a proxied read of cluster `cluster` reached: (status, member name or the Status message)."""
     async with admin(gw) as s, s.get(f"{CLUSTERGATEWAYS}/{cluster}/proxy/{WHOAMI}") as resp:
@@ -89,9 +97,7 @@ async def test_a_managed_cluster_added_changed_and_deleted_moves_the_endpoint_an
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a, b, c = members["a"], members["b"], members["c"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True) as gw:
         assert await reached(gw) == (200, "a")  # no ManagedCluster: the Secret alone
@@ -129,9 +135,7 @@ async def test_a_managed_cluster_without_a_ca_bundle_is_verified_against_the_sys
 ) -> None:
     """A private-CA member behind a ManagedCluster with no caBundle is refused, never reached unverified."""
     a = members["a"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     kube_apiserver.create_managed_cluster("c1", url=a.url)
     add_cluster(kube_apiserver, "c1", "https://unused.invalid", token=TOKEN)
     async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True) as gw:
@@ -166,9 +170,7 @@ async def test_a_managed_cluster_without_client_config_is_a_404_naming_it_and_is
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a = members["a"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     add_cluster(kube_apiserver, "c2", a.url, token=TOKEN, ca_pem=a.ca_pem)
     kube_apiserver.create_managed_cluster("c1")  # accepted, but no managedClusterClientConfigs yet
@@ -195,9 +197,7 @@ async def test_without_ocm_integration_a_managed_cluster_changes_no_endpoint(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a, b = members["a"], members["b"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     kube_apiserver.create_managed_cluster("c1", url=b.url, ca_pem=b.ca_pem)
     async with hosting_gateway(tmp_path, kube_apiserver) as gw:
@@ -213,9 +213,7 @@ async def test_the_crd_deleted_and_installed_again_while_running(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a, b = members["a"], members["b"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     kube_apiserver.create_managed_cluster("c1", url=b.url, ca_pem=b.ca_pem)
     async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True, **FAST) as gw:
@@ -265,9 +263,7 @@ async def test_with_the_cache_gate_off_managed_clusters_are_listed_again_without
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a, b = members["a"], members["b"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     gates = {"HealthinessCheck": False, "SecretCache": True, "ClientIdentityPenetration": False, "OCMClusterCache": False}
     async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True, feature_gates=gates, **FAST) as gw:
@@ -285,9 +281,7 @@ async def test_readiness_waits_for_the_first_managed_cluster_list_only_so_long(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     a = members["a"]
-    allow_admin(kube_apiserver)
-    kube_apiserver.rbac = with_ocm_component()
-    kube_apiserver.install_managed_cluster_crd()
+    ocm_hub(kube_apiserver)
     add_cluster(kube_apiserver, "c1", a.url, token=TOKEN, ca_pem=a.ca_pem)
     kube_apiserver.inject_failure(500, count=1_000, when=lambda request: request.path == MANAGED_CLUSTERS_PATH)
     started = asyncio.get_running_loop().time()
