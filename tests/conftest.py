@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from kubernetes_asyncio import client
+from kubernetes_asyncio.config import load_kube_config
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 
@@ -47,3 +51,13 @@ async def kube_apiserver() -> AsyncIterator[FakeKubeAPIServer]:
     # A refusal the gateway survives quietly still means deploy/ lacks a grant: it fails the test.
     refused = [m for m in server.forbidden if f'User "{server.gateway_user.name}"' in m]
     assert server.refusals_expected or not refused, f"the hosting cluster refused the gateway: {refused}"
+
+
+@pytest.fixture
+async def hosting_admin_client(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
+    """A kubernetes-asyncio ApiClient of the fake hosting cluster, as its admin, configured from a kubeconfig."""
+    config = client.Configuration()
+    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "admin.kubeconfig", token=kube_apiserver.token)
+    await load_kube_config(str(kubeconfig), client_configuration=config)
+    async with client.ApiClient(config) as api_client:
+        yield api_client

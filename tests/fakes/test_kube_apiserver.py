@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import load_kube_config
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.pki import client_ssl_context
@@ -24,13 +23,9 @@ pytestmark = pytest.mark.timeout(20)
 
 
 @pytest.fixture
-async def core(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
+def core(hosting_admin_client: Any) -> Any:
     """A kubernetes-asyncio CoreV1Api configured from the fake's kubeconfig, as the hosting cluster's admin."""
-    config = client.Configuration()
-    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=kube_apiserver.token)
-    await load_kube_config(str(kubeconfig), client_configuration=config)
-    async with client.ApiClient(config) as api_client:
-        yield client.CoreV1Api(api_client)
+    return client.CoreV1Api(hosting_admin_client)
 
 
 @pytest.fixture

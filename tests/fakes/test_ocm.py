@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import load_kube_config
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.ocm import GROUP, MANAGED_CLUSTERS_PATH, VERSION, client_config
@@ -33,13 +32,9 @@ NOT_FOUND = {
 
 
 @pytest.fixture
-async def custom(kube_apiserver: FakeKubeAPIServer, tmp_path: Path) -> AsyncIterator[Any]:
+def custom(hosting_admin_client: Any) -> Any:
     """A kubernetes-asyncio CustomObjectsApi as the hosting cluster's admin."""
-    config = client.Configuration()
-    kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=kube_apiserver.token)
-    await load_kube_config(str(kubeconfig), client_configuration=config)
-    async with client.ApiClient(config) as api_client:
-        yield client.CustomObjectsApi(api_client)
+    return client.CustomObjectsApi(hosting_admin_client)
 
 
 @pytest.fixture
