@@ -15,16 +15,22 @@ Pure functions over the request's method, path, query and headers, restating the
 * A refusal is kube's 403 Status: `<resource> "<name>" is forbidden: User "<u>" cannot <verb>
   resource "<res>" in API group "<g>" in the namespace "<ns>"` (or `at the cluster scope`), and
   `forbidden: User "<u>" cannot <verb> path "<path>"` outside the API.
+
+Request attributes, rule matching and the 403 are the hosting fake's (kube_rbac.py): one reading
+of kube's rules for both fakes. This module adds what only a member needs: impersonation and
+bindings granted in code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from multidict import MultiMapping
 
+from .kube_rbac import RequestAttributes, User, forbidden_status, rule_allows
+from .kube_rbac import request_attributes as kube_request_attributes
 from .kube_store import StatusError
 
 AUTHENTICATED = "system:authenticated"
@@ -46,7 +52,7 @@ class Identity:
 
 @dataclass(frozen=True)
 class Attributes:
-    """What a request asks to do (kube's authorizer.Attributes)."""
+    """What a request asks to do (kube's authorizer.Attributes): who, and the request's attributes."""
 
     user: Identity
     verb: str
@@ -58,10 +64,19 @@ class Attributes:
     subresource: str = ""
     name: str = ""
 
-
-def _wild(allowed: Iterable[str], value: str) -> bool:
-    allowed = tuple(allowed)
-    return "*" in allowed or value in allowed
+    def request(self) -> RequestAttributes:
+        """The attributes without the user, as the hosting fake's RBAC reads them."""
+        return RequestAttributes(
+            self.verb,
+            self.path,
+            self.resource_request,
+            self.api_group,
+            "",
+            self.namespace,
+            self.resource,
+            self.subresource,
+            self.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,16 +90,15 @@ class Rule:
     non_resource_urls: tuple[str, ...] = ()
 
     def allows(self, attrs: Attributes) -> bool:
-        """Whether this rule covers `attrs`."""
-        if not _wild(self.verbs, attrs.verb):
-            return False
-        if not attrs.resource_request:
-            path = attrs.path
-            return any(u in ("*", path) or (u.endswith("*") and path.startswith(u[:-1])) for u in self.non_resource_urls)
-        full = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-        resource_ok = any(r in ("*", full) or (attrs.subresource and r == f"*/{attrs.subresource}") for r in self.resources)
-        names_ok = not self.resource_names or attrs.name in self.resource_names
-        return resource_ok and names_ok and _wild(self.api_groups, attrs.api_group)
+        """Whether this rule covers `attrs` (the same rule matching as the hosting fake's RBAC)."""
+        policy_rule = {
+            "verbs": list(self.verbs),
+            "apiGroups": list(self.api_groups),
+            "resources": list(self.resources),
+            "resourceNames": list(self.resource_names),
+            "nonResourceURLs": list(self.non_resource_urls),
+        }
+        return rule_allows(policy_rule, attrs.request())
 
 
 CLUSTER_ADMIN = (Rule(("*",), ("*",), ("*",)), Rule(("*",), non_resource_urls=("*",)))
@@ -141,54 +155,15 @@ class RBAC:
 
 def forbidden(attrs: Attributes, reason: str = "") -> StatusError:
     """The 403 the kube-apiserver answers for a refused request."""
-    user = attrs.user.name
-    if not attrs.resource_request:
-        message = f'forbidden: User "{user}" cannot {attrs.verb} path "{attrs.path}"'
-        return StatusError(403, "Forbidden", message + (f": {reason}" if reason else ""), {})
-    resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-    scope = f'in the namespace "{attrs.namespace}"' if attrs.namespace else "at the cluster scope"
-    why = f'User "{user}" cannot {attrs.verb} resource "{resource}" in API group "{attrs.api_group}" {scope}'
-    qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
-    subject = f'{qualified} "{attrs.name}"' if attrs.name else qualified
-    details = {k: v for k, v in (("name", attrs.name), ("group", attrs.api_group), ("kind", attrs.resource)) if v}
-    return StatusError(403, "Forbidden", f"{subject} is forbidden: {why}" + (f": {reason}" if reason else ""), details)
-
-
-# --- request attributes (kube's RequestInfoFactory, for the paths this fake serves) ---------------
-
-_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "GET": "get", "HEAD": "get"}
+    status = forbidden_status(User(attrs.user.name, attrs.user.groups), attrs.request(), reason)
+    return StatusError(403, "Forbidden", status["message"], status["details"])
 
 
 def request_attributes(method: str, path: str, query: Mapping[str, str], user: Identity) -> Attributes:
-    """The authorization attributes of a request to `path` (the part after any endpoint prefix)."""
-    parts = [p for p in path.split("/") if p]
-    if parts[:1] == ["api"] and len(parts) >= 3:
-        group, rest = "", parts[2:]
-    elif parts[:1] == ["apis"] and len(parts) >= 4:
-        group, rest = parts[1], parts[3:]
-    else:
-        return Attributes(user, method.lower(), False, path=path)  # kube: the lower-cased method, even "head"
-    namespace = ""
-    if rest[0] == "namespaces" and len(rest) >= 3:
-        namespace, rest = rest[1], rest[2:]
-    elif rest[0] == "namespaces" and len(rest) == 2:
-        namespace = rest[1]  # the namespace object itself lives in its own namespace
-    resource, name, subresource = rest[0], (rest[1] if len(rest) > 1 else ""), (rest[2] if len(rest) > 2 else "")
-    verb = _VERBS.get(method, method.lower())
-    if not name and verb == "get":
-        verb = "watch" if query.get("watch", "").lower() in ("1", "t", "true") else "list"
-        name = _name_from_field_selector(query.get("fieldSelector", ""))
-    elif not name and verb == "delete":
-        verb = "deletecollection"
-    return Attributes(user, verb, True, path, group, namespace, resource, subresource, name)
-
-
-def _name_from_field_selector(selector: str) -> str:
-    for term in selector.split(","):
-        key, op, value = term.partition("=")
-        if op and key.strip() == "metadata.name" and not key.endswith("!"):
-            return value.lstrip("=").strip()
-    return ""
+    """The authorization attributes of a request to `path` (the part after any endpoint prefix), as the
+    hosting fake computes them (kube's RequestInfoFactory)."""
+    a = kube_request_attributes(method, path, query)
+    return Attributes(user, a.verb, a.resource_request, a.path, a.api_group, a.namespace, a.resource, a.subresource, a.name)
 
 
 # --- impersonation --------------------------------------------------------------------------------
