@@ -36,13 +36,13 @@ from multidict import CIMultiDict
 
 from gateway_apiserver.config import Config
 from gateway_apiserver.server import GatewayServer
-from tests.fakes.gateway import ManualSecretSource
+from tests.fakes.hosting import add_cluster
+from tests.fakes.hosting import hosting_gateway as shared_hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.member_upgrade import FakeUpgradeMember, RecordedRequest
-from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert, make_ca
-from tests.fakes.secrets import cluster_secret
+from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert
 
 CG = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 ALICE = {"username": "alice", "uid": "a-1", "groups": ["devs"], "extra": {"scopes": ["read"]}}
@@ -127,10 +127,7 @@ async def penetrating(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> Asyn
 
 @contextlib.asynccontextmanager
 async def hosting_gateway(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, **overrides: Any) -> AsyncIterator[Hosting]:
-    front_proxy_ca, client_ca = make_ca("front-proxy-ca"), make_ca("client-ca")
-    kube_apiserver.set_authentication_configmap(
-        requestheader_ca_pem=front_proxy_ca.cert_pem, client_ca_pem=client_ca.cert_pem, allowed_names=("front-proxy-client",)
-    )
+    """The shared hosting-mode gateway (tests/fakes/hosting.py) with alice, a narrow policy and two members."""
     kube_apiserver.users["alice-token"] = ALICE
     group = ("cluster.core.oam.dev",)
     kube_apiserver.policy = [
@@ -140,31 +137,12 @@ async def hosting_gateway(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, **o
     async with FakeMemberAPIServer() as member:
         upgrade_member = FakeUpgradeMember(token="upgrade-member-token")
         await upgrade_member.start()
-        secrets = [
-            cluster_secret("c1", endpoint=member.url, token=member.token, ca_pem=member.ca_pem),
-            cluster_secret("u1", endpoint=str(upgrade_member.url), token=upgrade_member.token, ca_pem=upgrade_member.ca_pem),
-        ]
-        config = Config(
-            secure_port=0,
-            bind_address="127.0.0.1",
-            cert_dir=tmp_path / "certs",
-            kubeconfig=kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig"),
-            **overrides,
-        )
-        gateway = GatewayServer(config, source=ManualSecretSource(secrets))
-        await gateway.start()
         try:
-            setup = Hosting(
-                kube_apiserver, gateway, f"https://127.0.0.1:{gateway.port}", member, upgrade_member, front_proxy_ca, client_ca
-            )
-            for _ in range(200):  # ready once the trust ConfigMap and the Secrets are loaded
-                status, _ = await setup.get("/readyz", [])
-                if status == 200:
-                    break
-                await asyncio.sleep(0.05)
-            yield setup
+            add_cluster(kube_apiserver, "c1", member.url, token=member.token, ca_pem=member.ca_pem)
+            add_cluster(kube_apiserver, "u1", str(upgrade_member.url), token=upgrade_member.token, ca_pem=upgrade_member.ca_pem)
+            async with shared_hosting_gateway(tmp_path, kube_apiserver, **overrides) as gw:
+                yield Hosting(kube_apiserver, gw.server, gw.url, member, upgrade_member, gw.front_proxy_ca, gw.client_ca)
         finally:
-            await gateway.stop()
             await upgrade_member.stop()
 
 
