@@ -20,14 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway_apiserver.config import Config
 from gateway_apiserver.server import GatewayServer
-from tests.fakes.gateway import ManualSecretSource, write_kubeconfig
+from tests.fakes.gateway import write_kubeconfig
+from tests.fakes.hosting import add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert, make_ca
 from tests.fakes.proxying import eventually
-from tests.fakes.secrets import cluster_secret
 
 CG = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 AUTHENTICATED = "system:authenticated"
@@ -134,10 +133,7 @@ async def setup_with_subpath(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) 
 
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, *, authorize_proxy_subpath: bool) -> AsyncIterator[Setup]:
-    front_proxy_ca, client_ca = make_ca("front-proxy-ca"), make_ca("client-ca")
-    kube_apiserver.set_authentication_configmap(
-        requestheader_ca_pem=front_proxy_ca.cert_pem, client_ca_pem=client_ca.cert_pem, allowed_names=("front-proxy-client",)
-    )
+    """The shared hosting-mode gateway (tests/fakes/hosting.py) with alice, bob and two clusters."""
     kube_apiserver.users["alice-token"] = {"username": "alice", "uid": "a-1", "groups": ["devs"]}
     kube_apiserver.policy = [
         PolicyRule(
@@ -153,26 +149,11 @@ async def started(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, *, authoriz
         PolicyRule(users=("bob",), verbs=("list",), resources=("configmaps",), namespaces=("x",)),  # on the hub
         PolicyRule(groups=("system:masters",)),
     ]
-    config = Config(
-        secure_port=0,
-        bind_address="127.0.0.1",
-        cert_dir=tmp_path / "certs",
-        kubeconfig=kube_apiserver.write_kubeconfig(tmp_path / "hosting.kubeconfig"),
-        tls_reload_interval=0.1,
-        authorize_proxy_subpath=authorize_proxy_subpath,
-    )
-    gateway = GatewayServer(config, source=ManualSecretSource([cluster_secret("c1"), cluster_secret("c2")]))
-    await gateway.start()
-    try:
-        setup = Setup(kube_apiserver, gateway, f"https://127.0.0.1:{gateway.port}", front_proxy_ca, client_ca)
-        for _ in range(100):  # ready once the trust ConfigMap and the Secrets are loaded
-            status, _ = await setup.call("GET", "/readyz")
-            if status == 200:
-                break
-            await asyncio.sleep(0.05)
-        yield setup
-    finally:
-        await gateway.stop()
+    for name in ("c1", "c2"):
+        add_cluster(kube_apiserver, name, "https://127.0.0.1:6443", token="member-token")
+    overrides = {"tls_reload_interval": 0.1, "authorize_proxy_subpath": authorize_proxy_subpath}
+    async with hosting_gateway(tmp_path, kube_apiserver, **overrides) as gw:
+        yield Setup(kube_apiserver, gw.server, gw.url, gw.front_proxy_ca, gw.client_ca)
 
 
 async def test_front_proxy_identity_is_trusted_with_the_right_certificate(setup: Setup) -> None:
