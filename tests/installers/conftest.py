@@ -29,7 +29,7 @@ from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import CertKey, client_ssl_context, issue_client_cert, issue_server_cert, make_ca
 from tests.fakes.secrets import CREDENTIAL_LABEL
 
-from .installer_args import in_test_pod
+from .installer_args import VELA_CORE_PROXY_CONFIG, VELA_CORE_SERVICE, VELA_CORE_TLS_DIR, in_test_pod
 
 CLUSTERGATEWAYS = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 FRONT_PROXY_CN = "front-proxy-client"
@@ -74,6 +74,27 @@ def serving_pair(ca: CertKey, service: str, namespace: str) -> tuple[bytes, byte
     return pair.cert_pem, pair.key_pem
 
 
+def vela_core_files() -> tuple[dict[str, bytes | str], bytes]:
+    """What vela-core mounts (the proxy-config ConfigMap; the chart's TLS Secret, secureTLS being the default),
+    and the chart's CA, which signed the serving certificate."""
+    chart_ca = make_ca("kubevela-cluster-gateway-ca")
+    cert, key = serving_pair(chart_ca, VELA_CORE_SERVICE, "vela-system")
+    files: dict[str, bytes | str] = {
+        "/etc/proxy-config/config.yaml": VELA_CORE_PROXY_CONFIG,
+        f"{VELA_CORE_TLS_DIR}/tls.crt": cert,
+        f"{VELA_CORE_TLS_DIR}/tls.key": key,
+        f"{VELA_CORE_TLS_DIR}/ca": chart_ca.cert_pem,
+    }
+    return files, chart_ca.cert_pem
+
+
+def ocm_addon_files() -> tuple[dict[str, bytes | str], bytes]:
+    """The add-on manager's serving certificate (its Secret, mounted at /etc/server), and the CA that signed it."""
+    ca = make_ca("cluster-gateway-addon-ca")
+    cert, key = serving_pair(ca, "cluster-gateway", "vela-system")
+    return {"/etc/server/tls.crt": cert, "/etc/server/tls.key": key}, ca.cert_pem
+
+
 @dataclass
 class InstalledGateway:
     """A gateway started from an installer's args, the parsed Config, and the trust a client needs."""
@@ -114,6 +135,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Pod:
+    """An installer's pod as a test runs it: its command line, its port, and the aggregator's CA it trusts."""
+
+    argv: list[str]
+    port: int
+    front_proxy_ca: CertKey
+
+
+def prepare_pod(tmp_path: Path, api: FakeKubeAPIServer, args: list[str], mounts: Mapping[str, bytes | str] | None = None) -> Pod:
+    """Write `mounts` (pod path -> content) under a temporary root, publish a fresh front-proxy CA in the
+    hosting cluster's trust ConfigMap, and give `args` the test's paths, port, address and kubeconfig."""
+    root = tmp_path / "pod"
+    for pod_path, content in (mounts or {}).items():
+        path = root / pod_path.removeprefix("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    front_proxy_ca = make_ca("front-proxy-ca")
+    api.set_authentication_configmap(requestheader_ca_pem=front_proxy_ca.cert_pem, allowed_names=(FRONT_PROXY_CN,))
+    kubeconfig = api.write_kubeconfig(tmp_path / "in-cluster.kubeconfig")
+    port = _free_port()
+    argv = [*in_test_pod(args, root, port), "--bind-address=127.0.0.1", f"--kubeconfig={kubeconfig}"]
+    return Pod(argv, port, front_proxy_ca)
+
+
+async def wait_ready(session: aiohttp.ClientSession) -> None:
+    """Poll /readyz until 200 (the trust ConfigMap and the Secrets loaded), at most 10 s."""
+    for _ in range(200):
+        try:
+            async with session.get("/readyz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass  # a separate process may not listen yet
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway did not become ready within 10s")
+
+
 @asynccontextmanager
 async def installed_gateway(
     tmp_path: Path,
@@ -123,32 +182,19 @@ async def installed_gateway(
     mounts: Mapping[str, bytes | str] | None = None,
     serving_ca_pem: bytes | None = None,
 ) -> AsyncIterator[InstalledGateway]:
-    """Start our gateway with an installer's `args` once `mounts` (pod path -> content) are written,
-    and wait until ready. `serving_ca_pem` is the CA that signed a mounted serving certificate."""
-    root = tmp_path / "pod"
-    for pod_path, content in (mounts or {}).items():
-        path = root / pod_path.removeprefix("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-    front_proxy_ca = make_ca("front-proxy-ca")
-    api.set_authentication_configmap(requestheader_ca_pem=front_proxy_ca.cert_pem, allowed_names=(FRONT_PROXY_CN,))
-    kubeconfig = api.write_kubeconfig(tmp_path / "in-cluster.kubeconfig")
-    argv = [*in_test_pod(args, root, _free_port()), "--bind-address=127.0.0.1", f"--kubeconfig={kubeconfig}"]
-    config = parse_config(argv)
+    """Start our gateway in this process with an installer's `args` once `mounts` are written, and wait
+    until ready. `serving_ca_pem` is the CA that signed a mounted serving certificate (default: the
+    self-signed one the gateway writes)."""
+    pod = prepare_pod(tmp_path, api, args, mounts)
+    config = parse_config(pod.argv)
     server = GatewayServer(config)
     await server.start()
     try:
         assert server.cert is not None
         ca_pem = serving_ca_pem if serving_ca_pem is not None else server.cert.cert_file.read_bytes()
-        gateway = InstalledGateway(api, server, config, argv, ca_pem, front_proxy_ca)
+        gateway = InstalledGateway(api, server, config, pod.argv, ca_pem, pod.front_proxy_ca)
         async with gateway.session() as session:
-            for _ in range(200):  # ready once the trust ConfigMap and the Secrets are loaded
-                async with session.get("/readyz") as resp:
-                    if resp.status == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the gateway did not become ready within 10s")
+            await wait_ready(session)
         yield gateway
     finally:
         await server.stop()

@@ -18,10 +18,9 @@ import pytest
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.pki import make_ca
 
-from .conftest import CLUSTERGATEWAYS, InstalledGateway, add_token_cluster, installed_gateway, serving_pair
-from .installer_args import VELA_CORE_PROXY_CONFIG, VELA_CORE_SERVICE, VELA_CORE_TLS_DIR, vela_core_args
+from .conftest import CLUSTERGATEWAYS, InstalledGateway, add_token_cluster, installed_gateway, vela_core_files
+from .installer_args import vela_core_args
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.xfail(strict=True, reason="pending: issue 14 item 1 (helper flags)")]
 
@@ -48,17 +47,11 @@ async def direct_gateway_run(
         "groups": ["system:serviceaccounts", "system:serviceaccounts:vela-system", "system:authenticated"],
     }
     add_token_cluster(api, "vela-system", "member-1", member)
-    chart_ca = make_ca("kubevela-cluster-gateway-ca")
-    cert, key = serving_pair(chart_ca, VELA_CORE_SERVICE, "vela-system")
-    mounts: dict[str, bytes | str] = {
-        "/etc/proxy-config/config.yaml": VELA_CORE_PROXY_CONFIG,
-        f"{VELA_CORE_TLS_DIR}/tls.crt": cert,
-        f"{VELA_CORE_TLS_DIR}/tls.key": key,
-    }
+    mounts, chart_ca_pem = vela_core_files()
     answers = []
     async with (
-        installed_gateway(tmp_path, api, vela_core_args(), mounts=mounts, serving_ca_pem=chart_ca.cert_pem) as gw,
-        controller_session(gw, chart_ca.cert_pem) as s,
+        installed_gateway(tmp_path, api, vela_core_args(), mounts=mounts, serving_ca_pem=chart_ca_pem) as gw,
+        controller_session(gw, chart_ca_pem) as s,
     ):
         for path in (CLUSTERGATEWAYS, f"{CLUSTERGATEWAYS}/member-1/proxy/api/v1/namespaces/default/configmaps"):
             async with s.get(path) as resp:

@@ -21,12 +21,17 @@ from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.member_rbac import Identity
 from tests.fakes.pki import make_ca
 
-from .conftest import CLUSTERGATEWAYS, InstalledGateway, add_token_cluster, installed_gateway, installer_rbac, serving_pair
+from .conftest import (
+    CLUSTERGATEWAYS,
+    InstalledGateway,
+    add_token_cluster,
+    installed_gateway,
+    installer_rbac,
+    ocm_addon_files,
+    vela_core_files,
+)
 from .installer_args import (
     REFERENCE_CHART_SECRET_NAMESPACE,
-    VELA_CORE_PROXY_CONFIG,
-    VELA_CORE_SERVICE,
-    VELA_CORE_TLS_DIR,
     ocm_addon_args,
     reference_chart_args,
     vela_core_args,
@@ -38,22 +43,10 @@ OPERATOR = PolicyRule(users=("operator",), api_groups=("cluster.core.oam.dev",))
 CONFIGMAPS = "api/v1/namespaces/default/configmaps"
 
 
-def vela_core_mounts(chart_ca_pem: bytes, cert: bytes, key: bytes) -> dict[str, bytes | str]:
-    """What vela-core mounts: the proxy-config ConfigMap, and the chart's TLS Secret (secureTLS, the default)."""
-    return {
-        "/etc/proxy-config/config.yaml": VELA_CORE_PROXY_CONFIG,
-        f"{VELA_CORE_TLS_DIR}/tls.crt": cert,
-        f"{VELA_CORE_TLS_DIR}/tls.key": key,
-        f"{VELA_CORE_TLS_DIR}/ca": chart_ca_pem,
-    }
-
-
 def vela_core_gateway(tmp_path: Path, api: FakeKubeAPIServer, **values: Any) -> AbstractAsyncContextManager[InstalledGateway]:
     """The gateway as vela-core (release `kubevela` in vela-system) runs it, with chart `values`."""
-    chart_ca = make_ca("kubevela-cluster-gateway-ca")
-    cert, key = serving_pair(chart_ca, VELA_CORE_SERVICE, "vela-system")
-    mounts = vela_core_mounts(chart_ca.cert_pem, cert, key)
-    return installed_gateway(tmp_path, api, vela_core_args(**values), mounts=mounts, serving_ca_pem=chart_ca.cert_pem)
+    mounts, chart_ca_pem = vela_core_files()
+    return installed_gateway(tmp_path, api, vela_core_args(**values), mounts=mounts, serving_ca_pem=chart_ca_pem)
 
 
 async def listed(gw: InstalledGateway, user: str = "operator") -> tuple[int, list[str]]:
@@ -196,13 +189,6 @@ async def test_reference_chart_with_the_cluster_proxy_starts_and_lists(tmp_path:
 # --- the OCM add-on manager ---------------------------------------------------------------------
 
 
-def ocm_addon_mounts() -> tuple[dict[str, bytes | str], bytes]:
-    """The add-on manager's serving certificate (Secret mounted at /etc/server), and its CA."""
-    ca = make_ca("cluster-gateway-addon-ca")
-    cert, key = serving_pair(ca, "cluster-gateway", "vela-system")
-    return {"/etc/server/tls.crt": cert, "/etc/server/tls.key": key}, ca.cert_pem
-
-
 async def test_ocm_addon_args_take_the_endpoint_from_the_managed_cluster(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, member: FakeMemberAPIServer
 ) -> None:
@@ -219,7 +205,7 @@ async def test_ocm_addon_args_take_the_endpoint_from_the_managed_cluster(
         labels={"cluster.core.oam.dev/cluster-credential-type": "ServiceAccountToken"},
         data={"token": member.token},
     )
-    mounts, ca_pem = ocm_addon_mounts()
+    mounts, ca_pem = ocm_addon_files()
     async with installed_gateway(tmp_path, kube_apiserver, ocm_addon_args(), mounts=mounts, serving_ca_pem=ca_pem) as gw:
         gates = gw.config.feature_gates
         assert (gw.config.ocm_integration, gates["HealthinessCheck"], gates["SecretCache"]) == (True, True, True)
@@ -237,7 +223,7 @@ async def test_ocm_addon_args_with_the_cluster_proxy_egress_start_and_list(
     kube_apiserver.rbac = installer_rbac(REFERENCE_CHART_SECRET_NAMESPACE, ocm=True)
     kube_apiserver.install_managed_cluster_crd()
     kube_apiserver.policy = [OPERATOR]
-    mounts, ca_pem = ocm_addon_mounts()
+    mounts, ca_pem = ocm_addon_files()
     proxy_ca, proxy_client = make_ca("proxy-server-ca"), make_ca("proxy-client")
     mounts |= {
         "/etc/ca/ca.crt": proxy_ca.cert_pem,
