@@ -144,9 +144,17 @@ class Pod:
     front_proxy_ca: CertKey
 
 
-def prepare_pod(tmp_path: Path, api: FakeKubeAPIServer, args: list[str], mounts: Mapping[str, bytes | str] | None = None) -> Pod:
+def prepare_pod(
+    tmp_path: Path,
+    api: FakeKubeAPIServer,
+    args: list[str],
+    mounts: Mapping[str, bytes | str] | None = None,
+    *,
+    token: str | None = None,
+) -> Pod:
     """Write `mounts` (pod path -> content) under a temporary root, publish a fresh front-proxy CA in the
-    hosting cluster's trust ConfigMap, and give `args` the test's paths, port, address and kubeconfig."""
+    hosting cluster's trust ConfigMap, and give `args` the test's paths, port, address and kubeconfig
+    (with the pod's ServiceAccount `token`, by default the one deploy/rbac.yaml creates)."""
     root = tmp_path / "pod"
     for pod_path, content in (mounts or {}).items():
         path = root / pod_path.removeprefix("/")
@@ -154,7 +162,7 @@ def prepare_pod(tmp_path: Path, api: FakeKubeAPIServer, args: list[str], mounts:
         path.write_bytes(content.encode() if isinstance(content, str) else content)
     front_proxy_ca = make_ca("front-proxy-ca")
     api.set_authentication_configmap(requestheader_ca_pem=front_proxy_ca.cert_pem, allowed_names=(FRONT_PROXY_CN,))
-    kubeconfig = api.write_kubeconfig(tmp_path / "in-cluster.kubeconfig")
+    kubeconfig = api.write_kubeconfig(tmp_path / "in-cluster.kubeconfig", token=token)
     port = _free_port()
     argv = [*in_test_pod(args, root, port), "--bind-address=127.0.0.1", f"--kubeconfig={kubeconfig}"]
     return Pod(argv, port, front_proxy_ca)
@@ -181,11 +189,12 @@ async def installed_gateway(
     *,
     mounts: Mapping[str, bytes | str] | None = None,
     serving_ca_pem: bytes | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[InstalledGateway]:
     """Start our gateway in this process with an installer's `args` once `mounts` are written, and wait
     until ready. `serving_ca_pem` is the CA that signed a mounted serving certificate (default: the
     self-signed one the gateway writes)."""
-    pod = prepare_pod(tmp_path, api, args, mounts)
+    pod = prepare_pod(tmp_path, api, args, mounts, token=token)
     config = parse_config(pod.argv)
     server = GatewayServer(config)
     await server.start()
