@@ -106,6 +106,16 @@ async def test_vela_core_always_allow_paths_skip_authorization_for_anonymous_pro
             async with s.get(path) as resp:
                 answers[path] = (resp.status, await resp.text())
         assert gw.reviews() == []
+        async with s.get(CLUSTERGATEWAYS) as resp:  # any other path is still authorized
+            denied = (resp.status, (await resp.json())["message"])
+        assert [(r["user"], r.get("nonResourceAttributes"), r["resourceAttributes"]["verb"]) for r in gw.reviews()] == [
+            ("system:anonymous", None, "list")
+        ]
+    assert denied == (
+        403,
+        'clustergateways.cluster.core.oam.dev is forbidden: User "system:anonymous" cannot list resource "clustergateways" '
+        'in API group "cluster.core.oam.dev" at the cluster scope',
+    )
     assert answers == {
         "/healthz": (200, "ok"),
         "/readyz": (200, "ok"),
