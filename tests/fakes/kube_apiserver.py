@@ -24,6 +24,7 @@ kube does when they do not allow it. Two tokens exist: `token`, the hosting clus
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets as token_gen
@@ -123,6 +124,9 @@ class FakeKubeAPIServer:
         self.api_groups: list[Obj] = []  # entries of GET /apis
         self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs; None disables them
         self.default_watch_timeout: float | None = None  # when the client sends no timeoutSeconds
+        # Seconds each change waits before a watch sends it (a lagging watch cache, as on a busy cluster).
+        # Watches opened while it is set send no BOOKMARK: one would announce a version not yet sent.
+        self.watch_lag = 0.0
         self.hang_watches = False  # accept watches, then never answer (not even headers)
         self.list_requests = 0
         self.watch_requests = 0
@@ -604,7 +608,14 @@ class FakeKubeAPIServer:
         q = request.query
         conn = WatchConn(request, info.resource)
         self._watches.add(conn)
-        listener = conn.queue.put_nowait
+        loop = asyncio.get_running_loop()
+
+        def listener(event: Event) -> None:
+            if self.watch_lag:
+                loop.call_later(self.watch_lag, conn.queue.put_nowait, event)
+            else:
+                conn.queue.put_nowait(event)
+
         try:
             if self.hang_watches:
                 await conn.queue.get()  # until drop_watches()/stop()
@@ -637,7 +648,8 @@ class FakeKubeAPIServer:
             for event in initial:
                 if (out := to_watch_event(info, namespace, matcher, event)) is not None:
                     await send(out)
-            timing = {"bookmark_interval": self.bookmark_interval, "default_timeout": self.default_watch_timeout}
+            bookmarks = None if self.watch_lag else self.bookmark_interval
+            timing = {"bookmark_interval": bookmarks, "default_timeout": self.default_watch_timeout}
             if not await stream(conn, send, info, namespace, matcher, store=self.store, **timing):
                 await resp.write_eof()
             return resp

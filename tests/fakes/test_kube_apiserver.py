@@ -277,6 +277,25 @@ async def test_watch_from_resource_version_replays_history(kube_apiserver: FakeK
     resp.close()
 
 
+async def test_a_lagging_watch_sends_each_change_late_in_order_and_no_bookmark(
+    kube_apiserver: FakeKubeAPIServer, core: Any
+) -> None:
+    kube_apiserver.watch_lag = 0.3
+    resp = await core.list_namespaced_secret(
+        NS, watch=True, allow_watch_bookmarks=True, timeout_seconds=2, _preload_content=False
+    )
+    loop = asyncio.get_running_loop()
+    written = loop.time()
+    kube_apiserver.create_secret(NS, "a")
+    kube_apiserver.delete_secret(NS, "a")
+    events = await read_events(resp, 2)
+    assert loop.time() - written >= 0.3
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a"), ("DELETED", "a")]
+    async with asyncio.timeout(4):  # nothing else until timeoutSeconds: a bookmark would announce unsent versions
+        assert await resp.content.read() == b""
+    resp.close()
+
+
 async def test_merge_patch_of_a_secret_is_recorded_bumps_the_rv_and_reaches_watchers(
     kube_apiserver: FakeKubeAPIServer, core: Any
 ) -> None:
