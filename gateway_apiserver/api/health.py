@@ -17,7 +17,6 @@ from aiohttp import web
 from ..app_keys import REGISTRY
 from ..base.status import StatusError, bad_request, method_not_allowed, no_such_cluster, not_found
 from ..registry.conversion import ConversionError, secret_to_cluster_gateway
-from ..registry.model import ClusterGateway
 from ..registry.health import (
     MERGE_PATCH,
     PATCH_TYPES,
@@ -29,6 +28,7 @@ from ..registry.health import (
     apply_merge_patch,
     health_from_cluster_gateway,
 )
+from ..registry.model import ClusterGateway
 
 HEALTH_WRITER = web.AppKey("health_writer", SecretHealthWriter)
 
