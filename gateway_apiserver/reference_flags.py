@@ -17,8 +17,8 @@ from typing import Any
 from .flag_values import parse_bool, parse_csv, parse_duration
 
 _NO_ETCD = "there is no etcd, ClusterGateways are computed from the cluster Secrets"
-_NO_AUDIT = "there is no audit backend: the access log records every request"
-_NO_ADMISSION = "there is no admission chain: the API is read-only apart from the health subresource"
+_NO_AUDIT = "there is no audit backend; the access log records every request"
+_NO_ADMISSION = "there is no admission chain; the API is read-only apart from the health subresource"
 _KLOG = "logs go to standard error in this server's format; --log-level and -v choose what is logged"
 _HTTP2 = "this server speaks HTTP/1.1 only"
 
