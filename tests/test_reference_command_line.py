@@ -27,40 +27,129 @@ REPO = Path(__file__).resolve().parent.parent
 
 # k8s.io/apiserver's RecommendedOptions.AddFlags, union over v0.25.3, v0.26.3, v0.27.2, v0.29.2 and v0.31.10 (the
 # versions the reference's releases from v1.7 to its main branch build with), read from pkg/server/options/*.go.
-GENERIC_APISERVER_FLAGS = """
-admission-control-config-file audit-log-batch-buffer-size audit-log-batch-max-size audit-log-batch-max-wait
-audit-log-batch-throttle-burst audit-log-batch-throttle-enable audit-log-batch-throttle-qps audit-log-compress
-audit-log-format audit-log-maxage audit-log-maxbackup audit-log-maxsize audit-log-mode audit-log-path
-audit-log-truncate-enabled audit-log-truncate-max-batch-size audit-log-truncate-max-event-size audit-log-version
-audit-policy-file audit-webhook-batch-buffer-size audit-webhook-batch-initial-backoff audit-webhook-batch-max-size
-audit-webhook-batch-max-wait audit-webhook-batch-throttle-burst audit-webhook-batch-throttle-enable
-audit-webhook-batch-throttle-qps audit-webhook-config-file audit-webhook-initial-backoff audit-webhook-mode
-audit-webhook-truncate-enabled audit-webhook-truncate-max-batch-size audit-webhook-truncate-max-event-size
-audit-webhook-version authentication-kubeconfig authentication-skip-lookup authentication-token-webhook-cache-ttl
-authentication-tolerate-lookup-failure authorization-always-allow-paths authorization-kubeconfig
-authorization-webhook-cache-authorized-ttl authorization-webhook-cache-unauthorized-ttl bind-address cert-dir
-client-ca-file contention-profiling debug-socket-path default-watch-cache-size delete-collection-workers
-disable-admission-plugins disable-http2-serving egress-selector-config-file enable-admission-plugins
-enable-garbage-collector enable-priority-and-fairness encryption-provider-config
-encryption-provider-config-automatic-reload etcd-cafile etcd-certfile etcd-compaction-interval
-etcd-count-metric-poll-period etcd-db-metric-poll-interval etcd-healthcheck-timeout etcd-keyfile etcd-prefix
-etcd-readycheck-timeout etcd-servers etcd-servers-overrides http2-max-streams-per-connection kubeconfig
-lease-reuse-duration-seconds permit-address-sharing permit-port-sharing profiling requestheader-allowed-names
-requestheader-client-ca-file requestheader-extra-headers-prefix requestheader-group-headers
-requestheader-username-headers secure-port storage-backend storage-media-type tls-cert-file tls-cipher-suites
-tls-min-version tls-private-key-file tls-sni-cert-key tracing-config-file watch-cache watch-cache-sizes
-feature-gates
-""".split()
+GENERIC_APISERVER_FLAGS = [
+    "admission-control-config-file",
+    "audit-log-batch-buffer-size",
+    "audit-log-batch-max-size",
+    "audit-log-batch-max-wait",
+    "audit-log-batch-throttle-burst",
+    "audit-log-batch-throttle-enable",
+    "audit-log-batch-throttle-qps",
+    "audit-log-compress",
+    "audit-log-format",
+    "audit-log-maxage",
+    "audit-log-maxbackup",
+    "audit-log-maxsize",
+    "audit-log-mode",
+    "audit-log-path",
+    "audit-log-truncate-enabled",
+    "audit-log-truncate-max-batch-size",
+    "audit-log-truncate-max-event-size",
+    "audit-log-version",
+    "audit-policy-file",
+    "audit-webhook-batch-buffer-size",
+    "audit-webhook-batch-initial-backoff",
+    "audit-webhook-batch-max-size",
+    "audit-webhook-batch-max-wait",
+    "audit-webhook-batch-throttle-burst",
+    "audit-webhook-batch-throttle-enable",
+    "audit-webhook-batch-throttle-qps",
+    "audit-webhook-config-file",
+    "audit-webhook-initial-backoff",
+    "audit-webhook-mode",
+    "audit-webhook-truncate-enabled",
+    "audit-webhook-truncate-max-batch-size",
+    "audit-webhook-truncate-max-event-size",
+    "audit-webhook-version",
+    "authentication-kubeconfig",
+    "authentication-skip-lookup",
+    "authentication-token-webhook-cache-ttl",
+    "authentication-tolerate-lookup-failure",
+    "authorization-always-allow-paths",
+    "authorization-kubeconfig",
+    "authorization-webhook-cache-authorized-ttl",
+    "authorization-webhook-cache-unauthorized-ttl",
+    "bind-address",
+    "cert-dir",
+    "client-ca-file",
+    "contention-profiling",
+    "debug-socket-path",
+    "default-watch-cache-size",
+    "delete-collection-workers",
+    "disable-admission-plugins",
+    "disable-http2-serving",
+    "egress-selector-config-file",
+    "enable-admission-plugins",
+    "enable-garbage-collector",
+    "enable-priority-and-fairness",
+    "encryption-provider-config",
+    "encryption-provider-config-automatic-reload",
+    "etcd-cafile",
+    "etcd-certfile",
+    "etcd-compaction-interval",
+    "etcd-count-metric-poll-period",
+    "etcd-db-metric-poll-interval",
+    "etcd-healthcheck-timeout",
+    "etcd-keyfile",
+    "etcd-prefix",
+    "etcd-readycheck-timeout",
+    "etcd-servers",
+    "etcd-servers-overrides",
+    "http2-max-streams-per-connection",
+    "kubeconfig",
+    "lease-reuse-duration-seconds",
+    "permit-address-sharing",
+    "permit-port-sharing",
+    "profiling",
+    "requestheader-allowed-names",
+    "requestheader-client-ca-file",
+    "requestheader-extra-headers-prefix",
+    "requestheader-group-headers",
+    "requestheader-username-headers",
+    "secure-port",
+    "storage-backend",
+    "storage-media-type",
+    "tls-cert-file",
+    "tls-cipher-suites",
+    "tls-min-version",
+    "tls-private-key-file",
+    "tls-sni-cert-key",
+    "tracing-config-file",
+    "watch-cache",
+    "watch-cache-sizes",
+    "feature-gates",
+]
 # klog/v2 v2.130.1 InitFlags, added by the reference's config.AddLogFlags (Go names, underscores kept).
-KLOG_FLAGS = """
-log_dir log_file log_file_max_size logtostderr alsologtostderr v add_dir_header skip_headers one_output
-skip_log_headers stderrthreshold vmodule log_backtrace_at
-""".split()
+KLOG_FLAGS = [
+    "log_dir",
+    "log_file",
+    "log_file_max_size",
+    "logtostderr",
+    "alsologtostderr",
+    "v",
+    "add_dir_header",
+    "skip_headers",
+    "one_output",
+    "skip_log_headers",
+    "stderrthreshold",
+    "vmodule",
+    "log_backtrace_at",
+]
 # The reference's pkg/config/args_*.go and main.go, and apiserver-runtime's WithLocalDebugExtension.
-REFERENCE_OWN_FLAGS = """
-secret-namespace virtual-clutser-with-control-plane proxy-host proxy-port proxy-ca-cert proxy-cert proxy-key
-authorize-proxy-subpath user-agent cluster-gateway-proxy-config ocm-integration standalone-debug-mode
-""".split()
+REFERENCE_OWN_FLAGS = [
+    "secret-namespace",
+    "virtual-clutser-with-control-plane",
+    "proxy-host",
+    "proxy-port",
+    "proxy-ca-cert",
+    "proxy-cert",
+    "proxy-key",
+    "authorize-proxy-subpath",
+    "user-agent",
+    "cluster-gateway-proxy-config",
+    "ocm-integration",
+    "standalone-debug-mode",
+]
 
 # A value of each Go kind, as an installer would write it.
 SAMPLE_VALUES = {"bool": "true", "int": "3", "float": "1.5", "duration": "5s", "string": "x", "strings": "a,b"}
