@@ -376,3 +376,21 @@ NOT_FOUND = {
     "reason": "NotFound",
     "code": 404,
 }
+
+
+def test_permit_port_sharing_lets_another_socket_bind_the_same_port() -> None:
+    from dataclasses import replace
+
+    from gateway_apiserver.server import listening_socket
+
+    port = free_port()
+    sharing = replace(parse_config(["--permit-port-sharing", "--bind-address=127.0.0.1"]), secure_port=port)
+    first, second = listening_socket(sharing), listening_socket(sharing)
+    try:
+        first.listen()
+        second.listen()
+        with pytest.raises(ConfigError, match=f"^--secure-port {port}: address 127.0.0.1:{port} is already in use$"):
+            listening_socket(replace(sharing, permit_port_sharing=False))
+    finally:
+        first.close()
+        second.close()
