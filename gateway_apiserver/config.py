@@ -29,6 +29,7 @@ from .config_checks import (
 from .feature_gates import FEATURE_GATES, feature_gates_and_warnings, parse_feature_gates
 from .flag_values import format_seconds, parse_bool, parse_csv, parse_duration
 from .reference_flags import add_inert_flags, inert_warnings
+from .security.authorization import PathAllowList
 from .security.tls_policy import TLSPolicyError, tls_policy
 
 __all__ = ["Config", "ConfigError", "build_parser", "parse_bool", "parse_config", "parse_duration", "parse_feature_gates"]
@@ -318,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="non-resource paths authorized without a SubjectAccessReview: exact, or a prefix ending in * "
         "(default: " + ",".join(DEFAULT_ALWAYS_ALLOW_PATHS) + ")",
     )
-    p.add_argument("--tls-min-version", default="", help="VersionTLS12 (default) or VersionTLS13; VersionTLS10/11 as Go")
+    p.add_argument(
+        "--tls-min-version",
+        default="",
+        help="VersionTLS12 (default) or VersionTLS13 (Go's names; OpenSSL still refuses TLS 1.0/1.1)",
+    )
     p.add_argument("--tls-cipher-suites", type=parse_csv, default=(), metavar="LIST", help="Go's cipher suite names, for TLS 1.2")
     p.add_argument(
         "--permit-port-sharing",
@@ -429,9 +434,10 @@ def parse_config(argv: list[str]) -> Config:
     always_allow = (
         DEFAULT_ALWAYS_ALLOW_PATHS if ns.authorization_always_allow_paths is None else ns.authorization_always_allow_paths
     )
-    for path in always_allow:
-        if "*" in path[:-1]:
-            raise ConfigError(f'--authorization-always-allow-paths: only trailing * allowed in "{path}"')
+    try:
+        PathAllowList(always_allow)
+    except ValueError as exc:
+        raise ConfigError(f"--authorization-always-allow-paths: {exc}") from None
     warnings += [*_cluster_proxy_warnings(ns), *policy.warnings, *inert_warnings(ns)]
     return Config(
         secret_namespace=ns.secret_namespace,

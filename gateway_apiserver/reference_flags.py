@@ -5,7 +5,7 @@ RecommendedOptions (etcd, serving, delegated authentication and authorization, a
 admission, egress selector, tracing) and klog's flags, then adds its own. Flags that mean something here are
 parsed in config.py; every other one is listed below, accepted with a value of the same type as in Go, and
 reported once with one warning line naming it. The names are the union over the k8s.io/apiserver releases the
-reference has shipped with (v0.25 to v0.31); tests/test_reference_flags.py checks them against that list.
+reference has shipped with (v0.25 to v0.31); tests/test_reference_command_line.py checks them against that list.
 """
 
 from __future__ import annotations

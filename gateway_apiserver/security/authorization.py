@@ -68,10 +68,10 @@ class PathAllowList:
     def __init__(self, paths: Iterable[str]) -> None:
         exact: set[str] = set()
         prefixes: list[str] = []
-        for entry in paths:
-            entry = entry.removeprefix("/")
+        for written in paths:
+            entry = written.removeprefix("/")
             if "*" in entry[:-1]:
-                raise ValueError(f'only trailing * allowed in "{entry}"')
+                raise ValueError(f'only trailing * allowed in "{written}"')
             if entry.endswith("*"):
                 prefixes.append(entry[:-1])
             else:
