@@ -88,3 +88,13 @@ def test_unknown_names_are_refused() -> None:
         tls_policy("", ("ECDHE-RSA-AES128-SHA",))  # OpenSSL's name, not Go's
     with pytest.raises(TLSPolicyError, match=r'^--tls-min-version: unknown tls version "1.3"'):
         tls_policy("1.3", ())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ssl.TLSVersion.TLSv1_1 itself
+async def test_tls_min_version_10_is_accepted_but_openssl_still_refuses_tls11_clients(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, ManualSecretSource(), tls_min_version="VersionTLS10") as gw:
+        tls11 = client(gw, ciphers="DEFAULT:@SECLEVEL=0")  # a client willing to speak TLS 1.1 (see test_tls.py's control)
+        tls11.minimum_version = tls11.maximum_version = ssl.TLSVersion.TLSv1_1
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await negotiated(gw, tls11)
+        assert (await negotiated(gw, client(gw, maximum=ssl.TLSVersion.TLSv1_2)))[0] == "TLSv1.2"
