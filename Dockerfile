@@ -11,7 +11,9 @@ RUN pip install --no-cache-dir --upgrade pip \
 FROM python:3.11-slim
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+ && ln -s "$(command -v gateway-apiserver)" /apiserver
+# /apiserver: the reference image's command, for manifests that name it (KubeVela's chart passes `apiserver` first).
 USER 10001:10001
 EXPOSE 9443
 ENTRYPOINT ["gateway-apiserver"]

@@ -20,6 +20,7 @@ from .api.resource import ReadOnlyResource
 from .api.resource_info import CLUSTER_GATEWAYS, VIRTUAL_CLUSTERS, served_resources
 from .api.watch import WATCH_SETTINGS, WatchSettings
 from .app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
+from .base.status import no_such_cluster
 from .observability.access_log import add_audit_id, log_abandoned, request_timer
 from .proxy.handler import add_proxy_routes
 from .registry.cache import ClusterRegistry
@@ -71,7 +72,8 @@ def build_app(
     # First: the router tries the routes of one path prefix in registration order, and the
     # proxy is the hot path.
     add_proxy_routes(app)
-    CLUSTER_GATEWAY_RESOURCE.add_routes(app, readable_subresources=("health",))
+    # The reference words a missing cluster's health as its proxy does: KubeVela matches on it.
+    CLUSTER_GATEWAY_RESOURCE.add_routes(app, readable_subresources={"health": no_such_cluster})
     add_health_routes(app, CLUSTER_GATEWAYS.path + "/{name}")
     VIRTUAL_CLUSTER_RESOURCE.add_routes(app)
     return app

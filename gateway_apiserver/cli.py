@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
+    for warning in config.warnings:  # once, here: not again in each worker
+        print(f"gateway-apiserver: warning: {warning}", file=sys.stderr)
     _configure_logging(config)
     if config.workers == 1:
         return serve(config)

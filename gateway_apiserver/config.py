@@ -1,35 +1,49 @@
-"""Command-line configuration, with flags compatible with cluster-gateway where they overlap."""
+"""Command-line configuration, with flags compatible with cluster-gateway's.
+
+Every flag the reference's binary accepts is accepted: those with a meaning here are parsed below; the
+others are listed in reference_flags.py and warn once. Each warning is one line in `Config.warnings`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-FEATURE_GATES: dict[str, bool] = {
-    "HealthinessCheck": False,
-    "SecretCache": True,
-    "ClientIdentityPenetration": False,
-    "OCMClusterCache": True,
-}
-# Gates of the kube-apiserver's generic server that the reference accepts and that deployments pass
-# (the KubeVela chart sets APIPriorityAndFairness=false): accepted, checked as booleans, no effect here.
-INERT_FEATURE_GATES = frozenset({"APIPriorityAndFairness"})
-# Go's strconv.ParseBool, as the reference's flags parse booleans.
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-# Flags of the reference that this build accepts but cannot honour yet: refusing them beats
-# silently running without the security they promise.
-NOT_YET_SUPPORTED: dict[str, str] = {}
+from .config_checks import (
+    DNS1035_LABEL,
+    DNS1035_LABEL_MESSAGE,
+    DNS1123_LABEL,
+    DNS1123_LABEL_MESSAGE,
+    ConfigError,
+    check_ca_bundle,
+    check_directory,
+    check_label,
+    check_readable_file,
+    is_loopback,
+    join_dash_values,
+)
+from .feature_gates import FEATURE_GATES, feature_gates_and_warnings, parse_feature_gates
+from .flag_values import format_seconds, parse_bool, parse_csv, parse_duration
+from .reference_flags import add_inert_flags, inert_warnings
+from .security.authorization import PathAllowList
+from .security.tls_policy import TLSPolicyError, tls_policy
 
+__all__ = ["Config", "ConfigError", "build_parser", "parse_bool", "parse_config", "parse_duration", "parse_feature_gates"]
 
-class ConfigError(Exception):
-    """An invalid flag or configuration; the message is one line."""
+# The kube generic apiserver's default --authorization-always-allow-paths.
+DEFAULT_ALWAYS_ALLOW_PATHS = ("/healthz", "/readyz", "/livez")
+# The positional word the KubeVela chart passes first (the reference's binary ignores positionals).
+COMMAND_WORD = "apiserver"
+# klog's -v at and above which debug messages are logged (kube's convention: 4 is debug).
+DEBUG_VERBOSITY = 4
+CLUSTER_PROXY_WARNING = (
+    "--proxy-host: ClusterProxy (Konnectivity) egress is not supported yet; "
+    "clusters whose endpoint type is ClusterProxy answer 501 NotImplemented"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,23 @@ class Config:
     authorized_cache_ttl: float = 10.0
     unauthorized_cache_ttl: float = 10.0
     tls_reload_interval: float = 5.0
+    # Delegation to other clusters than --kubeconfig's, as the generic apiserver's flags name them.
+    authentication_kubeconfig: Path | None = None  # TokenReview and the trust ConfigMap
+    authorization_kubeconfig: Path | None = None  # SubjectAccessReview
+    always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+    # Serving TLS (Go's names, see security/tls_policy.py).
+    tls_min_version: str = ""
+    tls_cipher_suites: tuple[str, ...] = ()
+    permit_port_sharing: bool = False
+    verbosity: int = 0  # klog's -v
+    # ClusterProxy (Konnectivity) egress: accepted and validated as the reference does; not used yet.
+    cluster_proxy_host: str = ""
+    cluster_proxy_port: int = 8090
+    cluster_proxy_ca_cert: str = ""
+    cluster_proxy_cert: str = ""
+    cluster_proxy_key: str = ""
+    # One line per accepted flag or gate that has no effect here; printed once at start.
+    warnings: tuple[str, ...] = ()
     authorize_proxy_subpath: bool = False
     virtual_cluster_with_control_plane: bool = True
     # The proxy subresource.
@@ -85,54 +116,6 @@ class Config:
     shutdown_grace_period: float = 60.0
 
 
-def parse_bool(value: str) -> bool:
-    """Parse a boolean the way Go flags do."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
-
-
-_DURATION = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (`10s`, `1m30s`, `500ms`, `-5s`, `0`) in seconds; the sign is kept for the range checks."""
-    sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.removeprefix("+"))
-    if body == "0":
-        return 0.0
-    parts = _DURATION_PART.findall(body)
-    if not parts or "".join(n + u for n, u in parts) != body:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10s, 1m)")
-    return sign * sum(float(n) * _DURATION[u] for n, u in parts)
-
-
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:g}s"
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def parse_feature_gates(text: str) -> dict[str, bool]:
-    """`A=true,B=false` over the defaults; unknown gates and bad values are errors."""
-    gates = dict(FEATURE_GATES)
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--feature-gates: missing bool value for {key}")
-        if key not in FEATURE_GATES and key not in INERT_FEATURE_GATES:
-            raise ConfigError(f"--feature-gates: unrecognized feature gate: {key}")
-        if value not in _TRUE | _FALSE:
-            raise ConfigError(f"--feature-gates: invalid value of {key}={value}, err: invalid syntax")
-        if key in FEATURE_GATES:
-            gates[key] = value in _TRUE
-    return gates
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
@@ -142,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (also used to check the README's commands)."""
     p = _Parser(
         prog="gateway-apiserver",
+        allow_abbrev=False,  # as Go's flags: a flag is named in full
         description="Multi-cluster Kubernetes API gateway: serves clustergateways.cluster.core.oam.dev "
         "from Secrets, as an aggregated API server or standalone.",
     )
@@ -159,8 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig of the hosting cluster (default: in-cluster configuration)")
     p.add_argument(
+        COMMAND_WORD,
+        nargs="?",
+        choices=[COMMAND_WORD],
+        help="accepted as a first word, as the KubeVela chart passes it (the reference's binary ignores it)",
+    )
+    p.add_argument(
         "--feature-gates",
-        default="",
+        action="append",
+        default=[],
         help="comma-separated Gate=bool pairs: " + ", ".join(f"{k}={str(v).lower()}" for k, v in FEATURE_GATES.items()),
     )
     p.add_argument(
@@ -192,10 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="front-proxy CA; overrides the kube-system/extension-apiserver-authentication ConfigMap",
     )
-    p.add_argument("--requestheader-allowed-names", type=_csv, help="front-proxy client certificate CNs allowed (comma list)")
-    p.add_argument("--requestheader-username-headers", type=_csv, help="(default from the ConfigMap: X-Remote-User)")
-    p.add_argument("--requestheader-group-headers", type=_csv, help="(default from the ConfigMap: X-Remote-Group)")
-    p.add_argument("--requestheader-extra-headers-prefix", type=_csv, help="(default from the ConfigMap: X-Remote-Extra-)")
+    p.add_argument(
+        "--requestheader-allowed-names", type=parse_csv, help="front-proxy client certificate CNs allowed (comma list)"
+    )
+    p.add_argument("--requestheader-username-headers", type=parse_csv, help="(default from the ConfigMap: X-Remote-User)")
+    p.add_argument("--requestheader-group-headers", type=parse_csv, help="(default from the ConfigMap: X-Remote-Group)")
+    p.add_argument("--requestheader-extra-headers-prefix", type=parse_csv, help="(default from the ConfigMap: X-Remote-Extra-)")
     p.add_argument("--client-ca-file", type=Path, help="CA for client certificates (user = CN, groups = O)")
     p.add_argument(
         "--authentication-skip-lookup",
@@ -312,18 +305,49 @@ def build_parser() -> argparse.ArgumentParser:
         **boolean,  # type: ignore[arg-type]
         help="list the hosting cluster itself as the VirtualCluster `local` (default: true)",
     )
+    p.add_argument(
+        "--authentication-kubeconfig",
+        type=Path,
+        help="cluster for TokenReview and the extension-apiserver-authentication ConfigMap (default: --kubeconfig's)",
+    )
+    p.add_argument("--authorization-kubeconfig", type=Path, help="cluster for SubjectAccessReview (default: --kubeconfig's)")
+    p.add_argument(
+        "--authorization-always-allow-paths",
+        type=parse_csv,
+        default=None,
+        metavar="LIST",
+        help="non-resource paths authorized without a SubjectAccessReview: exact, or a prefix ending in * "
+        "(default: " + ",".join(DEFAULT_ALWAYS_ALLOW_PATHS) + ")",
+    )
+    p.add_argument(
+        "--tls-min-version",
+        default="",
+        help="VersionTLS12 (default) or VersionTLS13 (Go's names; OpenSSL still refuses TLS 1.0/1.1)",
+    )
+    p.add_argument("--tls-cipher-suites", type=parse_csv, default=(), metavar="LIST", help="Go's cipher suite names, for TLS 1.2")
+    p.add_argument(
+        "--permit-port-sharing",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="bind the port with SO_REUSEPORT, so other processes may too (default: false)",
+    )
+    p.add_argument("-v", "--v", type=int, default=0, metavar="LEVEL", help="klog verbosity: 4 and more log debug messages")
+    # cluster-gateway's ClusterProxy (Konnectivity) egress: checked as the reference checks it; not used yet.
+    p.add_argument("--proxy-host", default="", help="ClusterProxy: the Konnectivity proxy server's host")
+    p.add_argument("--proxy-port", type=int, default=8090, help="ClusterProxy: its port (default: %(default)s)")
+    p.add_argument("--proxy-ca-cert", default="", help="ClusterProxy: CA of the proxy server")
+    p.add_argument("--proxy-cert", default="", help="ClusterProxy: client certificate for the proxy server")
+    p.add_argument("--proxy-key", default="", help="ClusterProxy: client key for the proxy server")
+    add_inert_flags(p)
     return p
 
 
 def parse_config(argv: list[str]) -> Config:
     """Parse and validate the command line; ConfigError with a one-line message naming the flag otherwise."""
     parser = build_parser()
-    ns = parser.parse_args(_join_dash_values(parser, argv))
-    for attr, flag in NOT_YET_SUPPORTED.items():
-        if getattr(ns, attr) not in (None, False):
-            raise ConfigError(f"{flag} is not supported by this build yet")
-    _check_label("--secret-namespace", ns.secret_namespace, _DNS1123_LABEL, _DNS1123_LABEL_MESSAGE)
-    _check_label("--service-name", ns.service_name, _DNS1035_LABEL, _DNS1035_LABEL_MESSAGE)
+    ns = parser.parse_args(join_dash_values(parser, argv))
+    check_label("--secret-namespace", ns.secret_namespace, DNS1123_LABEL, DNS1123_LABEL_MESSAGE)
+    check_label("--service-name", ns.service_name, DNS1035_LABEL, DNS1035_LABEL_MESSAGE)
     if not 0 < ns.secure_port < 65536:
         raise ConfigError(f"--secure-port {ns.secure_port}: must be between 1 and 65535")
     if (ns.tls_cert_file is None) != (ns.tls_private_key_file is None):
@@ -334,14 +358,16 @@ def parse_config(argv: list[str]) -> Config:
         ("--tls-cert-file", ns.tls_cert_file),
         ("--tls-private-key-file", ns.tls_private_key_file),
         ("--kubeconfig", ns.kubeconfig),
+        ("--authentication-kubeconfig", ns.authentication_kubeconfig),
+        ("--authorization-kubeconfig", ns.authorization_kubeconfig),
         ("--cluster-gateway-proxy-config", ns.cluster_gateway_proxy_config),
         ("--kubeconfig-clusters", ns.kubeconfig_clusters),
     ):
         if path is not None:
-            _check_readable_file(flag, path)
+            check_readable_file(flag, path)
     if ns.secrets_dir is not None:
-        _check_directory("--secrets-dir", ns.secrets_dir, must_exist=True)
-    _check_directory("--cert-dir", ns.cert_dir, must_exist=False)
+        check_directory("--secrets-dir", ns.secrets_dir, must_exist=True)
+    check_directory("--cert-dir", ns.cert_dir, must_exist=False)
     bind = ns.bind_address
     if ns.standalone:
         if ns.secrets_dir is None and ns.kubeconfig_clusters is None:
@@ -357,13 +383,15 @@ def parse_config(argv: list[str]) -> Config:
             for f, v in (
                 ("--requestheader-client-ca-file", ns.requestheader_client_ca_file),
                 ("--client-ca-file", ns.client_ca_file),
+                ("--authentication-kubeconfig", ns.authentication_kubeconfig),
+                ("--authorization-kubeconfig", ns.authorization_kubeconfig),
             )
             if v is not None
         ]
         if delegated:
             raise ConfigError(f"{delegated[0]}: standalone mode has no delegated authentication")
         bind = bind or "127.0.0.1"
-        if not _is_loopback(bind):
+        if not is_loopback(bind):
             raise ConfigError(f"--bind-address {bind}: standalone mode has no authentication, so it binds loopback only")
     else:
         if ns.secrets_dir is not None or ns.kubeconfig_clusters is not None:
@@ -374,7 +402,7 @@ def parse_config(argv: list[str]) -> Config:
         ("--client-ca-file", ns.client_ca_file),
     ):
         if path is not None:
-            _check_ca_bundle(flag, path)
+            check_ca_bundle(flag, path)
     try:
         ipaddress.ip_address(bind)
     except ValueError:
@@ -390,14 +418,27 @@ def parse_config(argv: list[str]) -> Config:
         ("--proxy-request-timeout", ns.proxy_request_timeout),
     ):
         if seconds <= 0:
-            raise ConfigError(f"{flag} {_format_seconds(seconds)}: must be a positive duration")
+            raise ConfigError(f"{flag} {format_seconds(seconds)}: must be a positive duration")
     for flag, seconds in (
         ("--authentication-token-webhook-cache-ttl", ns.authentication_token_webhook_cache_ttl),
         ("--authorization-webhook-cache-authorized-ttl", ns.authorization_webhook_cache_authorized_ttl),
         ("--authorization-webhook-cache-unauthorized-ttl", ns.authorization_webhook_cache_unauthorized_ttl),
     ):
         if seconds < 0:
-            raise ConfigError(f"{flag} {_format_seconds(seconds)}: must not be negative (0 turns the cache off)")
+            raise ConfigError(f"{flag} {format_seconds(seconds)}: must not be negative (0 turns the cache off)")
+    gates, warnings = feature_gates_and_warnings(",".join(ns.feature_gates))
+    try:
+        policy = tls_policy(ns.tls_min_version, ns.tls_cipher_suites)
+    except TLSPolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    always_allow = (
+        DEFAULT_ALWAYS_ALLOW_PATHS if ns.authorization_always_allow_paths is None else ns.authorization_always_allow_paths
+    )
+    try:
+        PathAllowList(always_allow)
+    except ValueError as exc:
+        raise ConfigError(f"--authorization-always-allow-paths: {exc}") from None
+    warnings += [*_cluster_proxy_warnings(ns), *policy.warnings, *inert_warnings(ns)]
     return Config(
         secret_namespace=ns.secret_namespace,
         secure_port=ns.secure_port,
@@ -406,12 +447,13 @@ def parse_config(argv: list[str]) -> Config:
         tls_private_key_file=ns.tls_private_key_file,
         cert_dir=ns.cert_dir,
         kubeconfig=ns.kubeconfig,
-        feature_gates=parse_feature_gates(ns.feature_gates),
+        feature_gates=gates,
         standalone=bool(ns.standalone),
         secrets_dir=ns.secrets_dir,
         kubeconfig_clusters=ns.kubeconfig_clusters,
         service_name=ns.service_name,
-        log_level=ns.log_level,
+        log_level="debug" if ns.v >= DEBUG_VERBOSITY else ns.log_level,
+        verbosity=ns.v,
         bookmark_interval=ns.bookmark_interval,
         min_request_timeout=ns.min_request_timeout,
         requestheader_client_ca_file=ns.requestheader_client_ca_file,
@@ -437,77 +479,29 @@ def parse_config(argv: list[str]) -> Config:
         token_cache_ttl=ns.authentication_token_webhook_cache_ttl,
         authorized_cache_ttl=ns.authorization_webhook_cache_authorized_ttl,
         unauthorized_cache_ttl=ns.authorization_webhook_cache_unauthorized_ttl,
+        authentication_kubeconfig=ns.authentication_kubeconfig,
+        authorization_kubeconfig=ns.authorization_kubeconfig,
+        always_allow_paths=tuple(always_allow),
+        tls_min_version=ns.tls_min_version,
+        tls_cipher_suites=tuple(ns.tls_cipher_suites),
+        permit_port_sharing=bool(ns.permit_port_sharing),
+        cluster_proxy_host=ns.proxy_host,
+        cluster_proxy_port=ns.proxy_port,
+        cluster_proxy_ca_cert=ns.proxy_ca_cert,
+        cluster_proxy_cert=ns.proxy_cert,
+        cluster_proxy_key=ns.proxy_key,
+        warnings=tuple(warnings),
     )
 
 
-# The wording of k8s.io/apimachinery's validation, which kube's own flags print.
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_LABEL_MESSAGE = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end "
-    "with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_DNS1035_LABEL_MESSAGE = (
-    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, "
-    "and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is "
-    "'[a-z]([-a-z0-9]*[a-z0-9])?')"
-)
-
-
-def _check_label(flag: str, value: str, pattern: re.Pattern[str], message: str) -> None:
-    quoted = json.dumps(value, ensure_ascii=False)  # Go's %q: one line, whatever the value holds
-    if len(value) > 63:
-        raise ConfigError(f"{flag} {quoted}: must be no more than 63 characters")
-    if not pattern.fullmatch(value):
-        raise ConfigError(f"{flag} {quoted}: {message}")
-
-
-def _check_readable_file(flag: str, path: Path) -> None:
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a directory, not a file")
-    if not path.is_file():
-        raise ConfigError(f"{flag} {path}: no such file")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
-
-
-def _check_ca_bundle(flag: str, path: Path) -> None:
-    # Checked now: the files are otherwise first read when the hosting cluster's ConfigMap arrives.
-    from cryptography import x509
-
-    try:
-        x509.load_pem_x509_certificates(path.read_bytes())
-    except ValueError:
-        raise ConfigError(f'{flag} {path}: not a PEM certificate bundle (no valid "BEGIN CERTIFICATE" block)') from None
-
-
-def _check_directory(flag: str, path: Path, *, must_exist: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a file, not a directory")
-    if must_exist and not path.is_dir():
-        raise ConfigError(f"{flag} {path}: no such directory")
-
-
-def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """`--flag -5s` as `--flag=-5s`: Go's pflag takes the next word as the value whatever it starts with,
-    where argparse would call `-5s` a flag and say the value is missing."""
-    takes_value = {opt for action in parser._actions if action.nargs is None for opt in action.option_strings}
-    joined: list[str] = []
-    words = iter(argv)
-    for word in words:
-        if word in takes_value:
-            value = next(words, None)
-            joined.append(word if value is None else f"{word}={value}")
-        else:
-            joined.append(word)
-    return joined
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
+def _cluster_proxy_warnings(ns: argparse.Namespace) -> list[str]:
+    """The reference's ValidateClusterProxy (with --proxy-host, the port and the three files must be given), and
+    one warning: ClusterProxy egress is not implemented yet. The files are read when first dialled, as there."""
+    if not ns.proxy_host:
+        return []
+    if ns.proxy_port <= 0:
+        raise ConfigError("--proxy-port must be greater than 0")
+    for flag, value in (("--proxy-ca-cert", ns.proxy_ca_cert), ("--proxy-cert", ns.proxy_cert), ("--proxy-key", ns.proxy_key)):
+        if not value:
+            raise ConfigError(f"{flag} must be specified")
+    return [CLUSTER_PROXY_WARNING]

@@ -35,11 +35,12 @@ from .registry.model import ClusterGateway
 from .registry.source import SecretSource
 from .registry.standalone import FileSecretSource
 from .registry.virtual_clusters import VirtualClusterRegistry
-from .security.authorization import Authorizer
+from .security.authorization import Authorizer, PathAllowList
 from .security.delegation import DelegatedSecurity, Security, standalone_security
 from .security.identity import request_user
 from .security.middleware import RequestAuthenticator, security_middleware
 from .security.tls import ServingCert, ServingPairError, TLSServing, ensure_self_signed, peer_certificate
+from .security.tls_policy import tls_policy
 from .serving.listener import ConnectionTimeouts, listen
 from .serving.shutdown import SHUTDOWN_CHECK, InFlight
 
@@ -66,6 +67,16 @@ def kubeconfig_path(cert_dir: Path, port: int) -> Path:
     One file per port, so a second gateway on another port does not overwrite the first's.
     """
     return cert_dir / ("kubeconfig" if port == DEFAULT_SECURE_PORT else f"kubeconfig-{port}")
+
+
+async def delegation_configuration(flag: str, kubeconfig: Path | None) -> Configuration | None:
+    """The cluster --authentication-kubeconfig or --authorization-kubeconfig names (None: the hosting cluster)."""
+    if kubeconfig is None:
+        return None
+    try:
+        return await load_hosting_config(str(kubeconfig))
+    except Exception as exc:
+        raise ConfigError(f"{flag} {kubeconfig}: {exc}") from None
 
 
 async def hosting_configuration(config: Config) -> Configuration:
@@ -119,7 +130,7 @@ def listening_socket(config: Config) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if config.workers > 1:  # every worker binds the port; the kernel balances new connections
+        if config.workers > 1 or config.permit_port_sharing:  # the kernel balances new connections between binders
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
@@ -142,7 +153,8 @@ def serving_tls(config: Config) -> tuple[ServingCert, TLSServing]:
             cert = ServingCert(config.tls_cert_file, config.tls_private_key_file)
         else:
             cert = ensure_self_signed(Path(config.cert_dir), serving_hosts(config))
-        return cert, TLSServing(cert, poll_interval=config.tls_reload_interval)
+        policy = tls_policy(config.tls_min_version, config.tls_cipher_suites)  # checked when the flags were parsed
+        return cert, TLSServing(cert, poll_interval=config.tls_reload_interval, policy=policy)
     except ServingPairError as exc:
         if not given:
             raise ConfigError(f"--cert-dir {config.cert_dir}: apiserver.crt/apiserver.key: {exc.problem}") from None
@@ -197,6 +209,8 @@ class GatewayServer:
         cfg = self.config
         # Configuration errors first, before any side effect.
         hosting = None if cfg.standalone else await hosting_configuration(cfg)
+        authentication = await delegation_configuration("--authentication-kubeconfig", cfg.authentication_kubeconfig)
+        authorization = await delegation_configuration("--authorization-kubeconfig", cfg.authorization_kubeconfig)
         rules = load_proxy_config_file(cfg.cluster_gateway_proxy_config) if cfg.cluster_gateway_proxy_config else EMPTY
         impersonation = ClusterImpersonation(rules, penetration_enabled=cfg.feature_gates["ClientIdentityPenetration"])
         source = self._source
@@ -216,7 +230,7 @@ class GatewayServer:
         if hosting is None:
             self.security = standalone_security()
         else:
-            self.security = DelegatedSecurity(cfg, hosting, self.tls)
+            self.security = DelegatedSecurity(cfg, hosting, self.tls, authentication=authentication, authorization=authorization)
         await self.security.start()
         if hosting is None:
             self.managed_clusters.mark_unavailable()
@@ -239,7 +253,13 @@ class GatewayServer:
         authenticator = self.authenticator or self.security.authenticator
         authorizer = self.authorizer or self.security.authorizer
         security: list[Middleware] = [
-            security_middleware(authenticator, authorizer, peer_certificate, authorize_proxy_subpath=cfg.authorize_proxy_subpath)
+            security_middleware(
+                authenticator,
+                authorizer,
+                peer_certificate,
+                authorize_proxy_subpath=cfg.authorize_proxy_subpath,
+                always_allow_paths=PathAllowList(cfg.always_allow_paths),
+            )
         ]
         watch_settings = WatchSettings(cfg.bookmark_interval, cfg.min_request_timeout)
         # Standalone mode has no Secret to store health on: its writes answer 405.

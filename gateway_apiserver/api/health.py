@@ -15,7 +15,7 @@ import jsonpatch
 from aiohttp import web
 
 from ..app_keys import REGISTRY
-from ..base.status import StatusError, bad_request, method_not_allowed, not_found
+from ..base.status import StatusError, bad_request, method_not_allowed, no_such_cluster, not_found
 from ..registry.conversion import ConversionError, secret_to_cluster_gateway
 from ..registry.health import (
     MERGE_PATCH,
@@ -28,6 +28,7 @@ from ..registry.health import (
     apply_merge_patch,
     health_from_cluster_gateway,
 )
+from ..registry.model import ClusterGateway
 
 HEALTH_WRITER = web.AppKey("health_writer", SecretHealthWriter)
 
@@ -48,6 +49,14 @@ def _writer(request: web.Request, name: str) -> SecretHealthWriter:
     return writer
 
 
+def _cluster(request: web.Request, name: str) -> ClusterGateway:
+    """The cluster, or its 404 in the reference's words ("no such cluster NAME: ...")."""
+    try:
+        return request.app[REGISTRY].get(name)
+    except StatusError as exc:
+        raise no_such_cluster(name, exc) from None
+
+
 async def _json_body(request: web.Request) -> Any:
     try:
         return json.loads(await request.read())
@@ -59,7 +68,7 @@ async def _store(request: web.Request, writer: SecretHealthWriter, name: str, he
     try:
         secret = await writer.write(name, health)
     except SecretGone:
-        raise not_found(name) from None
+        raise no_such_cluster(name, not_found(name)) from None
     except HealthWriteFailed as exc:
         raise StatusError(503 if exc.status == 503 else 500, str(exc)) from None
     try:
@@ -73,7 +82,7 @@ async def put_health(request: web.Request) -> web.StreamResponse:
     """PUT a ClusterGateway on `health`: store its status on the Secret, answer the updated object."""
     name = request.match_info["name"]
     writer = _writer(request, name)
-    request.app[REGISTRY].get(name)  # 404 (with the Secret's problem) before reading the body
+    _cluster(request, name)  # 404 (with the Secret's problem) before reading the body
     try:
         health = health_from_cluster_gateway(await _json_body(request), name)
     except HealthBodyError as exc:
@@ -88,7 +97,7 @@ async def patch_health(request: web.Request) -> web.StreamResponse:
     content_type = request.content_type
     if content_type not in PATCH_TYPES:
         raise StatusError(415, UNSUPPORTED_PATCH)
-    current = request.app[REGISTRY].get(name).manifest
+    current = _cluster(request, name).manifest
     patch = await _json_body(request)
     if content_type == MERGE_PATCH:
         if not isinstance(patch, dict):

@@ -8,12 +8,14 @@ selectors, pagination, resourceVersion semantics, Table and PartialObjectMetadat
 from __future__ import annotations
 
 import bisect
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..base.status import expired, initializing, method_not_allowed
+from ..base.status import StatusError, expired, initializing, method_not_allowed
 from ..registry.model import encode
 from ..registry.store import Snapshot, StoredObject, Watcher
 from .listing import ContinueToken, ListOptions, parse_list_options, parse_resource_version
@@ -23,6 +25,9 @@ from .tables import TablePrinter, parse_include_object, partial_object_metadata,
 from .watch import WATCH_SETTINGS, serve_watch, wait_for_resource_version
 
 _SHAPES = frozenset({Shape.OBJECT, Shape.TABLE, Shape.PARTIAL_METADATA})
+
+# How a route words a missing object: (name, the store's error) -> the error to answer.
+NotFoundHook = Callable[[str, StatusError], StatusError]
 
 
 class ReadableStore(Protocol):
@@ -129,8 +134,11 @@ class ReadOnlyResource:
         """The legacy `/watch/<plural>/{name}` path."""
         return await self._list_or_watch(request, force_watch=True, name=request.match_info["name"])
 
-    async def get_one(self, request: web.Request) -> web.StreamResponse:
-        """GET one object. As in the kube-apiserver, `?watch=true` on a named object is ignored: it is a get."""
+    async def get_one(self, request: web.Request, *, not_found: NotFoundHook | None = None) -> web.StreamResponse:
+        """GET one object. As in the kube-apiserver, `?watch=true` on a named object is ignored: it is a get.
+
+        `not_found` rewords the store's errors for this route (a subresource may need its own words).
+        """
         name = request.match_info["name"]
         accept = request.headers.get("Accept")
         shape = negotiate(accept, _SHAPES)
@@ -139,7 +147,12 @@ class ReadOnlyResource:
         wanted = parse_resource_version(request.query)
         if wanted is not None:  # as the kube-apiserver's cache: "not older than", waiting a little for a newer one
             await wait_for_resource_version(store, wanted)
-        obj = store.get(name)
+        try:
+            obj = store.get(name)
+        except StatusError as exc:
+            if not_found is None:
+                raise
+            raise not_found(name, exc) from None
         if shape is Shape.TABLE:
             version = table_version(accept)
             return _json(table([obj], self.printer, include_object, version=version, resource_version=obj.resource_version))
@@ -213,11 +226,12 @@ class ReadOnlyResource:
         head = b'{"kind":"' + self.info.list_kind.encode() + b'","apiVersion":"' + GROUP_VERSION.encode() + b'","metadata":'
         return _json(head + encode(meta) + b',"items":[' + b",".join(obj.json for obj in items) + b"]}")
 
-    def add_routes(self, app: web.Application, *, readable_subresources: tuple[str, ...] = ()) -> None:
+    def add_routes(self, app: web.Application, *, readable_subresources: Mapping[str, NotFoundHook | None] | None = None) -> None:
         """Register get, list and watch (with the legacy /watch paths), and refuse writes.
 
-        `readable_subresources` (e.g. `health`) answer GET with the object itself, and refuse
-        POST and DELETE; their other writes are registered by whoever implements them.
+        `readable_subresources` (e.g. `health`) answer GET with the object itself, its errors reworded
+        by the subresource's hook if it has one, and refuse POST and DELETE; their other writes are
+        registered by whoever implements them.
         """
         r = app.router
         collection = self.info.path
@@ -230,7 +244,7 @@ class ReadOnlyResource:
         for method in ("POST", "PUT", "PATCH", "DELETE"):
             r.add_route(method, collection, self.refuse_write)
             r.add_route(method, item, self.refuse_write)
-        for sub in readable_subresources:
-            r.add_get(f"{item}/{sub}", self.get_one)
+        for sub, not_found in (readable_subresources or {}).items():
+            r.add_get(f"{item}/{sub}", functools.partial(self.get_one, not_found=not_found))
             for method in ("POST", "DELETE"):
                 r.add_route(method, f"{item}/{sub}", self.refuse_write)

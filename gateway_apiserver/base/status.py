@@ -88,6 +88,18 @@ def not_found(name: str, message: str | None = None, *, resource: str = RESOURCE
     )
 
 
+def no_such_cluster(name: str, error: StatusError) -> StatusError:
+    """A cluster's 404 reworded to start with "no such cluster NAME: ", as the reference words it.
+
+    KubeVela's clients match on that phrase: after writing a new cluster's Secret, `vela cluster join`
+    retries while the gateway says "no such cluster" (it has not seen the Secret yet), and on any other
+    error deletes the Secret it just wrote. Other errors pass through unchanged.
+    """
+    if error.code != 404:
+        return error
+    return StatusError(404, f"no such cluster {name}: {error.message}", details=error.details, headers=error.headers)
+
+
 def method_not_allowed(method: str, what: str) -> StatusError:
     """405 for verbs the read-only resource does not support."""
     return StatusError(

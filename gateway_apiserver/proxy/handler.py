@@ -22,7 +22,7 @@ from yarl import URL
 
 from ..app_keys import REGISTRY
 from ..base.api_group import API_PREFIX
-from ..base.status import StatusError
+from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential
@@ -67,19 +67,12 @@ IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
 def _cluster(request: web.Request) -> ClusterGateway:
-    """The cluster named in the path, or a 404 whose message starts with "no such cluster".
-
-    Those are the reference's words, and KubeVela's clients match on them: after writing a new
-    cluster's Secret, `vela cluster join` retries while the proxy says "no such cluster" (the
-    gateway has not seen the Secret yet), and on any other error deletes the Secret it just wrote.
-    """
+    """The cluster named in the path, or a 404 whose message starts with "no such cluster" (see no_such_cluster)."""
     name = request.match_info["name"]
     try:
         return request.app[REGISTRY].get(name)
     except StatusError as exc:
-        if exc.code != 404:
-            raise
-        raise StatusError(404, f"no such cluster {name}: {exc.message}", details=exc.details) from None
+        raise no_such_cluster(name, exc) from None
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:

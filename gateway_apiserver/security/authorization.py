@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,36 @@ def always_allowed(path: str) -> bool:
     parts = [p for p in stripped.split("/") if p]
     # /apis/<group> and /apis/<group>/<version> are discovery documents.
     return len(parts) in (2, 3) and parts[0] == "apis"
+
+
+class PathAllowList:
+    """--authorization-always-allow-paths, as k8s.io/apiserver's path authorizer reads it.
+
+    Each entry is an exact path or, ending in `*`, a prefix; a leading `/` is optional on both sides, and
+    an empty entry allows `/`. It allows non-resource requests only: a resource request (`/apis/<group>/...
+    /<resource>`) is still authorized whatever the list says.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for written in paths:
+            entry = written.removeprefix("/")
+            if "*" in entry[:-1]:
+                raise ValueError(f'only trailing * allowed in "{written}"')
+            if entry.endswith("*"):
+                prefixes.append(entry[:-1])
+            else:
+                exact.add(entry)
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+
+    def allows(self, attrs: RequestAttributes) -> bool:
+        """True when `attrs` is a non-resource request to a listed path."""
+        if attrs.resource_request:
+            return False
+        path = attrs.path.removeprefix("/")
+        return path in self._exact or path.startswith(self._prefixes)
 
 
 def request_attributes(method: str, path: str, query: MultiMapping[str], user: UserInfo) -> RequestAttributes:

@@ -65,12 +65,23 @@ def standalone_security() -> Security:
 class DelegatedSecurity(Security):
     """Hosting-cluster mode: TokenReview, SubjectAccessReview and the trust ConfigMap."""
 
-    def __init__(self, config: Config, hosting: Configuration, tls: TLSServing) -> None:
+    def __init__(
+        self,
+        config: Config,
+        hosting: Configuration,
+        tls: TLSServing,
+        *,
+        authentication: Configuration | None = None,
+        authorization: Configuration | None = None,
+    ) -> None:
+        """`authentication` (TokenReview, the trust ConfigMap) and `authorization` (SubjectAccessReview) default
+        to `hosting`: --authentication-kubeconfig and --authorization-kubeconfig may name other clusters."""
+        authentication = authentication or hosting
         self._flags = flags_from(config)
         self._tls = tls
-        self._access_review = HostingAccessReview(hosting)
+        self._access_review = HostingAccessReview(authorization or hosting)
         super().__init__(
-            Authenticator(client=hosting, anonymous_auth=config.anonymous_auth, token_cache_ttl=config.token_cache_ttl),
+            Authenticator(client=authentication, anonymous_auth=config.anonymous_auth, token_cache_ttl=config.token_cache_ttl),
             SubjectAccessReviewer(
                 self._access_review, allow_ttl=config.authorized_cache_ttl, deny_ttl=config.unauthorized_cache_ttl
             ),
@@ -84,7 +95,7 @@ class DelegatedSecurity(Security):
             except RequestHeaderConfigError as exc:
                 raise ConfigError(str(exc)) from None
         else:
-            self._watcher = AuthenticationConfigWatcher(hosting, self.apply, flags=self._flags)
+            self._watcher = AuthenticationConfigWatcher(authentication, self.apply, flags=self._flags)
 
     def apply(self, trust: RequestHeaderConfig) -> None:
         """A new trust configuration: the authenticator and the TLS client CAs change together."""

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
 
 from ..observability.access_log import ATTRIBUTES_KEY
-from .authorization import Authorizer, always_allowed, forbidden, request_attributes
+from .authorization import Authorizer, PathAllowList, always_allowed, forbidden, request_attributes
 from .identity import USER_KEY, UserInfo
 
 
@@ -25,6 +25,7 @@ class RequestAuthenticator(Protocol):
 
 
 PeerCertificate = Callable[[web.BaseRequest], x509.Certificate | None]
+NO_PATHS = PathAllowList(())
 
 
 def proxied_path(path: str) -> str | None:
@@ -41,11 +42,14 @@ def security_middleware(
     peer_certificate: PeerCertificate,
     *,
     authorize_proxy_subpath: bool = False,
+    always_allow_paths: PathAllowList = NO_PATHS,
 ) -> Middleware:
     """Build the middleware. It must sit inside the Status-error middleware.
 
     With `authorize_proxy_subpath`, a proxied request must also be allowed as if it were made
-    to the hosting cluster itself (cluster-gateway's --authorize-proxy-subpath).
+    to the hosting cluster itself (cluster-gateway's --authorize-proxy-subpath). A non-resource
+    request to one of `always_allow_paths` (--authorization-always-allow-paths) is authenticated
+    but not authorized, as in the kube-apiserver.
     """
 
     @web.middleware
@@ -61,7 +65,7 @@ def security_middleware(
             request = request.clone(headers=stripped)
             request[USER_KEY] = user
             request[ATTRIBUTES_KEY] = attrs
-        if not always_allowed(request.path):
+        if not always_allowed(request.path) and not always_allow_paths.allows(attrs):
             decision = await authorizer.authorize(attrs)
             if not decision.allowed:
                 raise forbidden(attrs, decision.reason)

@@ -25,8 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .pki import covers, issue_serving_cert, new_ca
+from .tls_policy import TLSPolicy
 
 log = logging.getLogger(__name__)
+
+DEFAULT_POLICY = TLSPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +94,15 @@ def check_serving_pair(cert_pem: bytes, key_pem: bytes) -> None:
         raise ServingPairError("pair", "the private key does not match the certificate (the first one in the file)")
 
 
-def _build_context(cert_pem: bytes, key_pem: bytes, client_cas: Sequence[bytes]) -> ssl.SSLContext:
+def _build_context(
+    cert_pem: bytes, key_pem: bytes, client_cas: Sequence[bytes], policy: TLSPolicy = DEFAULT_POLICY
+) -> ssl.SSLContext:
     """One generation: a server context for this pair, verifying client certificates against `client_cas`.
 
     Raises ValueError or ssl.SSLError when the pair or a CA is unusable (half-written, mismatched key).
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    policy.apply(ctx)  # --tls-min-version, --tls-cipher-suites
     # aiohttp speaks HTTP/1.1 only; say so in ALPN so HTTP/2-capable clients do not try h2.
     ctx.set_alpn_protocols(["http/1.1"])
     # Go servers refuse renegotiation too; it would re-run client verification mid-connection.
@@ -188,15 +193,23 @@ class TLSServing:
     to poll the certificate files every `poll_interval` seconds.
     """
 
-    def __init__(self, cert: ServingCert, *, client_ca_pems: Sequence[bytes] = (), poll_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        cert: ServingCert,
+        *,
+        client_ca_pems: Sequence[bytes] = (),
+        poll_interval: float = 2.0,
+        policy: TLSPolicy = DEFAULT_POLICY,
+    ) -> None:
         """Load the pair now; raises ServingPairError or OSError if it is unusable at startup."""
         self.cert = cert
+        self.policy = policy
         self.poll_interval = poll_interval
         self._seen = _signature(cert)
         cert_pem, key_pem = cert.cert_file.read_bytes(), cert.key_file.read_bytes()
         check_serving_pair(cert_pem, key_pem)
         self._client_cas = _clean(client_ca_pems)
-        self._current = _build_context(cert_pem, key_pem, self._client_cas)
+        self._current = _build_context(cert_pem, key_pem, self._client_cas, policy)
         self._pair = cert_pem, key_pem
         self._certificate = x509.load_pem_x509_certificate(cert_pem)
         self._context = _facade(lambda: self._current)
@@ -222,7 +235,7 @@ class TLSServing:
         if cas == self._client_cas:
             return
         try:
-            ctx = _build_context(*self._pair, cas)
+            ctx = _build_context(*self._pair, cas, self.policy)
         except (ValueError, ssl.SSLError) as e:
             raise ValueError(f"unusable client CA bundle: {e}") from e
         self._client_cas, self._current = cas, ctx
@@ -243,7 +256,7 @@ class TLSServing:
                 raise FileNotFoundError("certificate or key file missing")
             cert_pem, key_pem = self.cert.cert_file.read_bytes(), self.cert.key_file.read_bytes()
             check_serving_pair(cert_pem, key_pem)
-            ctx = _build_context(cert_pem, key_pem, self._client_cas)
+            ctx = _build_context(cert_pem, key_pem, self._client_cas, self.policy)
             certificate = x509.load_pem_x509_certificate(cert_pem)
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             log.warning(

@@ -172,16 +172,24 @@ async def test_a_body_that_is_not_this_cluster_gateway_is_400(hosted: HostingGat
     assert hosted.api.patches == []
 
 
-async def test_a_missing_cluster_is_404(hosted: HostingGateway) -> None:
-    headers = {"Authorization": f"Bearer {hosted.api.token}"}
-    async with hosted.session() as s, s.put(f"{CLUSTERGATEWAYS}/nope/health", json={}, headers=headers) as resp:
+NOT_FOUND_DETAILS = {"name": "nope", "group": "cluster.core.oam.dev", "kind": "clustergateways"}
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type"),
+    [("GET", None), ("PUT", "application/json"), ("PATCH", "application/merge-patch+json")],
+)
+async def test_a_missing_cluster_is_404_in_the_words_kubevela_retries_on(
+    hosted: HostingGateway, method: str, content_type: str | None
+) -> None:
+    """As the proxy: the message starts with the reference's "no such cluster NAME: "."""
+    headers = {"Authorization": f"Bearer {hosted.api.token}", **({"Content-Type": content_type} if content_type else {})}
+    body = None if method == "GET" else "{}"
+    async with hosted.session() as s, s.request(method, f"{CLUSTERGATEWAYS}/nope/health", data=body, headers=headers) as resp:
         assert (resp.status, await resp.json()) == (
             404,
             failure(
-                404,
-                "NotFound",
-                'clustergateways.cluster.core.oam.dev "nope" not found',
-                {"name": "nope", "group": "cluster.core.oam.dev", "kind": "clustergateways"},
+                404, "NotFound", 'no such cluster nope: clustergateways.cluster.core.oam.dev "nope" not found', NOT_FOUND_DETAILS
             ),
         )
     assert hosted.api.patches == []
@@ -337,7 +345,7 @@ async def test_a_secret_deleted_before_the_informer_noticed_is_404(hosted: Hosti
         failure(
             404,
             "NotFound",
-            'clustergateways.cluster.core.oam.dev "east" not found',
+            'no such cluster east: clustergateways.cluster.core.oam.dev "east" not found',
             {"name": "east", "group": "cluster.core.oam.dev", "kind": "clustergateways"},
         ),
     )

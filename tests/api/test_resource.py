@@ -218,6 +218,22 @@ async def test_health_subresource_get(gateway: RunningGateway) -> None:
     assert body["kind"] == "ClusterGateway" and body["metadata"]["name"] == "gamma"
 
 
+async def test_a_missing_cluster_on_health_says_no_such_cluster_and_on_the_object_the_kube_wording(
+    gateway: RunningGateway,
+) -> None:
+    """The health subresource words a missing cluster as the reference (and the proxy) do; GET of the object as kube."""
+    details = {"name": "nope", "group": "cluster.core.oam.dev", "kind": "clustergateways"}
+    kube_words = 'clustergateways.cluster.core.oam.dev "nope" not found'
+    expected = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound"}
+    assert await get_json(gateway, f"{BASE}/nope/health", 404) == {
+        **expected,
+        "message": f"no such cluster nope: {kube_words}",
+        "details": details,
+        "code": 404,
+    }
+    assert await get_json(gateway, f"{BASE}/nope", 404) == {**expected, "message": kube_words, "details": details, "code": 404}
+
+
 async def test_resource_version_match_exact(gateway: RunningGateway) -> None:
     body = await get_json(gateway, f"{BASE}?resourceVersion=10&resourceVersionMatch=Exact")
     assert body["metadata"]["resourceVersion"] == "10"

@@ -26,3 +26,11 @@ def test_runs_as_a_non_root_uid_with_an_exec_form_entrypoint() -> None:
     assert users and users[-1].split(":")[0] not in ("0", "root")
     [entrypoint] = [line for line in INSTRUCTIONS if line.startswith("ENTRYPOINT ")]
     assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["gateway-apiserver"]
+
+
+def test_provides_the_reference_images_command_as_apiserver() -> None:
+    """Manifests written for cluster-gateway's image run `/apiserver`: it is the same console script, linked after install."""
+    final_stage = DOCKERFILE[DOCKERFILE.rindex("FROM ") :]
+    install = final_stage.index("pip install")
+    link = final_stage.index('ln -s "$(command -v gateway-apiserver)" /apiserver')
+    assert install < link < final_stage.index("USER ")  # linked as root, before dropping privileges
