@@ -9,11 +9,15 @@ RUN pip install --no-cache-dir --upgrade pip \
 
 # Run: the wheels installed into a clean slim image, as a non-root user.
 FROM python:3.11-slim
-RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway \
+ && install -d -o 10001 -g 10001 /var/lib/gateway-apiserver
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
  && ln -s "$(command -v gateway-apiserver)" /apiserver
 # /apiserver: the reference image's command, for manifests that name it (KubeVela's chart passes `apiserver` first).
+# A working directory the user may write: without TLS flags (cluster-gateway's own chart passes none)
+# the self-signed certificate goes under it, in apiserver.local.config/, as the reference's does.
+WORKDIR /var/lib/gateway-apiserver
 USER 10001:10001
 EXPOSE 9443
 ENTRYPOINT ["gateway-apiserver"]

@@ -34,3 +34,12 @@ def test_provides_the_reference_images_command_as_apiserver() -> None:
     install = final_stage.index("pip install")
     link = final_stage.index('ln -s "$(command -v gateway-apiserver)" /apiserver')
     assert install < link < final_stage.index("USER ")  # linked as root, before dropping privileges
+
+
+def test_the_working_directory_belongs_to_the_runtime_user() -> None:
+    """cluster-gateway's own chart passes no TLS flags: the self-signed certificate is written under the
+    working directory (--cert-dir is relative), so it must be writable by uid 10001, not `/`."""
+    final_stage = DOCKERFILE[DOCKERFILE.rindex("FROM ") :]
+    [workdir] = [line.split()[1] for line in final_stage.splitlines() if line.startswith("WORKDIR ")]
+    assert f"install -d -o 10001 -g 10001 {workdir}" in final_stage
+    assert final_stage.index(f"install -d -o 10001 -g 10001 {workdir}") < final_stage.index("WORKDIR ")

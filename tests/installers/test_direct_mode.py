@@ -22,7 +22,7 @@ from tests.fakes.member_apiserver import FakeMemberAPIServer
 from .conftest import CLUSTERGATEWAYS, InstalledGateway, add_token_cluster, installed_gateway, vela_core_files
 from .installer_args import vela_core_args
 
-pytestmark = [pytest.mark.timeout(30), pytest.mark.xfail(strict=True, reason="pending: issue 14 item 1 (helper flags)")]
+pytestmark = pytest.mark.timeout(30)
 
 # The controller's ServiceAccount: kubevela.serviceAccountName, i.e. the chart's fullname for release `kubevela`.
 CONTROLLER = "system:serviceaccount:vela-system:kubevela-vela-core"

@@ -38,7 +38,6 @@ from .installer_args import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-PENDING_FLAGS = pytest.mark.xfail(strict=True, reason="pending: issue 14 item 1 (helper flags)")
 OPERATOR = PolicyRule(users=("operator",), api_groups=("cluster.core.oam.dev",))  # may list and proxy every cluster
 CONFIGMAPS = "api/v1/namespaces/default/configmaps"
 
@@ -75,7 +74,6 @@ def whoami(body: dict[str, Any]) -> list[str]:
 # --- KubeVela's vela-core chart -----------------------------------------------------------------
 
 
-@PENDING_FLAGS
 async def test_vela_core_chart_args_serve_the_release_namespace_and_proxy(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, member: FakeMemberAPIServer
 ) -> None:
@@ -93,7 +91,6 @@ async def test_vela_core_chart_args_serve_the_release_namespace_and_proxy(
         assert (status, whoami(body)) == (200, ["member-1"])
 
 
-@PENDING_FLAGS
 async def test_vela_core_always_allow_paths_skip_authorization_for_anonymous_probes_and_metrics(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer
 ) -> None:
@@ -128,7 +125,6 @@ async def test_vela_core_always_allow_paths_skip_authorization_for_anonymous_pro
     }
 
 
-@PENDING_FLAGS
 async def test_vela_core_with_authentication_exchanges_identities_by_the_mounted_rules(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, member: FakeMemberAPIServer
 ) -> None:
@@ -180,7 +176,6 @@ async def test_reference_chart_feature_gate_values_keep_their_meaning(tmp_path: 
         assert (gw.config.feature_gates["HealthinessCheck"], gw.config.feature_gates["SecretCache"]) == (True, True)
 
 
-@PENDING_FLAGS
 async def test_reference_chart_with_the_cluster_proxy_starts_and_lists(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
     """ocmIntegration.enabled with clusterProxy.enabled adds the Konnectivity flags (--proxy-host and the
     others), which are accepted; the gateway starts and lists its clusters."""
@@ -224,7 +219,6 @@ async def test_ocm_addon_args_take_the_endpoint_from_the_managed_cluster(
         assert (status, whoami(body)) == (200, ["member-1"])
 
 
-@PENDING_FLAGS
 async def test_ocm_addon_args_with_the_cluster_proxy_egress_start_and_list(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer
 ) -> None:

@@ -74,9 +74,7 @@ async def serving_ca(ca_pem: bytes | None, workdir: Path, proc: asyncio.subproce
 @pytest.mark.parametrize(
     "installer",
     [
-        pytest.param(
-            vela_core, id="vela-core", marks=pytest.mark.xfail(strict=True, reason="pending: issue 14 item 1 (helper flags)")
-        ),
+        pytest.param(vela_core, id="vela-core"),
         pytest.param(reference_chart, id="cluster-gateway-chart"),
         pytest.param(ocm_addon, id="ocm-addon"),
     ],

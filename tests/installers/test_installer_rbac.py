@@ -93,7 +93,6 @@ async def test_a_bearer_token_sent_directly_is_401_since_the_chart_grants_no_tok
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="pending: issue 14 item 1 (helper flags)")
 @pytest.mark.parametrize("authentication", [False, True], ids=["cluster-admin", "manager-role"])
 async def test_vela_core_pod_runs_on_the_controllers_grants(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, member: FakeMemberAPIServer, authentication: bool
