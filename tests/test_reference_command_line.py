@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from gateway_apiserver.config import ConfigError, build_parser, parse_config
-from gateway_apiserver.feature_gates import KUBERNETES_FEATURE_GATES
-from gateway_apiserver.reference_flags import INERT_FLAGS
+from gateway_apiserver.config.feature_gates import KUBERNETES_FEATURE_GATES
+from gateway_apiserver.config.reference_flags import INERT_FLAGS
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.pki import issue_server_cert, make_ca, write_pair
 from tests.test_cli import free_port, run_cli

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from .config_checks import (
+from ..security.authorization import PathAllowList
+from ..security.tls_policy import TLSPolicyError, tls_policy
+from .checks import (
     DNS1035_LABEL,
     DNS1035_LABEL_MESSAGE,
     DNS1123_LABEL,
@@ -29,8 +31,6 @@ from .config_checks import (
 from .feature_gates import FEATURE_GATES, feature_gates_and_warnings, parse_feature_gates
 from .flag_values import format_seconds, parse_bool, parse_csv, parse_duration
 from .reference_flags import add_inert_flags, inert_warnings
-from .security.authorization import PathAllowList
-from .security.tls_policy import TLSPolicyError, tls_policy
 
 __all__ = ["Config", "ConfigError", "build_parser", "parse_bool", "parse_config", "parse_duration", "parse_feature_gates"]
 

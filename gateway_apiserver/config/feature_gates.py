@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config_checks import ConfigError
+from .checks import ConfigError
 from .flag_values import FALSE_WORDS, TRUE_WORDS
 
 FEATURE_GATES: dict[str, bool] = {
