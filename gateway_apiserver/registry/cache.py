@@ -131,6 +131,9 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         """Publish what clients see change. The Secret and ManagedCluster watches are two streams, and
         one may deliver a revision older than the other's last: the event then gets the next version
         after every one served, and so does its object (a client resumes from the object's)."""
+        if new is not None and new is old:  # the conversion kept the object: nothing a client sees changed
+            self._rv = max(self._rv, source_rv)
+            return
         rv = self.next_resource_version(source_rv)
         if isinstance(new, ClusterGateway) and new.resource_version != str(rv):
             new = with_resource_version(new, str(rv))

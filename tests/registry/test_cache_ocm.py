@@ -85,3 +85,14 @@ def test_a_deleted_secret_is_deleted_as_last_served_with_its_managed_cluster_end
     managed.replace([mc("c1", 12, "https://b.invalid")], "12")
     registry.apply("DELETED", cluster_secret("c1", 14, endpoint="https://a.invalid"))
     assert seen(events)[-1] == ("DELETED", "https://b.invalid", "14", 14)
+
+
+def test_a_lagging_copy_of_an_unchanged_secret_is_no_event() -> None:
+    """The Secret stream delivering, late, the Secret as it already is changes nothing clients see."""
+    secret = cluster_secret("c1", 3, endpoint="https://a.invalid")
+    registry, managed, events = setup(secret)
+    managed.replace([mc("c1", 12, "https://b.invalid")], "12")
+    assert seen(events) == [("MODIFIED", "https://b.invalid", "12", 12)]
+    registry.apply("MODIFIED", secret)  # resourceVersion 3, content unchanged
+    assert seen(events) == [("MODIFIED", "https://b.invalid", "12", 12)]
+    assert registry.get("c1").resource_version == "12"
