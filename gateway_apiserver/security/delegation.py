@@ -17,7 +17,7 @@ from kubernetes_asyncio.client import Configuration
 from ..config import Config, ConfigError
 from .access_review import HostingAccessReview
 from .authentication import Authenticator, StandaloneAuthenticator
-from .authorization import AlwaysAllow, Authorizer, SubjectAccessReviewer
+from .authorization import AlwaysAllow, Authorizer, PrivilegedGroups, SubjectAccessReviewer
 from .requestheader import AuthenticationConfigWatcher, RequestHeaderConfig, RequestHeaderConfigError, RequestHeaderFlags
 from .tls import TLSServing
 
@@ -82,8 +82,10 @@ class DelegatedSecurity(Security):
         self._access_review = HostingAccessReview(authorization or hosting)
         super().__init__(
             Authenticator(client=authentication, anonymous_auth=config.anonymous_auth, token_cache_ttl=config.token_cache_ttl),
-            SubjectAccessReviewer(
-                self._access_review, allow_ttl=config.authorized_cache_ttl, deny_ttl=config.unauthorized_cache_ttl
+            PrivilegedGroups(
+                SubjectAccessReviewer(
+                    self._access_review, allow_ttl=config.authorized_cache_ttl, deny_ttl=config.unauthorized_cache_ttl
+                )
             ),
         )
         self._watcher: AuthenticationConfigWatcher | None = None

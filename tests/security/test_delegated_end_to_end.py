@@ -192,10 +192,21 @@ async def test_an_allowed_ca_with_an_unlisted_cn_is_refused(setup: Setup) -> Non
 
 
 async def test_client_certificates_give_cn_and_organisations(setup: Setup) -> None:
+    cert = issue_client_cert(setup.client_ca, "alice", groups=("devs", "qa"))
+    status, body = await setup.call("GET", CG, client=cert)
+    assert (status, names_in(body)) == (200, ("ClusterGatewayList", ["c1", "c2"]))
+    assert setup.reviewed() == [review("alice", cg("list"), ("devs", "qa", AUTHENTICATED))]
+
+
+async def test_system_masters_is_allowed_without_a_review_as_by_kubes_delegated_authorizer(setup: Setup) -> None:
+    """k8s.io/apiserver's delegated authorization allows the group system:masters at once (its
+    AlwaysAllowGroups default): the hosting kube-apiserver would grant it everything anyway."""
     cert = issue_client_cert(setup.client_ca, "carol", groups=("system:masters",))
     status, body = await setup.call("GET", CG, client=cert)
     assert (status, names_in(body)) == (200, ("ClusterGatewayList", ["c1", "c2"]))
-    assert setup.reviewed() == [review("carol", cg("list"), ("system:masters", AUTHENTICATED))]
+    status, body = await setup.call("GET", "/metrics-or-any-path", client=cert)
+    assert (status, body["reason"]) == (404, "NotFound")  # authorized, then not found
+    assert setup.reviewed() == []
 
 
 async def test_good_and_bad_tokens(setup: Setup) -> None:
