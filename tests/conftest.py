@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.config import load_kube_config
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.member_apiserver import FakeMemberAPIServer
 
 # Property tests draw the same inputs on every run (CI is reproducible), with no per-example
 # deadline (the shared CPU makes timings noisy) and no example database in the repository.
@@ -61,3 +62,11 @@ async def hosting_admin_client(kube_apiserver: FakeKubeAPIServer, tmp_path: Path
     await load_kube_config(str(kubeconfig), client_configuration=config)
     async with client.ApiClient(config) as api_client:
         yield api_client
+
+
+@pytest.fixture
+async def member() -> AsyncIterator[FakeMemberAPIServer]:
+    """A member cluster on 127.0.0.1 with its own CA; the gateway's token is `member.token`. Modules
+    that need a member set up otherwise (a path prefix, objects, RBAC) define their own."""
+    async with FakeMemberAPIServer() as server:
+        yield server

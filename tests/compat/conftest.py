@@ -28,13 +28,6 @@ ADMIN = "admin-token"  # the hosting cluster's admin, in system:masters: every S
 PROXY_CONFIG_HEADER = "apiVersion: cluster.core.oam.dev/v1alpha1\nkind: ClusterGatewayProxyConfiguration\n"
 
 
-@pytest.fixture
-async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    """A member cluster on 127.0.0.1 with its own CA; the gateway's token is `member.token`."""
-    async with FakeMemberAPIServer() as server:
-        yield server
-
-
 class ProbedMember(FakeMemberAPIServer):
     """A member that also answers what the reference's e2e suites ask of a real cluster: `/healthz`
     (the body `ok`, as a kube-apiserver answers it) and the Namespaces `default` and `kube-system`."""

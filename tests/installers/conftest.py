@@ -44,13 +44,6 @@ def pod_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return workdir
 
 
-@pytest.fixture
-async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    """A member cluster on 127.0.0.1 with its own CA; the gateway's token is `member.token`."""
-    async with FakeMemberAPIServer() as server:
-        yield server
-
-
 def installer_rbac(secret_namespace: str, *, ocm: bool = False) -> Rbac:
     """deploy/'s grants with the Secret reader moved to `secret_namespace` (as `./dev install --secret-namespace`
     does), plus the OCM component for `--ocm-integration`."""

@@ -36,13 +36,6 @@ UPGRADE = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Ve
 INTERNALS = ("Errno", "Connect call failed", "_ssl.c", "Error(", "os_error", "ssl:default")
 
 
-@pytest.fixture
-async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    """A healthy member cluster."""
-    async with FakeMemberAPIServer() as server:
-        yield server
-
-
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -326,3 +319,4 @@ def test_a_connect_timeout_through_a_proxy_names_both_hops() -> None:
     where = "member.example:6443 through its proxy http://proxy.example:3128"
     message = f'cluster "c1" unreachable: connecting to {where} timed out after 2s'
     assert (error.code, error.message) == (503, message)
+

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,6 @@ from tests.fakes.proxying import exec_runs, exec_secret, gateway, proxied, statu
 pytestmark = pytest.mark.timeout(60)
 V1 = "client.authentication.k8s.io/v1"
 SECRET = "s3cr3t-plugin-output-must-never-leak"
-
-
-@pytest.fixture
-async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    """The member every cluster of these tests points at."""
-    async with FakeMemberAPIServer() as server:
-        yield server
 
 
 def credential(token: str, **extra: Any) -> str:
