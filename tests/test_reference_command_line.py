@@ -20,6 +20,7 @@ from gateway_apiserver.config import ConfigError, build_parser, parse_config
 from gateway_apiserver.config.feature_gates import KUBERNETES_FEATURE_GATES
 from gateway_apiserver.config.reference_flags import INERT_FLAGS
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import RESOURCE_NOT_FOUND
 from tests.fakes.pki import issue_server_cert, make_ca, write_pair
 from tests.test_cli import free_port, run_cli
 
@@ -367,15 +368,7 @@ async def test_the_real_command_with_the_vela_core_args_serves_and_warns_once(
     assert err.decode().splitlines()[: len(warnings)] == warnings
 
 
-NOT_FOUND = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "the server could not find the requested resource",
-    "reason": "NotFound",
-    "code": 404,
-}
+NOT_FOUND = RESOURCE_NOT_FOUND
 
 
 def test_permit_port_sharing_lets_another_socket_bind_the_same_port() -> None:

@@ -43,6 +43,10 @@ def status_object(code: int, reason: str, message: str, details: Obj | None = No
     return body
 
 
+# What a kube-apiserver answers for a path it does not serve (a group, version or resource it lacks).
+RESOURCE_NOT_FOUND = status_object(404, "NotFound", "the server could not find the requested resource")
+
+
 @dataclass(frozen=True)
 class KindInfo:
     """A resource the fake serves: core/v1 and namespaced unless told otherwise (a CRD's kind)."""

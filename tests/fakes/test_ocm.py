@@ -15,20 +15,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import RESOURCE_NOT_FOUND
 from tests.fakes.ocm import GROUP, MANAGED_CLUSTERS_PATH, VERSION, client_config
 from tests.fakes.pki import client_ssl_context
 from tests.fakes.test_kube_apiserver import forbidden, read_events
 
 pytestmark = pytest.mark.timeout(20)
-NOT_FOUND = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "the server could not find the requested resource",
-    "reason": "NotFound",
-    "code": 404,
-}
+NOT_FOUND = RESOURCE_NOT_FOUND
 
 
 @pytest.fixture
