@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import IO, Any
@@ -69,6 +70,15 @@ class RequestFields(logging.Filter):
         return True
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all but the tab
+_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape_controls(text: str) -> str:
+    """`text` with each control character but the tab escaped (`\\n`, `\\r`, `\\u001b`)."""
+    return _CONTROL.sub(lambda match: _ESCAPES.get(match.group(), f"\\u{ord(match.group()):04x}"), text)
+
+
 class TextFormatter(logging.Formatter):
     """`<time> <LEVEL>[ <pid>] <logger>: <message>`, then ` key="value"` for the request fields, if any."""
 
@@ -77,7 +87,13 @@ class TextFormatter(logging.Formatter):
         super().__init__(f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        """The line before any traceback: the request fields follow the message."""
+        """The line before any traceback: the request fields follow the message.
+
+        Control characters in the message are escaped, so a value a client chose (a decoded path
+        holding %0A) cannot start a line that looks like another record.
+        """
+        if _CONTROL.search(record.message):
+            record = logging.makeLogRecord({**record.__dict__, "message": _escape_controls(record.message)})
         line = super().formatMessage(record)
         fields = record_fields(record)
         if fields and structured_message(record) is None:  # a structured record's message already holds them
@@ -109,6 +125,8 @@ class JsonFormatter(logging.Formatter):
             line["error"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["error"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

@@ -96,11 +96,14 @@ def test_a_traceback_stays_inside_its_json_line() -> None:
     assert parsed["error"].startswith("Traceback (most recent call last):") and parsed["error"].endswith("ValueError: boom")
 
 
-def test_request_fields_in_text_are_quoted_so_a_line_stays_one_line() -> None:
-    entry = record("denied")
+def test_a_text_line_stays_one_line_whatever_the_client_chose() -> None:
+    entry = record("client left during GET %s", "/api/x\n2026-12-03 10:00:00,000 ERROR forged: \x1b[31m")
     entry.structured_fields = {"auditID": "a-1", "cluster": "c 1", "user": 'eve"\nFAKE LINE'}
     line = TextFormatter().format(entry)
-    assert line.endswith(' gateway_apiserver.test: denied auditID="a-1" cluster="c 1" user="eve\\"\\nFAKE LINE"')
+    assert line.endswith(
+        " gateway_apiserver.test: client left during GET /api/x\\n2026-12-03 10:00:00,000 ERROR forged: \\u001b[31m"
+        ' auditID="a-1" cluster="c 1" user="eve\\"\\nFAKE LINE"'
+    )
     assert "\n" not in line
 
 
