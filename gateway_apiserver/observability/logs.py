@@ -5,8 +5,10 @@ is being handled also names the request: its audit ID (the Audit-Id returned to 
 the cluster it addresses (`""` when none, or not known yet) and the authenticated user (`""`
 before authentication). The request is found through a context variable that the
 `request_context` middleware sets for the request's task, so every existing `log.warning(...)`
-gets the fields without passing them. Records that already carry their own fields (the access
-log, `records.structured(...)`) keep them: in JSON they become top-level keys.
+gets the fields without passing them; a task started while serving (one exec plugin run shared
+by several requests, a single-flight TokenReview) is logged with the request that started it.
+Records that already carry their own fields (the access log, `records.structured(...)`) keep
+them: in JSON they become top-level keys. Text lines escape control characters in messages.
 
 Text:  `2026-12-03 16:54:29,123 WARNING gateway_apiserver.proxy.handler: message auditID="…" cluster="c1" user="alice"`
 JSON:  `{"time":"2026-12-03T16:54:29.123Z","level":"WARNING","logger":"…","message":"…","auditID":"…","cluster":"c1",…}`
@@ -31,7 +33,6 @@ from .records import FIELDS_ATTR, record_fields, structured_message
 
 TEXT = "text"
 JSON = "json"
-LOG_FORMATS = (TEXT, JSON)
 # The request fields, in the order lines show them (the access log uses the same names).
 REQUEST_FIELDS = ("auditID", "cluster", "user")
 
