@@ -2,8 +2,8 @@
 
 Log lines are read by more people than credentials are (log pipelines, support bundles). So no
 line, in either `--log-format`, at any level down to DEBUG, may hold: a caller's bearer token
-(valid or not), what a caller writes into `Impersonate-*` or `X-Remote-Extra-*`, a query string
-or body proxied to a member, a member's credential (its Secret's token, an exec plugin's token),
+(valid or not), what a caller writes into `Impersonate-*` or `X-Remote-Extra-*`, a query string,
+body or exec session's stdin proxied to a member, a member's credential (its Secret's token, an exec plugin's token),
 or anything an exec plugin prints; in any spelling: raw, percent-encoded, base64, JSON-escaped.
 Both deployments are covered: hosting mode (TokenReview, client certificates, the front proxy,
 SubjectAccessReview) and standalone mode.
@@ -11,6 +11,7 @@ SubjectAccessReview) and standalone mode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -26,8 +27,10 @@ from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.log_capture import PARSERS, captured_log, leaked_forms
 from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.member_upgrade import FakeUpgradeMember
 from tests.fakes.pki import issue_client_cert, make_ca
 from tests.fakes.proxying import eventually, exec_secret, gateway, proxied, token_secret
+from tests.fakes.secrets import cluster_secret
 
 pytestmark = pytest.mark.timeout(90)
 V1 = "client.authentication.k8s.io/v1"
@@ -40,8 +43,12 @@ IMPERSONATE_SECRET = "impersonate-S3cret/extra"
 FRONT_PROXY_SECRET = "front-proxy-S3cret/extra"
 PLUGIN_SECRET = 'plugin-S3cret/printed"out'
 PLUGIN_TOKEN = "plugin-Tok3n/the+member+refuses"
+EXEC_STDIN_SECRET = "exec-stdin-S3cret/typed+in"
+UPGRADE_MEMBER_TOKEN = "upgrade-member-Tok3n"
+STDIN, STDOUT, CLOSE_STDIN = b"\x00", b"\x01", b"\xff\x00"  # exec's channel bytes (v5 closes stdin with 255, 0)
 # What callers and plugins send that must never be logged (with the clusters' own credentials).
-CALLER_SECRETS = [ALICE_TOKEN, QUERY_SECRET, BODY_SECRET, IMPERSONATE_SECRET, FRONT_PROXY_SECRET, PLUGIN_SECRET, PLUGIN_TOKEN]
+CALLER_SECRETS = [ALICE_TOKEN, QUERY_SECRET, BODY_SECRET, IMPERSONATE_SECRET, FRONT_PROXY_SECRET, EXEC_STDIN_SECRET]
+CALLER_SECRETS += [PLUGIN_SECRET, PLUGIN_TOKEN, UPGRADE_MEMBER_TOKEN]
 ALICE = {"username": "alice", "uid": "a-1", "groups": ["devs"]}
 CG = "/apis/cluster.core.oam.dev/v1alpha1/clustergateways"
 SECRET, TOKEN = PLUGIN_SECRET, PLUGIN_TOKEN
@@ -62,9 +69,34 @@ PLUGIN_FAILURES = {
 
 @pytest.fixture
 async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    """The member every cluster points at."""
+    """The member every cluster but `u1` points at."""
     async with FakeMemberAPIServer() as server:
         yield server
+
+
+@pytest.fixture
+async def upgrade_member() -> AsyncIterator[FakeUpgradeMember]:
+    """The member of cluster `u1`, which runs `cat` over exec's WebSocket channels."""
+    server = FakeUpgradeMember(token=UPGRADE_MEMBER_TOKEN)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def exec_cat(session: aiohttp.ClientSession, headers: dict[str, str]) -> tuple[int, str]:
+    """`kubectl exec -i p -- cat` on cluster u1 over WebSocket: EXEC_STDIN_SECRET goes in and comes back out."""
+    path = proxied("u1", "/api/v1/namespaces/default/pods/p/exec?command=cat&stdin=1&stdout=1")
+    async with session.ws_connect(path, protocols=("v5.channel.k8s.io",), headers=headers) as ws:
+        await ws.send_bytes(STDIN + EXEC_STDIN_SECRET.encode())
+        echoed = await ws.receive(timeout=5)
+        assert echoed.data == STDOUT + EXEC_STDIN_SECRET.encode()
+        await ws.send_bytes(CLOSE_STDIN)
+        async with asyncio.timeout(5):
+            async for _ in ws:  # the exit status, then the member's close
+                pass
+    return 101, ""
 
 
 def secret_body() -> bytes:
@@ -82,13 +114,15 @@ async def send(session: aiohttp.ClientSession, method: str, path: str, **kwargs:
 
 async def send_secret_carrying_requests(session: aiohttp.ClientSession, headers: dict[str, str]) -> list[tuple[int, str]]:
     """Every kind of secret-carrying request, by the caller `headers` authenticate: a query string, a body,
-    forged identity headers, and calls to clusters whose plugins fail, print garbage or get refused."""
+    forged identity headers, an exec session's stdin, and calls to clusters whose plugins fail, print
+    garbage or get refused."""
     forged = {"Impersonate-User": "admin", "Impersonate-Extra-Token": IMPERSONATE_SECRET}
     forged["X-Remote-Extra-Token"] = FRONT_PROXY_SECRET  # believed only from the front proxy's certificate
     results = [
         await send(session, "GET", proxied("c1", "/echo/get"), params={"token": QUERY_SECRET}, headers=headers),
         await send(session, "POST", proxied("c1", "/echo/create"), data=secret_body(), headers=headers),
         await send(session, "GET", proxied("c1", "/version"), headers={**headers, **forged}),
+        await exec_cat(session, headers),
     ]
     for name in PLUGINS:
         results.append(await send(session, "GET", proxied(name, "/version"), headers=headers))
@@ -118,7 +152,11 @@ async def access_lines_written(output: Any, count: int, log_format: str) -> None
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 async def test_hosting_mode_logs_no_credential_and_no_plugin_output(
-    kube_apiserver: FakeKubeAPIServer, member: FakeMemberAPIServer, tmp_path: Path, log_format: str
+    kube_apiserver: FakeKubeAPIServer,
+    member: FakeMemberAPIServer,
+    upgrade_member: FakeUpgradeMember,
+    tmp_path: Path,
+    log_format: str,
 ) -> None:
     kube_apiserver.users[ALICE_TOKEN] = ALICE
     group = ("cluster.core.oam.dev",)
@@ -129,12 +167,13 @@ async def test_hosting_mode_logs_no_credential_and_no_plugin_output(
         PolicyRule(users=("carol",), verbs=("list",), api_groups=group, resources=("clustergateways",)),
     ]
     add_cluster(kube_apiserver, "c1", member.url, token=member.token, ca_pem=member.ca_pem)
+    add_cluster(kube_apiserver, "u1", str(upgrade_member.url), token=upgrade_member.token, ca_pem=upgrade_member.ca_pem)
     plugin_clusters(kube_apiserver, tmp_path, member)
     with captured_log(log_format) as output:
         async with hosting_gateway(tmp_path, kube_apiserver) as gw:
             statuses = await hosting_requests(gw)
             await access_lines_written(output, len(statuses), log_format)
-    assert statuses == [200, 200, 200, 503, 503, 503, 401, 401, 200, 200]
+    assert statuses == [200, 200, 200, 101, 503, 503, 503, 401, 401, 200, 200]
     logged = output.getvalue()
     assert_no_secret_in(logged, [*CALLER_SECRETS, WRONG_TOKEN, member.token, kube_apiserver.gateway_token, kube_apiserver.token])
     lines = PARSERS[log_format](logged)  # every line parses, in either format
@@ -182,14 +221,15 @@ def assert_failures_logged_as_facts(lines: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 async def test_standalone_mode_logs_no_credential_and_no_plugin_output(
-    member: FakeMemberAPIServer, tmp_path: Path, log_format: str
+    member: FakeMemberAPIServer, upgrade_member: FakeUpgradeMember, tmp_path: Path, log_format: str
 ) -> None:
-    secrets = [token_secret("c1", member), *(exec_secret(tmp_path, member, name, body) for name, body in PLUGINS.items())]
+    u1 = cluster_secret("u1", endpoint=str(upgrade_member.url), token=upgrade_member.token, ca_pem=upgrade_member.ca_pem)
+    secrets = [token_secret("c1", member), u1, *(exec_secret(tmp_path, member, name, body) for name, body in PLUGINS.items())]
     with captured_log(log_format) as output:
         async with gateway(tmp_path, *secrets) as gw, gw.session() as session:
             results = await send_secret_carrying_requests(session, {"Authorization": f"Bearer {ALICE_TOKEN}"})
             await access_lines_written(output, len(results), log_format)
-    assert [status for status, _ in results] == [200, 200, 200, 503, 503, 503, 401]
+    assert [status for status, _ in results] == [200, 200, 200, 101, 503, 503, 503, 401]
     logged = output.getvalue()
     assert_no_secret_in(logged, [*CALLER_SECRETS, member.token])
     assert_failures_logged_as_facts(PARSERS[log_format](logged))
