@@ -22,6 +22,7 @@ from .api.watch import WATCH_SETTINGS, WatchSettings
 from .app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
 from .base.status import no_such_cluster
 from .observability.access_log import add_audit_id, log_abandoned, request_timer
+from .observability.logs import request_context
 from .proxy.handler import add_proxy_routes
 from .registry.cache import ClusterRegistry
 from .registry.health import SecretHealthWriter
@@ -45,13 +46,14 @@ def build_app(
 
     `security` (authentication and authorization) runs inside the Status-error middleware,
     so its 401 and 403 are Status objects too, and before every handler. `serving` (request
-    tracking for timeouts and shutdown) runs outermost, then the access log of abandoned requests.
+    tracking for timeouts and shutdown) runs outermost, then the access log of abandoned requests;
+    only the request context that log lines read is set before them.
     Without `health_writer` (standalone mode: no Secret to store it on) health is read-only.
     Without `virtual_clusters`, one is built over `registry` with no ManagedClusters; it is
     started with the application.
     """
     # Request bodies are never needed by the read-only API; the proxy streams its own.
-    middlewares = [*serving, log_abandoned, request_timer, status_errors, *security]
+    middlewares = [request_context, *serving, log_abandoned, request_timer, status_errors, *security]
     app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     if virtual_clusters is None:
         no_managed_clusters = ManagedClusterCache()

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .config import Config, ConfigError, parse_config
+from .observability.logs import configure_logging
 from .process import event_loop_factory, run_workers
 
 
@@ -65,12 +66,7 @@ def serve(config: Config) -> int:
 
 
 def _configure_logging(config: Config) -> None:
-    process = " %(process)d" if config.workers > 1 else ""  # which worker said it
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_format, config.log_level, with_pid=config.workers > 1)  # the pid: which worker said it
 
 
 async def _run(config: Config) -> None:

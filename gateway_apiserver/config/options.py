@@ -63,6 +63,7 @@ class Config:
     kubeconfig_clusters: Path | None = None
     service_name: str = "gateway-apiserver"
     log_level: str = "info"
+    log_format: str = "text"  # "text" or "json"
     bookmark_interval: float = 60.0
     min_request_timeout: int = 1800
     # Delegated authentication and authorization (hosting-cluster mode).
@@ -170,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Service name the self-signed certificate covers (default: %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, or as one JSON object each (default: %(default)s)",
+    )
     p.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks (default: %(default)s)")
     p.add_argument(
         "--min-request-timeout",
@@ -453,6 +460,7 @@ def parse_config(argv: list[str]) -> Config:
         kubeconfig_clusters=ns.kubeconfig_clusters,
         service_name=ns.service_name,
         log_level="debug" if ns.v >= DEBUG_VERBOSITY else ns.log_level,
+        log_format=ns.log_format,
         verbosity=ns.v,
         bookmark_interval=ns.bookmark_interval,
         min_request_timeout=ns.min_request_timeout,

@@ -2,7 +2,8 @@
 
 Fields: user, verb, method, path (no query string: it may carry anything), cluster, status
 (as sent; 0 when nothing was), bytes (body bytes written, before chunked framing), ended,
-duration and audit ID. Never headers or bodies, so never a credential.
+duration and audit ID. Never headers or bodies, so never a credential. A text line's message
+is the fields as compact JSON; a JSON line (`--log-format json`) has them as its own keys.
 
 `ended` says how the exchange ended: `complete`; `client-disconnect` (the client left first);
 `timeout` (a time limit cut the response); `upstream-disconnect` (the member broke off a
@@ -28,6 +29,7 @@ from aiohttp.typedefs import Handler
 
 from ..security.authorization import RequestAttributes
 from ..security.identity import request_user
+from .records import structured
 
 ACCESS_LOGGER = "gateway_apiserver.access"
 AUDIT_ID_KEY = web.RequestKey("audit_id", str)
@@ -177,18 +179,15 @@ def _write(logger: logging.Logger, request: web.BaseRequest, status: int, ended:
     counter = request.get(_BODY_KEY)
     rejected = bool(request.get(REJECTED_KEY))
     attrs = request.get(ATTRIBUTES_KEY)
-    cluster = ""
     verb = "" if rejected else request.method.lower()
     if isinstance(attrs, RequestAttributes):
         verb = attrs.verb
-        if attrs.resource == "clustergateways":
-            cluster = attrs.name
     record: dict[str, Any] = {
         "user": "" if rejected else request_user(request).name,  # type: ignore[arg-type]
         "verb": verb,
         "method": "" if rejected else request.method,
         "path": "" if rejected else request.path,
-        "cluster": cluster,
+        "cluster": request_cluster(request),
         "status": status,
         "bytes": counter.count if isinstance(counter, BodyBytes) else 0,
         "ended": ended,
@@ -196,7 +195,16 @@ def _write(logger: logging.Logger, request: web.BaseRequest, status: int, ended:
         "auditID": audit_id(request),
         "remote": request.remote,
     }
-    logger.info(json.dumps(record, separators=(",", ":")))
+    # Text lines show the compact JSON; JSON lines carry the fields as keys of their own.
+    logger.info(json.dumps(record, separators=(",", ":")), extra=structured("request", record))
+
+
+def request_cluster(request: web.BaseRequest) -> str:
+    """The ClusterGateway `request` addresses (itself or under it, e.g. its proxy), once authorization named it; else ""."""
+    attrs = request.get(ATTRIBUTES_KEY)
+    if isinstance(attrs, RequestAttributes) and attrs.resource == "clustergateways":
+        return attrs.name
+    return ""
 
 
 def _duration(request: web.BaseRequest, loop_time: float | None) -> float:
