@@ -26,6 +26,7 @@ from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential
+from .fail_fast import FailFast
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
 from .paths import is_long_running, proxy_target, remainder_of, request_timeout
 from .transport import ClusterTransport, ProxySettings, TransportPool
@@ -63,6 +64,7 @@ def no_impersonation(request: web.Request, cluster: ClusterGateway) -> Impersona
 PROXY_SETTINGS = web.AppKey("proxy_settings", ProxySettings)
 TRANSPORT_POOL = web.AppKey("proxy_transport_pool", TransportPool)
 IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
+FAIL_FAST = web.AppKey("proxy_fail_fast", FailFast)  # set under the HealthinessCheck feature gate
 IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
@@ -76,8 +78,22 @@ def _cluster(request: web.Request) -> ClusterGateway:
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    """Forward one request to the member cluster named in the path."""
+    """Forward one request to the member cluster named in the path (503 at once when fail-fast refuses it)."""
     cluster = _cluster(request)
+    fail_fast = request.app.get(FAIL_FAST)
+    if fail_fast is None:
+        return await _proxy(request, cluster)
+    trial = fail_fast.admit(cluster.name)
+    answered = False
+    try:
+        response = await _proxy(request, cluster)
+        answered = response.status < 500
+        return response
+    finally:
+        fail_fast.settle(trial, answered)
+
+
+async def _proxy(request: web.Request, cluster: ClusterGateway) -> web.StreamResponse:
     pool = request.app[TRANSPORT_POOL]
     settings = pool.settings
     transport = pool.get(cluster)  # 501 for ClusterProxy endpoints
