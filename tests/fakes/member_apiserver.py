@@ -99,6 +99,7 @@ class FakeMemberAPIServer:
         self._answering = asyncio.Event()  # cleared by hang(): every request waits, as on a stuck member
         self._answering.set()
         self.readyz_status = 200  # what /readyz and /healthz answer (when answering at all)
+        self.without_readyz = False  # /readyz answers 404, as on a kube-apiserver older than 1.16
         self.readyz_delay = 0.0  # seconds /readyz and /healthz take
         self.readyz_in_flight = 0
         self.readyz_max_in_flight = 0  # the most /readyz and /healthz requests ever open at once
@@ -483,6 +484,8 @@ class FakeMemberAPIServer:
 
     async def _readiness(self, request: web.Request) -> web.StreamResponse:
         """/readyz and /healthz: "ok", or `readyz_status` with a Status, after `readyz_delay`."""
+        if self.without_readyz and request.path.endswith("/readyz"):
+            raise web.HTTPNotFound()
         self.readyz_in_flight += 1
         self.readyz_max_in_flight = max(self.readyz_max_in_flight, self.readyz_in_flight)
         try:
