@@ -19,6 +19,9 @@ import pytest
 
 from gateway_apiserver.proxy.health_probe import HEALTH_PROBER, HealthProber
 from tests.fakes.gateway import ManualSecretSource, RunningGateway, get_json, run_kubectl, running_gateway
+from tests.fakes.hosting import HostingGateway, add_cluster, hosting_gateway
+from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import make_ca
 from tests.fakes.proxying import closed_port, eventually, token_secret
@@ -174,3 +177,55 @@ async def test_an_interval_of_zero_turns_probing_off(member: FakeMemberAPIServer
 async def test_a_short_interval_probes_round_after_round(member: FakeMemberAPIServer, tmp_path: Path) -> None:
     async with probing_gateway(tmp_path, token_secret("m1", member), health_probe_interval=0.1):
         await eventually(lambda: len(member.requests_to("/readyz")) >= 3)
+
+
+# --- precedence: the health subresource (the OCM add-on's writes) and the prober -----------------
+
+
+async def test_the_newer_of_a_health_write_and_a_probe_decides(
+    member: FakeMemberAPIServer, tmp_path: Path, kube_apiserver: FakeKubeAPIServer
+) -> None:
+    """A write through `health` stores its time on the Secret: it shows until a later probe, which shows
+    until a later write. Without the prober's rounds, the write would stand."""
+    add_cluster(kube_apiserver, "m1", member.url, token=member.token, ca_pem=member.ca_pem)
+    kube_apiserver.users["addon-token"] = {"username": "addon", "uid": "a-1", "groups": []}
+    kube_apiserver.policy = [PolicyRule(users=("addon",), verbs=("get", "update"), resources=("clustergateways/health",))]
+    async with hosting_gateway(tmp_path, kube_apiserver) as gw:
+        assert gw.server.app is not None
+        probe_all = gw.server.app[HEALTH_PROBER].probe_all
+        headers = {"Authorization": "Bearer addon-token"}
+
+        async def shown() -> dict[str, Any]:
+            async with gw.session() as client, client.get(f"{CG}/m1/health", headers=headers) as resp:
+                assert resp.status == 200
+                return dict((await resp.json())["status"])
+
+        async def write(healthy: bool, reason: str) -> None:
+            body = {"apiVersion": "cluster.core.oam.dev/v1alpha1", "kind": "ClusterGateway", "metadata": {"name": "m1"}}
+            body["status"] = {"healthy": healthy, "healthyReason": reason}
+            async with gw.session() as client, client.put(f"{CG}/m1/health", json=body, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+
+        await probe_all()
+        assert (await shown())["healthy"] is True
+        await write(False, "ClusterGatewayNotRegistered")
+        await eventually(lambda: not gw.server.registry.get("m1").healthy)  # the informer delivered the Secret
+        assert await shown() == {
+            "healthy": False,
+            "healthyReason": "ClusterGatewayNotRegistered",
+            "lastProbeTime": status_of_registry(gw)["lastProbeTime"],
+            "kubernetesVersion": VERSION,
+        }
+        await asyncio.sleep(0.01)
+        await probe_all()  # newer than the write
+        assert (await shown())["healthy"] is True
+        member.readyz_status = 500
+        await probe_all()
+        assert (await shown())["healthyReason"] == "ProbeFailed:500"
+        await write(True, "")  # newer than the probe
+        await eventually(lambda: gw.server.registry.get("m1").healthy)
+        assert (await shown())["healthy"] is True
+
+
+def status_of_registry(gw: HostingGateway) -> dict[str, Any]:
+    return dict(gw.server.registry.get("m1").manifest["status"])
