@@ -194,3 +194,16 @@ async def test_without_the_gate_requests_still_go_to_an_unhealthy_member(member:
         await probe(gw)
         assert gw.registry.get("m1").healthy_reason == "ProbeFailed:500"
         assert (await get(gw, proxied("m1", CONFIGMAPS)))[0] == 200
+
+
+async def test_a_watch_as_the_trial_closes_the_breaker_as_soon_as_the_member_answers(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    async with await fail_fast_gateway(tmp_path, token_secret("m1", member)) as gw:
+        member.readyz_status = 500
+        await probe(gw)
+        assert (await get(gw, proxied("m1", CONFIGMAPS)))[0] == 503
+        await asyncio.sleep(COOL_DOWN)
+        async with gw.session() as client, client.get(proxied("m1", CONFIGMAPS + "?watch=true")) as watch:
+            assert watch.status == 200  # the trial; its stream stays open
+            assert [(await get(gw, proxied("m1", CONFIGMAPS)))[0] for _ in range(2)] == [200, 200]
