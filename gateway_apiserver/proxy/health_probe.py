@@ -102,7 +102,12 @@ class HealthProber:
                 return
             finally:
                 self.in_flight -= 1
+        before = self.registry.lookup(cluster.name)
         self.registry.record_probe(cluster.name, result)
+        after = self.registry.lookup(cluster.name)
+        if before is not None and after is not None and before.healthy != after.healthy:
+            shown = "healthy" if after.healthy else f"unhealthy: {after.healthy_reason}"
+            log.info("cluster %s is %s (probed at %s)", cluster.name, shown, after.last_probe_time)
 
     async def probe(self, cluster: ClusterGateway) -> ProbeResult:
         """Probe one cluster now."""
