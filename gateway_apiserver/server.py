@@ -23,7 +23,9 @@ from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
 from .observability.access_log import ACCESS_LOGGER, AccessLogger
-from .proxy.handler import IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
+from .proxy.fail_fast import FailFast
+from .proxy.handler import FAIL_FAST, IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
+from .proxy.health_probe import ProbeSettings, add_health_probing
 from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
 from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
@@ -278,6 +280,9 @@ class GatewayServer:
             app[READY_CHECKS]["managed-clusters-synced"] = ready_check(self.managed_clusters, cfg.managed_cluster_sync_timeout)
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check
         app[PROXY_SETTINGS] = ProxySettings(connect_timeout=cfg.proxy_connect_timeout, request_timeout=cfg.proxy_request_timeout)
+        add_health_probing(app, ProbeSettings(cfg.health_probe_interval, cfg.health_probe_timeout, cfg.health_probe_concurrency))
+        if cfg.feature_gates["HealthinessCheck"]:
+            app[FAIL_FAST] = FailFast(self.registry.health_observation, cfg.fail_fast_cool_down)
         app[IMPERSONATION] = impersonation_hook(impersonation)
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)

@@ -212,3 +212,49 @@ def _non_loopback_address() -> str:
     if address.startswith("127."):
         pytest.skip("this machine has no non-loopback address to check the loopback-only binding")
     return address
+
+
+def test_health_probing_flags_and_their_defaults() -> None:
+    standalone = ["--standalone", "--secrets-dir", "examples/clusters"]
+    defaults = parse_config(standalone)
+    assert (
+        defaults.health_probe_interval,
+        defaults.health_probe_timeout,
+        defaults.health_probe_concurrency,
+        defaults.fail_fast_cool_down,
+    ) == (15.0, 5.0, 32, 10.0)
+    given = parse_config(
+        [
+            *standalone,
+            "--health-probe-interval=0s",
+            "--health-probe-timeout=1500ms",
+            "--health-probe-concurrency=8",
+            "--fail-fast-cool-down=1m",
+        ]
+    )
+    assert (
+        given.health_probe_interval,
+        given.health_probe_timeout,
+        given.health_probe_concurrency,
+        given.fail_fast_cool_down,
+    ) == (
+        0.0,
+        1.5,
+        8,
+        60.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--health-probe-interval=-1s", "--health-probe-interval -1s: must not be negative (0s turns probing off)"),
+        ("--health-probe-timeout=0s", "--health-probe-timeout 0s: must be a positive duration"),
+        ("--fail-fast-cool-down=0s", "--fail-fast-cool-down 0s: must be a positive duration"),
+        ("--health-probe-concurrency=0", "--health-probe-concurrency 0: must be between 1 and 10000"),
+    ],
+)
+def test_health_probing_flags_are_checked(flag: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(["--standalone", "--secrets-dir", "examples/clusters", flag])
+    assert str(error.value) == message

@@ -75,7 +75,12 @@ async def hosted_gateway(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, *, w
     hosting_config = await load_hosting_config(str(hosting_kubeconfig))
     source = SecretInformer(hosting_config, NS, watch_timeout=5, backoff_base=0.05, backoff_cap=0.5)
     config = Config(
-        secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs", secret_namespace=NS, kubeconfig=hosting_kubeconfig
+        secure_port=0,
+        bind_address="127.0.0.1",
+        cert_dir=tmp_path / "certs",
+        secret_namespace=NS,
+        kubeconfig=hosting_kubeconfig,
+        health_probe_interval=0,  # the Secrets' endpoints are not reachable: no prober
     )
     gateway = GatewayServer(config, source=source)
     await gateway.start()

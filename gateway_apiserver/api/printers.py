@@ -33,7 +33,7 @@ class ClusterGatewayPrinter:
             _column("Credential-Type", "string", "How the gateway authenticates to the cluster."),
             _column("Endpoint-Type", "string", "How the gateway reaches the cluster: Const or ClusterProxy."),
             # A string, as in the reference: clients compare the cell with "true".
-            _column("Healthy", "string", 'The last health status written through the health subresource: "true" or "false".'),
+            _column("Healthy", "string", 'The observed health (the newer of a probe and a health write): "true" or "false".'),
             _column(
                 "Age",
                 "string",

@@ -197,13 +197,23 @@ _CLUSTER_TYPES: dict[str, Schema] = {
         required=["type"],
     ),
     PKG + "ClusterGatewayStatus": _object(
-        "ClusterGatewayStatus is the observed health of the cluster, as written through the health subresource.",
+        "ClusterGatewayStatus is the observed health of the cluster: the newer of the gateway's own probe "
+        "and the last write through the health subresource.",
         {
-            "healthy": _bool("Healthy is whether the cluster was last reported reachable and working."),
+            "healthy": _bool(
+                "Healthy is whether the cluster was last observed reachable and working. Under the "
+                "HealthinessCheck feature gate, proxy requests to an unhealthy cluster fail fast with 503."
+            ),
             "healthyReason": _string(
                 "HealthyReason explains an unhealthy status: ClusterGatewayNotRegistered, "
-                "CertificateMismatch, ConnectionTimeout, or Unknown:<message>."
+                "CertificateMismatch, ConnectionTimeout, Unauthorized, ProbeFailed:<HTTP status>, or Unknown:<message>."
             ),
+            "lastProbeTime": _string(
+                "LastProbeTime is when the gateway's built-in prober last changed this status "
+                "(probes that find nothing new do not update it). Absent while probing is off.",
+                format="date-time",
+            ),
+            "kubernetesVersion": _string("KubernetesVersion is the gitVersion the cluster's /version last answered."),
         },
     ),
     VIRTUAL_CLUSTER: _object(

@@ -102,6 +102,11 @@ class Config:
     cluster_gateway_proxy_config: Path | None = None
     proxy_connect_timeout: float = 10.0
     proxy_request_timeout: float = 60.0
+    # Built-in health probing (0 s interval: off) and fail-fast (the HealthinessCheck gate).
+    health_probe_interval: float = 15.0
+    health_probe_timeout: float = 5.0
+    health_probe_concurrency: int = 32
+    fail_fast_cool_down: float = 10.0
     # OCM ManagedClusters (hosting mode): --ocm-integration, and how the ManagedCluster source paces itself.
     ocm_integration: bool = False
     managed_cluster_discovery_interval: float = 30.0  # how often discovery is asked while the API is absent
@@ -249,6 +254,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="DURATION",
         help="timeout of a non-streaming proxied request; watches, follow and upgrades have none (default: 60s)",
+    )
+    p.add_argument(
+        "--health-probe-interval",
+        type=parse_duration,
+        default=15.0,
+        metavar="DURATION",
+        help="probe each member's /readyz (else /healthz) and /version this often, jittered; 0s: no probing (default: 15s)",
+    )
+    p.add_argument(
+        "--health-probe-timeout",
+        type=parse_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="a probe not answered within this is ConnectionTimeout (default: 5s)",
+    )
+    p.add_argument(
+        "--health-probe-concurrency",
+        type=int,
+        default=32,
+        help="probes in flight at once, over all clusters (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fail-fast-cool-down",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="HealthinessCheck=true: one trial request to an unhealthy cluster is let through this often (default: 10s)",
     )
     p.add_argument(
         "--event-loop",
@@ -426,6 +458,15 @@ def parse_config(argv: list[str]) -> Config:
     ):
         if seconds <= 0:
             raise ConfigError(f"{flag} {format_seconds(seconds)}: must be a positive duration")
+    for flag, seconds in (("--health-probe-timeout", ns.health_probe_timeout), ("--fail-fast-cool-down", ns.fail_fast_cool_down)):
+        if seconds <= 0:
+            raise ConfigError(f"{flag} {format_seconds(seconds)}: must be a positive duration")
+    if ns.health_probe_interval < 0:
+        raise ConfigError(
+            f"--health-probe-interval {format_seconds(ns.health_probe_interval)}: must not be negative (0s turns probing off)"
+        )
+    if not 1 <= ns.health_probe_concurrency <= 10000:
+        raise ConfigError(f"--health-probe-concurrency {ns.health_probe_concurrency}: must be between 1 and 10000")
     for flag, seconds in (
         ("--authentication-token-webhook-cache-ttl", ns.authentication_token_webhook_cache_ttl),
         ("--authorization-webhook-cache-authorized-ttl", ns.authorization_webhook_cache_authorized_ttl),
@@ -478,6 +519,10 @@ def parse_config(argv: list[str]) -> Config:
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,
+        health_probe_interval=ns.health_probe_interval,
+        health_probe_timeout=ns.health_probe_timeout,
+        health_probe_concurrency=ns.health_probe_concurrency,
+        fail_fast_cool_down=ns.fail_fast_cool_down,
         event_loop=ns.event_loop,
         workers=ns.workers,
         read_header_timeout=ns.read_header_timeout,

@@ -26,6 +26,7 @@ from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential
+from .fail_fast import FailFast, Trial
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
 from .paths import is_long_running, proxy_target, remainder_of, request_timeout
 from .transport import ClusterTransport, ProxySettings, TransportPool
@@ -63,6 +64,8 @@ def no_impersonation(request: web.Request, cluster: ClusterGateway) -> Impersona
 PROXY_SETTINGS = web.AppKey("proxy_settings", ProxySettings)
 TRANSPORT_POOL = web.AppKey("proxy_transport_pool", TransportPool)
 IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
+FAIL_FAST = web.AppKey("proxy_fail_fast", FailFast)  # set under the HealthinessCheck feature gate
+FAIL_FAST_TRIAL = web.RequestKey("proxy_fail_fast_trial", Trial)
 IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
@@ -76,8 +79,25 @@ def _cluster(request: web.Request) -> ClusterGateway:
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    """Forward one request to the member cluster named in the path."""
+    """Forward one request to the member cluster named in the path (503 at once when fail-fast refuses it)."""
     cluster = _cluster(request)
+    fail_fast = request.app.get(FAIL_FAST)
+    trial = fail_fast.admit(cluster.name) if fail_fast is not None else None
+    if trial is not None:
+        request[FAIL_FAST_TRIAL] = trial  # settled when its answer starts (_settle_trial)
+    return await _proxy(request, cluster)
+
+
+async def _settle_trial(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """A fail-fast trial's outcome, as soon as its answer starts: a watch or a tunnel need not end first."""
+    if not isinstance(request, web.Request):
+        return
+    trial = request.pop(FAIL_FAST_TRIAL, None)
+    if trial is not None:
+        request.app[FAIL_FAST].settle(trial, answered=response.status < 500)
+
+
+async def _proxy(request: web.Request, cluster: ClusterGateway) -> web.StreamResponse:
     pool = request.app[TRANSPORT_POOL]
     settings = pool.settings
     transport = pool.get(cluster)  # 501 for ClusterProxy endpoints
@@ -265,6 +285,7 @@ def add_proxy_routes(app: web.Application) -> None:
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
+    app.on_response_prepare.append(_settle_trial)
     for method in METHODS:
         app.router.add_route(method, PROXY_PATH, proxy)
         # [\s\S], not '.': a decoded %0A must reach the path check (400), not miss the route (404).

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 
 from ..base.status import initializing, not_found
-from .conversion import ConversionError, secret_to_cluster_gateway, with_resource_version
+from .conversion import ConversionError, secret_to_cluster_gateway, with_manifest, with_resource_version
 from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
-from .model import ClusterGateway, InvalidSecret
+from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_TIME, ClusterGateway, InvalidSecret
+from .observed_health import Observation, ProbeResult, newest, parse_time, with_observed_health
 from .source import Secret, WatchEventType
 from .store import ChangeEvent, ObjectStore, Snapshot, Watcher
 
@@ -34,6 +36,9 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         self._invalid: dict[str, InvalidSecret] = {}
         self._secrets: dict[str, Secret] = {}  # as last delivered, to convert again when a ManagedCluster changes
         self._managed_clusters: ManagedClusterCache | None = None
+        self._probes: dict[str, ProbeResult] = {}  # the built-in prober's latest result per cluster
+        self._written: dict[str, Observation] = {}  # the health written on each Secret, with its time
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # --- SecretSink -------------------------------------------------------------------------
 
@@ -51,6 +56,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         events = list(self._diff(old_entries, new_entries, rv))
         self._invalid = {name: e for name, e in new_entries.items() if isinstance(e, InvalidSecret)}
         self._secrets = {_name(secret): secret for secret in secrets if _name(secret)}
+        self._forget_health(lambda name: name not in self._secrets)
         self.reset(events, rv)
         log.info("cluster registry synced: %d clusters at resourceVersion %d", len(self._objects), self._rv)
 
@@ -67,6 +73,8 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         self._secrets.pop(name, None)
         if new is not None:
             self._secrets[name] = secret
+        else:
+            self._forget_health(lambda gone: gone == name)
         if isinstance(new, InvalidSecret):
             self._invalid[name] = new
         self._publish_transition(old, new, rv, secret if event_type == "DELETED" else None)
@@ -98,6 +106,49 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         if isinstance(new, InvalidSecret):
             self._invalid[name] = new
         self._publish_transition(old, new, resource_version, None)
+
+    # --- health observed by the built-in prober --------------------------------------------------
+
+    def record_probe(self, name: str, result: ProbeResult) -> None:
+        """The prober's latest result for `name`: a MODIFIED event when it changes what the cluster shows."""
+        if name not in self._secrets:
+            return  # deleted while it was probed
+        previous = self._probes.get(name)
+        if result.kubernetes_version is None and previous is not None:  # unanswered: the version last learnt stays
+            result = dataclasses.replace(result, kubernetes_version=previous.kubernetes_version)
+        self._probes[name] = result
+        self.reconvert(name, self._rv)
+
+    def health_observation(self, name: str) -> Observation | None:
+        """The observation that decides the health of `name` (the newer of the prober's and a write), if any."""
+        probe = self._probes.get(name)
+        return newest(self._written.get(name), probe.observation() if probe is not None else None)
+
+    def _forget_health(self, gone: Callable[[str], bool]) -> None:
+        for table in (self._probes, self._written):
+            for name in [name for name in table if gone(name)]:
+                del table[name]
+
+    def _observed(self, secret: Secret, gateway: ClusterGateway) -> ClusterGateway:
+        """`gateway` showing the newer of its written health and the prober's (registry/observed_health.py)."""
+        written = self._written_observation(secret, gateway)
+        if written is None:
+            self._written.pop(gateway.name, None)
+        else:
+            self._written[gateway.name] = written
+        probe = self._probes.get(gateway.name)
+        return gateway if probe is None else with_manifest(with_observed_health(gateway, written, probe))
+
+    def _written_observation(self, secret: Secret, gateway: ClusterGateway) -> Observation | None:
+        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        if ANNOTATION_HEALTHY not in annotations:
+            return None
+        at = parse_time(str(annotations.get(ANNOTATION_HEALTHY_TIME, "")))
+        if at is None:  # written without a time: it counts from when this gateway first saw it
+            seen = self._written.get(gateway.name)
+            same = seen is not None and (seen.healthy, seen.reason) == (gateway.healthy, gateway.healthy_reason)
+            at = seen.at if seen is not None and same else self.clock()
+        return Observation(gateway.healthy, gateway.healthy_reason, at, "write")
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -159,6 +210,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
             if isinstance(old, InvalidSecret) and old.reason == str(exc) and old.resource_version == rv:
                 return old
             return InvalidSecret(name, rv, str(exc))
+        gateway = self._observed(secret, gateway)
         # Same Secret, same ManagedCluster facts: keep the object, and the version a ManagedCluster change gave it.
         if (
             isinstance(old, ClusterGateway)

@@ -377,6 +377,10 @@ def _manifest(gw: ClusterGateway) -> dict[str, Any]:
     status: dict[str, Any] = {"healthy": gw.healthy}
     if gw.healthy_reason:
         status["healthyReason"] = gw.healthy_reason
+    if gw.last_probe_time:
+        status["lastProbeTime"] = gw.last_probe_time
+    if gw.kubernetes_version:
+        status["kubernetesVersion"] = gw.kubernetes_version
     return {
         "apiVersion": GROUP_VERSION,
         "kind": KIND,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,8 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..base.api_group import GROUP_VERSION
-from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_REASON, KIND
+from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_REASON, ANNOTATION_HEALTHY_TIME, KIND
+from .observed_health import precise_time
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -78,14 +80,19 @@ def health_from_cluster_gateway(body: Any, name: str) -> Health:
     return Health(healthy, reason)
 
 
-def health_annotations(health: Health) -> dict[str, str]:
-    """The Secret annotations that store `health`, written as the reference writes them."""
-    return {ANNOTATION_HEALTHY: "true" if health.healthy else "false", ANNOTATION_HEALTHY_REASON: health.reason}
+def health_annotations(health: Health, written_at: datetime) -> dict[str, str]:
+    """The Secret annotations that store `health`, written as the reference writes them, and the
+    write's time, which lets the newer of a write and the built-in prober's result win."""
+    return {
+        ANNOTATION_HEALTHY: "true" if health.healthy else "false",
+        ANNOTATION_HEALTHY_REASON: health.reason,
+        ANNOTATION_HEALTHY_TIME: precise_time(written_at),
+    }
 
 
-def secret_merge_patch(health: Health) -> dict[str, Any]:
-    """The merge patch (RFC 7386) of the Secret: its two health annotations, nothing else."""
-    return {"metadata": {"annotations": health_annotations(health)}}
+def secret_merge_patch(health: Health, written_at: datetime) -> dict[str, Any]:
+    """The merge patch (RFC 7386) of the Secret: its health annotations, nothing else."""
+    return {"metadata": {"annotations": health_annotations(health, written_at)}}
 
 
 class SecretHealthWriter:
@@ -112,7 +119,7 @@ class SecretHealthWriter:
 
     async def write(self, name: str, health: Health) -> Mapping[str, Any]:
         """Store `health` on Secret `name`; returns the patched Secret. Raises SecretGone or HealthWriteFailed."""
-        patch = secret_merge_patch(health)
+        patch = secret_merge_patch(health, datetime.now(UTC))
         async with self._api_client() as api:
             core: Any = CoreV1Api(api)  # raw responses (_preload_content=False), as the informer reads them
             for attempt in range(self.conflict_retries + 1):

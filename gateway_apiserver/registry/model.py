@@ -15,6 +15,8 @@ LABEL_CREDENTIAL_TYPE = "cluster.core.oam.dev/cluster-credential-type"
 LABEL_ENDPOINT_TYPE = "cluster.core.oam.dev/cluster-endpoint-type"
 ANNOTATION_HEALTHY = "status.cluster.core.oam.dev/healthy"
 ANNOTATION_HEALTHY_REASON = "status.cluster.core.oam.dev/healthy-reason"
+# When a health write was made (RFC 3339): ours add it, so the newer of a write and a probe wins.
+ANNOTATION_HEALTHY_TIME = "status.cluster.core.oam.dev/healthy-time"
 ANNOTATION_PROXY_CONFIGURATION = "cluster.core.oam.dev/cluster-gateway-proxy-configuration"
 ANNOTATION_CLUSTER_ALIAS = "cluster.core.oam.dev/cluster-alias"
 
@@ -74,6 +76,10 @@ class ClusterGateway:
     tls_server_name: str | None = None
     # The annotation `cluster.core.oam.dev/cluster-alias`: shown by VirtualCluster, not by ClusterGateway.
     alias: str = ""
+    # Facts of the built-in prober (None until it probed): the time of the probe that last changed what is
+    # shown (not compared, so a probe that finds nothing new is no change), and the member's gitVersion.
+    last_probe_time: str | None = field(default=None, compare=False)
+    kubernetes_version: str | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     json: bytes = field(default=b"", repr=False, compare=False)
     # Presentation layers memoise encodings of this immutable object here (e.g. Table row parts).

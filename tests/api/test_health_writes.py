@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ HEALTH = f"{CLUSTERGATEWAYS}/east/health"
 SECRET_PATH = f"/api/v1/namespaces/{SECRET_NAMESPACE}/secrets/east"
 HEALTHY = "status.cluster.core.oam.dev/healthy"
 REASON = "status.cluster.core.oam.dev/healthy-reason"
+WRITTEN_AT = "status.cluster.core.oam.dev/healthy-time"
 PROBER_TOKEN = "prober-token"
 VIEWER_TOKEN = "viewer-token"
 
@@ -99,6 +101,17 @@ def failure(code: int, reason: str, message: str, details: dict[str, Any] | None
 MERGE = {"metadata": {"annotations": {HEALTHY: "true", REASON: "ConnectionTimeout"}}}
 
 
+def untimed(patches: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """The Secret patches without the write time each carries (checked here: a UTC time of this test's run)."""
+    result = []
+    for path, content_type, patch in patches:
+        annotations = dict(patch["metadata"]["annotations"])
+        written_at = datetime.fromisoformat(annotations.pop(WRITTEN_AT).replace("Z", "+00:00"))
+        assert abs((datetime.now(UTC) - written_at).total_seconds()) < 60
+        result.append((path, content_type, {"metadata": {"annotations": annotations}}))
+    return result
+
+
 async def test_put_stores_only_the_health_on_the_secret_and_answers_the_updated_object(hosted: HostingGateway) -> None:
     body = {
         "apiVersion": "cluster.core.oam.dev/v1alpha1",
@@ -109,9 +122,9 @@ async def test_put_stores_only_the_health_on_the_secret_and_answers_the_updated_
     }
     code, answer = await call(hosted, "PUT", body)
     assert code == 200, answer
-    assert hosted.api.patches == [(SECRET_PATH, "application/merge-patch+json", MERGE)]
+    assert untimed(hosted.api.patches) == [(SECRET_PATH, "application/merge-patch+json", MERGE)]
     secret = stored(hosted.api)
-    assert secret["metadata"]["annotations"] == {HEALTHY: "true", REASON: "ConnectionTimeout"}
+    assert secret["metadata"]["annotations"] == hosted.api.patches[0][2]["metadata"]["annotations"]
     assert answer == expected_gateway(secret, {"healthy": True, "healthyReason": "ConnectionTimeout"})
     assert "token-of-east" not in json.dumps(answer)
 
@@ -119,7 +132,7 @@ async def test_put_stores_only_the_health_on_the_secret_and_answers_the_updated_
 async def test_merge_patch_applies_to_the_current_status(hosted: HostingGateway) -> None:
     code, answer = await call(hosted, "PATCH", {"status": {"healthy": True}}, content_type="application/merge-patch+json")
     assert code == 200, answer
-    assert hosted.api.patches == [
+    assert untimed(hosted.api.patches) == [
         (SECRET_PATH, "application/merge-patch+json", {"metadata": {"annotations": {HEALTHY: "true", REASON: ""}}})
     ]
     assert answer == expected_gateway(stored(hosted.api), {"healthy": True})
@@ -133,7 +146,7 @@ async def test_json_patch_applies_to_the_current_object(hosted: HostingGateway) 
     code, answer = await call(hosted, "PATCH", ops, content_type="application/json-patch+json")
     assert code == 200, answer
     want = {"metadata": {"annotations": {HEALTHY: "true", REASON: "CertificateMismatch"}}}
-    assert hosted.api.patches == [(SECRET_PATH, "application/merge-patch+json", want)]
+    assert untimed(hosted.api.patches) == [(SECRET_PATH, "application/merge-patch+json", want)]
     assert answer == expected_gateway(stored(hosted.api), {"healthy": True, "healthyReason": "CertificateMismatch"})
 
 
@@ -289,7 +302,7 @@ async def test_the_kubernetes_client_puts_and_patches_the_health_subresource(hos
     put, patched = await asyncio.to_thread(put_then_patch)
     assert put["status"] == {"healthy": True, "healthyReason": "Probed"}
     assert patched == expected_gateway(stored(hosted.api), {"healthy": False, "healthyReason": "Probed"})
-    assert [p[2] for p in hosted.api.patches] == [
+    assert [p[2] for p in untimed(hosted.api.patches)] == [
         {"metadata": {"annotations": {HEALTHY: "true", REASON: "Probed"}}},
         {"metadata": {"annotations": {HEALTHY: "false", REASON: "Probed"}}},
     ]

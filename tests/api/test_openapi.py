@@ -129,7 +129,8 @@ async def test_v2_object_schema_matches_what_we_serve(http: aiohttp.ClientSessio
     assert set(props("ClusterEndpointConst")) == {"address", "caBundle", "insecure", "proxy-url"}
     assert props("ClusterEndpointConst")["caBundle"]["format"] == "byte"
     assert props("ClusterAccessCredential")["type"]["enum"] == ["ServiceAccountToken", "X509Certificate", "Dynamic"]
-    assert set(props("ClusterGatewayStatus")) == {"healthy", "healthyReason"}
+    assert set(props("ClusterGatewayStatus")) == {"healthy", "healthyReason", "lastProbeTime", "kubernetesVersion"}
+    assert props("ClusterGatewayStatus")["lastProbeTime"]["format"] == "date-time"
 
 
 async def test_v2_paths_list_watch_and_get(http: aiohttp.ClientSession) -> None:

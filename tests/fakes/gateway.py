@@ -105,9 +105,13 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str = "unuse
 async def running_gateway(
     tmp_path: Path, source: Any, *, authenticator: Any = None, authorizer: Any = None, **overrides: Any
 ) -> AsyncIterator[RunningGateway]:
-    """Start a standalone-mode gateway on 127.0.0.1 with a fresh self-signed certificate."""
+    """Start a standalone-mode gateway on 127.0.0.1 with a fresh self-signed certificate.
+
+    Health probing is off unless a test turns it on (health_probe_interval=...): a background prober
+    would add requests and connections to the members that other tests count.
+    """
     config = replace(
-        Config(standalone=True, secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs"),
+        Config(standalone=True, secure_port=0, bind_address="127.0.0.1", cert_dir=tmp_path / "certs", health_probe_interval=0),
         **overrides,
     )
     server = GatewayServer(config, source=source, authenticator=authenticator, authorizer=authorizer)

@@ -102,7 +102,8 @@ async def hosting_gateway(tmp_path: Path, api: FakeKubeAPIServer, **overrides: A
         cert_dir=tmp_path / "certs",
         secret_namespace=SECRET_NAMESPACE,
         kubeconfig=api.write_kubeconfig(tmp_path / "hosting.kubeconfig"),
-        **overrides,
+        # No background prober unless a test asks: it would add member traffic (and DNS lookups of test endpoints).
+        **{"health_probe_interval": 0.0, **overrides},
     )
     server = GatewayServer(config)
     await server.start()

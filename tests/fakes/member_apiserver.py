@@ -96,6 +96,13 @@ class FakeMemberAPIServer:
         self._port = 0
         self._ssl_context: ssl.SSLContext | None = None
         self._stream_transports: set[asyncio.Transport] = set()  # connections of open streaming answers
+        self._answering = asyncio.Event()  # cleared by hang(): every request waits, as on a stuck member
+        self._answering.set()
+        self.readyz_status = 200  # what /readyz and /healthz answer (when answering at all)
+        self.without_readyz = False  # /readyz answers 404, as on a kube-apiserver older than 1.16
+        self.readyz_delay = 0.0  # seconds /readyz and /healthz take
+        self.readyz_in_flight = 0
+        self.readyz_max_in_flight = 0  # the most /readyz and /healthz requests ever open at once
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -103,6 +110,8 @@ class FakeMemberAPIServer:
         cm, one = "/api/v1/namespaces/{namespace}/configmaps", "/api/v1/namespaces/{namespace}/configmaps/{name}"
         return [
             ("GET", "/version", endpoints.version),
+            ("GET", "/readyz", self._readiness),
+            ("GET", "/healthz", self._readiness),
             ("GET", "/api", self._api),
             ("GET", "/api/v1", endpoints.api_v1),
             ("GET", "/apis", endpoints.apis),
@@ -193,6 +202,14 @@ class FakeMemberAPIServer:
         """A client certificate this member accepts (user = CN), or an expired one."""
         return issue_client_cert(self.client_ca, cn, expired=expired)
 
+    def hang(self) -> None:
+        """Stop answering: requests are accepted (TLS included) and then wait, as on a stuck member."""
+        self._answering.clear()
+
+    def recover(self) -> None:
+        """Answer again, the waiting requests included."""
+        self._answering.set()
+
     def requests_to(self, suffix: str) -> list[Recorded]:
         """Recorded requests whose path (after the prefix) starts with `suffix`."""
         return [r for r in self.requests if r.raw_path.startswith(self.prefix + suffix)]
@@ -207,6 +224,7 @@ class FakeMemberAPIServer:
             request.method, request.rel_url.raw_path, request.rel_url.raw_query_string, CIMultiDict(request.headers), peer
         )
         self.requests.append(record)
+        await self._answering.wait()
         record.user = self._authenticate(request)
         if record.user is None:
             return json_response(status_object(401, "Unauthorized", "Unauthorized"), 401)
@@ -463,6 +481,20 @@ class FakeMemberAPIServer:
             self.upload_progress += len(chunk)
             chunks += 1
         return json_response({"bytes": self.upload_progress, "chunks": chunks})
+
+    async def _readiness(self, request: web.Request) -> web.StreamResponse:
+        """/readyz and /healthz: "ok", or `readyz_status` with a Status, after `readyz_delay`."""
+        if self.without_readyz and request.path.endswith("/readyz"):
+            raise web.HTTPNotFound()
+        self.readyz_in_flight += 1
+        self.readyz_max_in_flight = max(self.readyz_max_in_flight, self.readyz_in_flight)
+        try:
+            await asyncio.sleep(self.readyz_delay)
+        finally:
+            self.readyz_in_flight -= 1
+        if self.readyz_status == 200:
+            return web.Response(text="ok")
+        return json_response(status_object(self.readyz_status, "InternalError", "readyz check failed"), self.readyz_status)
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         with self._streaming("slow", request):

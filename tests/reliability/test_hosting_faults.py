@@ -82,6 +82,7 @@ async def hosted_gateway(tmp_path: Path, hosting: FakeKubeAPIServer, *, wait_syn
         kubeconfig=kubeconfig,
         token_cache_ttl=300.0,
         authorized_cache_ttl=300.0,
+        health_probe_interval=0,  # no member is reachable here: no prober
     )
     gateway = GatewayServer(config, source=informer)
     await gateway.start()

@@ -179,6 +179,7 @@ async def hosted_gateway(tmp_path: Path, hosting: FakeKubeAPIServer) -> GatewayS
         cert_dir=tmp_path / "certs",
         secret_namespace="vela-system",
         kubeconfig=kubeconfig,
+        health_probe_interval=0,  # these tests count the members' requests
     )
     gw = GatewayServer(config, source=source)
     await gw.start()
