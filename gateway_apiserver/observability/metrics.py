@@ -1,0 +1,216 @@
+"""/metrics in the Prometheus text format: cluster-gateway's `ocm_proxy_*` series and our own.
+
+Every application has its own registry (app[METRICS]), so two gateways in one process never share
+counts. `/metrics` is an ordinary non-resource path: the security middleware authorizes `get` on it
+by SubjectAccessReview, unless --authorization-always-allow-paths lists it. Labels stay bounded:
+cluster names come only from clusters the gateway serves, never a path, a user or an object name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import prometheus_client
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiDict
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..base.status import StatusError
+from ..security.request_info import RequestInfoError, request_info
+from .access_log import ATTRIBUTES_KEY
+from .cache_counts import CacheCounts
+
+# As the reference: a Counter's exposition is `<name>_total` only, no `<name>_created` beside it.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+METRICS_PATH = "/metrics"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what the kube-apiserver and the reference answer
+# The reference's buckets, seconds (cluster-gateway pkg/metrics).
+PROXY_DURATION_BUCKETS = (0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+# nginx's word for a client that left before any answer: the reference has no code to record then.
+CLIENT_CLOSED_REQUEST = 499
+_NO_QUERY: MultiDict[str] = MultiDict()
+_METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+PREPARED_RESPONSE = web.RequestKey("metrics_prepared_response", web.StreamResponse)
+
+
+class _CacheCollector(Collector):
+    """`gateway_apiserver_auth_cache_{hits,misses}_total{cache}` from the caches' own counts."""
+
+    def __init__(self) -> None:
+        self.caches: dict[str, CacheCounts] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        hits = CounterMetricFamily(
+            "gateway_apiserver_auth_cache_hits", "Answers served from an authentication or authorization cache", labels=["cache"]
+        )
+        misses = CounterMetricFamily(
+            "gateway_apiserver_auth_cache_misses",
+            "Answers an authentication or authorization cache did not hold",
+            labels=["cache"],
+        )
+        for name, counts in sorted(self.caches.items()):
+            hits.add_metric([name], counts.hits)
+            misses.add_metric([name], counts.misses)
+        return [hits, misses]
+
+
+class GatewayMetrics:
+    """The series one gateway exposes, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # The reference's three series: same names, labels, buckets (its HELP carries the [ALPHA] stability mark).
+        self.by_resource = Counter(
+            "ocm_proxy_proxied_resource_requests_by_resource_total",
+            "[ALPHA] Number of requests proxied requests",
+            ["resource", "verb", "code"],
+            registry=r,
+        )
+        self.by_cluster = Counter(
+            "ocm_proxy_proxied_requests_by_cluster_total",
+            "[ALPHA] Number of requests proxied requests",
+            ["cluster", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ocm_proxy_proxied_request_duration_seconds",
+            "[ALPHA] Cluster proxy request time cost",
+            ["resource", "verb", "cluster", "code"],
+            buckets=PROXY_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "gateway_apiserver_proxy_requests_in_flight", "Proxied requests in progress, watches and tunnels included", registry=r
+        )
+        self.open_watches = Gauge(
+            "gateway_apiserver_proxy_open_watches", "Proxied watch requests in progress, by cluster", ["cluster"], registry=r
+        )
+        self.open_tunnels = Gauge(
+            "gateway_apiserver_proxy_open_tunnels",
+            "Proxied upgrade requests (exec, attach, port-forward) in progress, by cluster",
+            ["cluster"],
+            registry=r,
+        )
+        self.bytes_in = Counter(
+            "gateway_apiserver_proxy_request_body_bytes_total",
+            "Request body bytes read from clients and forwarded to members, by cluster",
+            ["cluster"],
+            registry=r,
+        )
+        self.bytes_out = Counter(
+            "gateway_apiserver_proxy_response_bytes_total",
+            "Response bytes written to clients (head and body as sent) for proxied requests, by cluster",
+            ["cluster"],
+            registry=r,
+        )
+        self._caches = _CacheCollector()
+        r.register(self._caches)
+
+    def count_cache(self, name: str, counts: CacheCounts) -> None:
+        """Expose `counts` as the hits and misses of cache `name`."""
+        self._caches.caches[name] = counts
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format 0.0.4 (every name and label here is a classic one)."""
+        return prometheus_client.generate_latest(self.registry)
+
+    def instrument_proxy(self, handler: Handler, cluster_of: Callable[[web.Request], str | None]) -> Handler:
+        """`handler` (the proxy) counted in every series; `cluster_of` names a served cluster, else None (not counted)."""
+
+        async def instrumented(request: web.Request) -> web.StreamResponse:
+            cluster = cluster_of(request)
+            if cluster is None:  # no such cluster: the reference counts nothing, and names stay bounded
+                return await handler(request)
+            started = time.perf_counter()
+            resource, verb, watching = _proxied_resource_and_verb(request)
+            tunnel = request.headers.get("Upgrade") is not None
+            gauge = self.open_tunnels if tunnel else self.open_watches if watching else None
+            self.in_flight.inc()
+            if gauge is not None:
+                gauge.labels(cluster).inc()
+            code = CLIENT_CLOSED_REQUEST
+            try:
+                response = await handler(request)
+                code = response.status
+                return response
+            except web.HTTPException as exc:
+                code = exc.status
+                raise
+            except StatusError as exc:
+                code = exc.code
+                raise
+            except BaseException:
+                prepared = request.get(PREPARED_RESPONSE)
+                # A stream the client ended (a watch) keeps the answer it had; nothing prepared: 499.
+                code = prepared.status if prepared is not None else CLIENT_CLOSED_REQUEST
+                raise
+            finally:
+                self.in_flight.dec()
+                if gauge is not None:
+                    gauge.labels(cluster).dec()
+                text = str(code)
+                self.by_resource.labels(resource, verb, text).inc()
+                self.by_cluster.labels(cluster, text).inc()
+                self.duration.labels(resource, verb, cluster, text).observe(time.perf_counter() - started)
+                if request.body_exists:
+                    self.bytes_in.labels(cluster).inc(request.content.total_bytes)
+                prepared = request.get(PREPARED_RESPONSE)
+                if prepared is not None:
+                    self.bytes_out.labels(cluster).inc(_bytes_sent(prepared))
+
+        return instrumented
+
+
+def _bytes_sent(response: web.StreamResponse) -> int:
+    # aiohttp's body_length is set only by write_eof: a watch the client ends would count nothing.
+    writer = getattr(response, "_payload_writer", None)
+    return int(getattr(writer, "output_size", response.body_length))
+
+
+def _proxied_resource_and_verb(request: web.Request) -> tuple[str, str, bool]:
+    """The reference's labels: `resource` from the inner path (read without its query, as the reference
+    does), `verb` the outer request's (get, create, update, patch, delete); and whether it is a watch."""
+    attrs = request.get(ATTRIBUTES_KEY)
+    verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, request.method.lower())
+    inner = "/" + request.match_info.get("path", "")
+    try:
+        info = request_info(request.method, inner, _NO_QUERY)
+    except RequestInfoError:
+        return "", verb, False
+    watch = request.query.get("watch", "").lower() in ("true", "1") or info.verb == "watch"
+    return info.resource, verb, watch
+
+
+METRICS = web.AppKey("metrics", GatewayMetrics)
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the application's series in the Prometheus text format."""
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _remember_prepared(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    request[PREPARED_RESPONSE] = response
+
+
+def add_metrics_routes(app: web.Application) -> GatewayMetrics:
+    """Give `app` its own metrics (app[METRICS]) and serve them at GET /metrics. Call before add_proxy_routes."""
+    metrics = GatewayMetrics()
+    app[METRICS] = metrics
+    app.on_response_prepare.append(_remember_prepared)
+    app.router.add_get(METRICS_PATH, serve_metrics)
+    return metrics
+
+
+def instrument(app: web.Application, handler: Handler, cluster_of: Callable[[web.Request], str | None]) -> Handler:
+    """`handler` counted in app[METRICS] when the application has metrics, else unchanged."""
+    metrics = app.get(METRICS)
+    return handler if metrics is None else metrics.instrument_proxy(handler, cluster_of)
