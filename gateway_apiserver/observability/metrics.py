@@ -8,8 +8,10 @@ cluster names come only from clusters the gateway serves, never a path, a user o
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import prometheus_client
 from aiohttp import web
@@ -110,6 +112,7 @@ class GatewayMetrics:
             ["cluster"],
             registry=r,
         )
+        self._children: dict[tuple[str, str, str, int], _Children] = {}
         self._caches = _CacheCollector()
         r.register(self._caches)
 
@@ -129,9 +132,11 @@ class GatewayMetrics:
             if cluster is None:  # no such cluster: the reference counts nothing, and names stay bounded
                 return await handler(request)
             started = time.perf_counter()
-            resource, verb, watching = _proxied_resource_and_verb(request)
-            tunnel = request.headers.get("Upgrade") is not None
-            gauge = self.open_tunnels if tunnel else self.open_watches if watching else None
+            resource, watching = _inner_resource(request.method, request.match_info.get("path", ""))
+            attrs = request.get(ATTRIBUTES_KEY)
+            verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, "")
+            watching = watching or request.query.get("watch", "").lower() in ("true", "1")
+            gauge = self.open_tunnels if "Upgrade" in request.headers else self.open_watches if watching else None
             self.in_flight.inc()
             if gauge is not None:
                 gauge.labels(cluster).inc()
@@ -155,17 +160,40 @@ class GatewayMetrics:
                 self.in_flight.dec()
                 if gauge is not None:
                     gauge.labels(cluster).dec()
-                text = str(code)
-                self.by_resource.labels(resource, verb, text).inc()
-                self.by_cluster.labels(cluster, text).inc()
-                self.duration.labels(resource, verb, cluster, text).observe(time.perf_counter() - started)
+                counted = self._counted(resource, verb, cluster, code)
+                counted.by_resource.inc()
+                counted.by_cluster.inc()
+                counted.duration.observe(time.perf_counter() - started)
                 if request.body_exists:
-                    self.bytes_in.labels(cluster).inc(request.content.total_bytes)
+                    counted.bytes_in.inc(request.content.total_bytes)
                 prepared = request.get(PREPARED_RESPONSE)
                 if prepared is not None:
-                    self.bytes_out.labels(cluster).inc(_bytes_sent(prepared))
+                    counted.bytes_out.inc(_bytes_sent(prepared))
 
         return instrumented
+
+    def _counted(self, resource: str, verb: str, cluster: str, code: int) -> _Children:
+        """The labelled series of one outcome, looked up once (prometheus_client's labels() is the costly part)."""
+        key = (resource, verb, cluster, code)
+        children = self._children.get(key)
+        if children is None:
+            text = str(code)
+            children = self._children[key] = _Children(
+                self.by_resource.labels(resource, verb, text),
+                self.by_cluster.labels(cluster, text),
+                self.duration.labels(resource, verb, cluster, text),
+                self.bytes_in.labels(cluster),
+                self.bytes_out.labels(cluster),
+            )
+        return children
+
+
+class _Children(NamedTuple):
+    by_resource: Counter
+    by_cluster: Counter
+    duration: Histogram
+    bytes_in: Counter
+    bytes_out: Counter
 
 
 def _bytes_sent(response: web.StreamResponse) -> int:
@@ -174,18 +202,15 @@ def _bytes_sent(response: web.StreamResponse) -> int:
     return int(getattr(writer, "output_size", response.body_length))
 
 
-def _proxied_resource_and_verb(request: web.Request) -> tuple[str, str, bool]:
-    """The reference's labels: `resource` from the inner path (read without its query, as the reference
-    does), `verb` the outer request's (get, create, update, patch, delete); and whether it is a watch."""
-    attrs = request.get(ATTRIBUTES_KEY)
-    verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, request.method.lower())
-    inner = "/" + request.match_info.get("path", "")
+@functools.lru_cache(maxsize=1024)  # at most a few MB even for 8 KiB paths
+def _inner_resource(method: str, inner_path: str) -> tuple[str, bool]:
+    """The reference's `resource` label, read from the inner path without its query (as the reference reads it),
+    and whether the path is a watch (`/api/v1/watch/...`). Cached: clients repeat their paths."""
     try:
-        info = request_info(request.method, inner, _NO_QUERY)
+        info = request_info(method, "/" + inner_path, _NO_QUERY)
     except RequestInfoError:
-        return "", verb, False
-    watch = request.query.get("watch", "").lower() in ("true", "1") or info.verb == "watch"
-    return info.resource, verb, watch
+        return "", False
+    return info.resource, info.verb == "watch"
 
 
 METRICS = web.AppKey("metrics", GatewayMetrics)
