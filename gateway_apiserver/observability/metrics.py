@@ -9,6 +9,8 @@ cluster names come only from clusters the gateway serves, never a path, a user o
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -17,7 +19,7 @@ import prometheus_client
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiDict
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -29,6 +31,8 @@ from .cache_counts import CacheCounts
 # As the reference: a Counter's exposition is `<name>_total` only, no `<name>_created` beside it.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# prometheus_client's multiprocess mode, read when it is imported: each --workers process writes its values there.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what the kube-apiserver and the reference answer
 # The reference's buckets, seconds (cluster-gateway pkg/metrics).
@@ -67,6 +71,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # --workers N: every worker's values, summed, whichever worker a scrape reaches.
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV) or None
         r = self.registry
         # The reference's three series: same names, labels, buckets (its HELP carries the [ALPHA] stability mark).
         self.by_resource = Counter(
@@ -89,16 +95,24 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "gateway_apiserver_proxy_requests_in_flight", "Proxied requests in progress, watches and tunnels included", registry=r
+            "gateway_apiserver_proxy_requests_in_flight",
+            "Proxied requests in progress, watches and tunnels included",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.open_watches = Gauge(
-            "gateway_apiserver_proxy_open_watches", "Proxied watch requests in progress, by cluster", ["cluster"], registry=r
+            "gateway_apiserver_proxy_open_watches",
+            "Proxied watch requests in progress, by cluster",
+            ["cluster"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.open_tunnels = Gauge(
             "gateway_apiserver_proxy_open_tunnels",
             "Proxied upgrade requests (exec, attach, port-forward) in progress, by cluster",
             ["cluster"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.bytes_in = Counter(
             "gateway_apiserver_proxy_request_body_bytes_total",
@@ -121,8 +135,15 @@ class GatewayMetrics:
         self._caches.caches[name] = counts
 
     def exposition(self) -> bytes:
-        """The registry in the Prometheus text format 0.0.4 (every name and label here is a classic one)."""
-        return prometheus_client.generate_latest(self.registry)
+        """The registry in the Prometheus text format 0.0.4 (every name and label here is a classic one).
+
+        With --workers N, the sum over all workers' files instead; the cache counts, one worker's own, are left out.
+        """
+        if self.multiprocess_dir is None:
+            return prometheus_client.generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return prometheus_client.generate_latest(merged)
 
     def instrument_proxy(self, handler: Handler, cluster_of: Callable[[web.Request], str | None]) -> Handler:
         """`handler` (the proxy) counted in every series; `cluster_of` names a served cluster, else None (not counted)."""
@@ -239,3 +260,25 @@ def instrument(app: web.Application, handler: Handler, cluster_of: Callable[[web
     """`handler` counted in app[METRICS] when the application has metrics, else unchanged."""
     metrics = app.get(METRICS)
     return handler if metrics is None else metrics.instrument_proxy(handler, cluster_of)
+
+
+class WorkersMetricsDirectory:
+    """For --workers N, made in the parent before it starts them: a fresh directory the workers share their values
+    in (prometheus_client's multiprocess mode, named by PROMETHEUS_MULTIPROC_DIR, which spawned workers inherit
+    before they import prometheus_client). Fresh at each start, as that mode requires: stale files would add old counts.
+    """
+
+    def __init__(self) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="gateway-apiserver-metrics-")
+        self.path = self._directory.name
+        os.environ[MULTIPROCESS_DIR_ENV] = self.path
+
+    def worker_exited(self, pid: int | None) -> None:
+        """Drop a dead worker's in-progress gauges (its counters stay: what it counted happened)."""
+        if pid is not None:
+            multiprocess.mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        """Remove the directory, once the workers have stopped."""
+        os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+        self._directory.cleanup()
