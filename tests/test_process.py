@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -179,6 +180,21 @@ async def test_a_worker_that_dies_after_starting_is_replaced(tmp_path: Path) -> 
     assert not any(alive(int(name)) for name in os.listdir(tmp_path))
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A" and fields[9] in inodes:
+            return True
+    return False
+
+
 async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
     """With --workers, each worker writes its values to a directory the parent made (prometheus_client's
     multiprocess mode): a scrape reaching either worker counts the requests both served."""
@@ -206,6 +222,12 @@ async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
             assert ctx is not None, "no certificate or no workers"
             workers = workers_of(proc.pid)
+            for _ in range(300):  # both must be listening, or the first one alone would serve everything
+                if all(listening(pid, port) for pid in workers):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the two workers did not both listen within 15s")
 
             async def get(path: str) -> tuple[int, str]:
                 # A new connection each time: SO_REUSEPORT spreads connections over the workers.

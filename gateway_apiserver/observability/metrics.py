@@ -2,8 +2,10 @@
 
 Every application has its own registry (app[METRICS]), so two gateways in one process never share
 counts. `/metrics` is an ordinary non-resource path: the security middleware authorizes `get` on it
-by SubjectAccessReview, unless --authorization-always-allow-paths lists it. Labels stay bounded:
-cluster names come only from clusters the gateway serves, never a path, a user or an object name.
+by SubjectAccessReview, unless --authorization-always-allow-paths lists it. No label is a path, a user
+or an object name; `cluster` is only ever a cluster the gateway serves. The reference's `resource` label
+is the resource segment of the inner path as the client wrote it, so made-up resource names add series,
+as they do in the reference.
 """
 
 from __future__ import annotations
