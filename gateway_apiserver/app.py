@@ -23,6 +23,7 @@ from .app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
 from .base.status import no_such_cluster
 from .observability.access_log import add_audit_id, log_abandoned, request_timer
 from .observability.logs import request_context
+from .observability.metrics import add_metrics_routes
 from .proxy.handler import add_proxy_routes
 from .registry.cache import ClusterRegistry
 from .registry.health import SecretHealthWriter
@@ -69,6 +70,7 @@ def build_app(
     app.cleanup_ctx.append(_run_virtual_clusters)
     resources = served_resources(health_writable=health_writer is not None)
     add_probe_routes(app)
+    add_metrics_routes(app)  # before the proxy routes, which it instruments
     add_discovery_routes(app, resources)
     add_openapi_routes(app, resources)
     # First: the router tries the routes of one path prefix in registration order, and the

@@ -19,6 +19,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from .config import Config
+from .observability.metrics import WorkersMetricsDirectory
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def run_workers(config: Config, worker: Worker, *, startup_grace: float = STARTU
         stopping = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    metrics = WorkersMetricsDirectory()  # /metrics: a scrape reaching any worker answers for all of them
     workers = [start() for _ in range(config.workers)]
     pids = ", ".join(str(p.pid) for p, _ in workers)
     log.info("started %d workers on port %d (pids %s)", len(workers), config.secure_port, pids)
@@ -78,6 +80,7 @@ def run_workers(config: Config, worker: Worker, *, startup_grace: float = STARTU
                 if proc.is_alive() or stopping:
                     continue
                 exitcode = proc.exitcode or 0
+                metrics.worker_exited(proc.pid)
                 if time.monotonic() - started < startup_grace:
                     log.error("worker %d exited with code %d while starting; stopping all workers", proc.pid, exitcode)
                     code, stopping = exitcode or 1, True
@@ -89,6 +92,7 @@ def run_workers(config: Config, worker: Worker, *, startup_grace: float = STARTU
         _stop(workers, config.shutdown_delay_duration + config.shutdown_grace_period + STOP_TIMEOUT)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        metrics.close()
     return code
 
 

@@ -23,6 +23,7 @@ from .api.watch import WatchSettings
 from .app import build_app
 from .config import Config, ConfigError
 from .observability.access_log import ACCESS_LOGGER, AccessLogger
+from .observability.metrics import METRICS
 from .proxy.fail_fast import FailFast
 from .proxy.handler import FAIL_FAST, IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
 from .proxy.health_probe import ProbeSettings, add_health_probing
@@ -276,6 +277,8 @@ class GatewayServer:
         )
         self.app = app
         app[READY_CHECKS].update(self.security.ready_checks())
+        for cache, counts in self.security.cache_counts().items():
+            app[METRICS].count_cache(cache, counts)
         if hosting is not None:
             app[READY_CHECKS]["managed-clusters-synced"] = ready_check(self.managed_clusters, cfg.managed_cluster_sync_timeout)
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -177,3 +178,91 @@ async def test_a_worker_that_dies_after_starting_is_replaced(tmp_path: Path) -> 
     assert proc.returncode == 0, err.decode()
     assert "exited with code -9; starting a new one" in err.decode()
     assert not any(alive(int(name)) for name in os.listdir(tmp_path))
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A" and fields[9] in inodes:
+            return True
+    return False
+
+
+async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
+    """With --workers, each worker writes its values to a directory the parent made (prometheus_client's
+    multiprocess mode): a scrape reaching either worker counts the requests both served."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.fakes.member_apiserver import FakeMemberAPIServer
+    from tests.fakes.proxying import proxied, token_secret
+
+    port = free_port()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    async with FakeMemberAPIServer() as member:
+        secret = {"apiVersion": "v1", "kind": "Secret", **token_secret("m1", member)}
+        (secrets / "m1.yaml").write_text(json.dumps(secret))  # JSON is YAML
+        proc = await start_cli(
+            "--standalone", "--secrets-dir", str(secrets), "--secure-port", str(port),
+            "--cert-dir", str(tmp_path / "certs"), "--workers", "2",
+        )  # fmt: skip
+        try:
+            ctx: ssl.SSLContext | None = None
+            for _ in range(200):
+                if (tmp_path / "certs" / "apiserver.crt").exists() and len(workers_of(proc.pid)) >= 2:
+                    ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "apiserver.crt"))
+                    break
+                await asyncio.sleep(0.05)
+            assert ctx is not None, "no certificate or no workers"
+            workers = workers_of(proc.pid)
+            for _ in range(300):  # both must be listening, or the first one alone would serve everything
+                if all(listening(pid, port) for pid in workers):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the two workers did not both listen within 15s")
+
+            async def get(path: str) -> tuple[int, str]:
+                # A new connection each time: SO_REUSEPORT spreads connections over the workers.
+                connector = aiohttp.TCPConnector(ssl=ctx, force_close=True)
+                async with aiohttp.ClientSession(connector=connector) as s, s.get(f"https://127.0.0.1:{port}{path}") as r:
+                    return r.status, await r.text()
+
+            statuses: list[int] = []
+            deadline = time.monotonic() + 30
+            while len(statuses) < 30 and time.monotonic() < deadline:
+                try:
+                    status, _ = await get(proxied("m1", "/api/v1/namespaces/default/configmaps"))
+                    statuses.append(status)
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)  # the second worker may still be starting
+            scrapes = [await get("/metrics") for _ in range(8)]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert statuses == [200] * 30
+    counted = [
+        sorted(
+            (s.labels["cluster"], s.labels["code"], s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "ocm_proxy_proxied_requests_by_cluster_total"
+        )
+        for _, text in scrapes
+    ]
+    assert [status for status, _ in scrapes] == [200] * 8
+    assert counted == [[("m1", "200", 30.0)]] * 8
+    serving_pids = set()
+    for line in err.decode().splitlines():
+        head, _, payload = line.partition(" gateway_apiserver.access: ")
+        if payload and "/proxy/" in json.loads(payload)["path"]:
+            serving_pids.add(int(head.split()[-1]))
+    assert serving_pids == set(workers), (serving_pids, workers)  # both served: the counts above are sums
+    assert proc.returncode == 0, err.decode()

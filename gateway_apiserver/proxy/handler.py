@@ -24,6 +24,7 @@ from ..app_keys import REGISTRY
 from ..base.api_group import API_PREFIX
 from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
+from ..observability.metrics import instrument
 from ..registry.model import ClusterGateway
 from .credentials import CredentialError, ResolvedCredential
 from .fail_fast import FailFast, Trial
@@ -265,6 +266,16 @@ async def _forward(
                 upstream.close()  # cancelled or broken: close the member connection now
 
 
+def _served_cluster(request: web.Request) -> str | None:
+    """The cluster named in the path if the gateway serves it (metrics label only clusters that exist)."""
+    name = request.match_info["name"]
+    try:
+        request.app[REGISTRY].get(name)
+    except StatusError:
+        return None
+    return name
+
+
 def add_proxy_routes(app: web.Application) -> None:
     """Register the proxy routes, the transport pool (app[TRANSPORT_POOL]) and its lifecycle.
 
@@ -286,7 +297,8 @@ def add_proxy_routes(app: web.Application) -> None:
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     app.on_response_prepare.append(_settle_trial)
+    handler = instrument(app, proxy, _served_cluster)  # the ocm_proxy_* series, when app[METRICS] is set
     for method in METHODS:
-        app.router.add_route(method, PROXY_PATH, proxy)
+        app.router.add_route(method, PROXY_PATH, handler)
         # [\s\S], not '.': a decoded %0A must reach the path check (400), not miss the route (404).
-        app.router.add_route(method, PROXY_PATH + r"/{path:[\s\S]*}", proxy)
+        app.router.add_route(method, PROXY_PATH + r"/{path:[\s\S]*}", handler)

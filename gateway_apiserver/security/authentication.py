@@ -37,6 +37,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import CIMultiDict
 
 from ..base.status import StatusError
+from ..observability.cache_counts import CacheCounts
 from .identity import ANONYMOUS, UserInfo
 from .requestheader import RequestHeaderConfig, load_ca_bundle
 
@@ -259,6 +260,7 @@ class Authenticator:
         self._clock = clock
         self._key = secrets.token_bytes(32)  # HMAC key: cache keys are useless outside this process
         self._cache: OrderedDict[bytes, tuple[float, UserInfo | None]] = OrderedDict()
+        self.cache_counts = CacheCounts()  # TokenReview cache hits and misses, for /metrics
         self._inflight: dict[bytes, asyncio.Task[_Verdict]] = {}
         self.token_reviews = 0  # TokenReviews sent (tests, metrics)
 
@@ -339,7 +341,9 @@ class Authenticator:
         key = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._clock():
+            self.cache_counts.hits += 1
             return hit[1]
+        self.cache_counts.misses += 1  # a review joined while in flight is a miss too: the cache did not answer
         task = self._inflight.get(key)
         if task is None:
             # One TokenReview per token at a time; shielded so a caller leaving does not cancel it for the others.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from kubernetes_asyncio.client import Configuration
 
 from ..config import Config, ConfigError
+from ..observability.cache_counts import CacheCounts
 from .access_review import HostingAccessReview
 from .authentication import Authenticator, StandaloneAuthenticator
 from .authorization import AlwaysAllow, Authorizer, PrivilegedGroups, SubjectAccessReviewer
@@ -55,6 +56,11 @@ class Security:
     def ready_checks(self) -> dict[str, Check]:
         """Extra /readyz checks."""
         return {}
+
+    def cache_counts(self) -> dict[str, CacheCounts]:
+        """The hit and miss counts of each authentication or authorization cache, by name (for /metrics)."""
+        authenticator = self.authenticator
+        return {"token_review": authenticator.cache_counts} if isinstance(authenticator, Authenticator) else {}
 
 
 def standalone_security() -> Security:

@@ -95,13 +95,13 @@ async def test_vela_core_always_allow_paths_skip_authorization_for_anonymous_pro
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer
 ) -> None:
     """`--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics`: anonymous callers (kubelet probes,
-    Prometheus scraping https://:9443/metrics as the chart's annotations ask) are not reviewed. We serve no
-    /metrics yet (README: not built), so the scrape finds a 404, not a 403."""
+    Prometheus scraping https://:9443/metrics as the chart's annotations ask) are not reviewed."""
     async with vela_core_gateway(tmp_path, kube_apiserver) as gw, gw.session() as s:
         answers = {}
         for path in ("/healthz", "/readyz", "/livez", "/metrics"):
             async with s.get(path) as resp:
                 answers[path] = (resp.status, await resp.text())
+        scraped = answers.pop("/metrics")
         assert gw.reviews() == []
         async with s.get(CLUSTERGATEWAYS) as resp:  # any other path is still authorized
             denied = (resp.status, (await resp.json())["message"])
@@ -117,12 +117,9 @@ async def test_vela_core_always_allow_paths_skip_authorization_for_anonymous_pro
         "/healthz": (200, "ok"),
         "/readyz": (200, "ok"),
         "/livez": (200, "ok"),
-        "/metrics": (
-            404,
-            '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
-            '"message":"the server could not find the requested resource","reason":"NotFound","code":404}',
-        ),
     }
+    assert scraped[0] == 200
+    assert "# TYPE ocm_proxy_proxied_requests_by_cluster_total counter" in scraped[1]
 
 
 async def test_vela_core_with_authentication_exchanges_identities_by_the_mounted_rules(

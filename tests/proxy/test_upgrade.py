@@ -27,6 +27,8 @@ import pytest
 import yarl
 
 from tests.fakes.hosting import CLUSTERGATEWAYS, FRONT_PROXY_CN, HostingGateway
+from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_upgrade import FakeUpgradeMember
 from tests.fakes.pki import issue_client_cert
 from tests.proxy.conftest import ALICE_TOKEN, MALLORY_TOKEN, UPGRADE_ANSWER_TIMEOUT
@@ -446,3 +448,35 @@ async def test_no_fd_or_task_leak(tunnelling_gateway: HostingGateway, upgrade_me
             await _one_of_each(tunnelling_gateway, upgrade_member)
     await eventually(lambda: _fds() <= fds and len(asyncio.all_tasks()) <= tasks, timeout=10)
     assert tunnelling_gateway.server.in_flight.count == 0
+
+
+# --- /metrics --------------------------------------------------------------------------------------
+
+
+async def test_an_open_tunnel_is_a_gauge_and_counts_its_101_once_closed(
+    tunnelling_gateway: HostingGateway, kube_apiserver: FakeKubeAPIServer
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    kube_apiserver.policy.append(PolicyRule(users=("alice",), verbs=("get",), non_resource_urls=("/metrics",)))
+
+    async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        async with tunnelling_gateway.session() as s, s.get("/metrics", headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as r:
+            assert r.status == 200
+            text = await r.text()
+        families = text_string_to_metric_families(text)
+        return {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families for x in f.samples}
+
+    tunnels, by_cluster = "gateway_apiserver_proxy_open_tunnels", "ocm_proxy_proxied_requests_by_cluster_total"
+    _, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    during = await scrape()
+    writer.transport.abort()
+    after = during
+    for _ in range(100):  # the gateway sees the tunnel end a moment later
+        after = await scrape()
+        if after.get((tunnels, (("cluster", "m1"),))) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (during[(tunnels, (("cluster", "m1"),))], (by_cluster, (("cluster", "m1"), ("code", "101"))) in during) == (1, False)
+    assert (after[(tunnels, (("cluster", "m1"),))], after[(by_cluster, (("cluster", "m1"), ("code", "101")))]) == (0, 1)
