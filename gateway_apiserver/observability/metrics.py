@@ -25,10 +25,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..app_keys import REGISTRY
 from ..base.status import StatusError
 from ..security.request_info import RequestInfoError, request_info
 from .access_log import ATTRIBUTES_KEY
 from .cache_counts import CacheCounts
+from .cluster_metrics import ClusterStateCollector
 
 # As the reference: a Counter's exposition is `<name>_total` only, no `<name>_created` beside it.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -131,6 +133,12 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, str, int], _Children] = {}
         self._caches = _CacheCollector()
         r.register(self._caches)
+        self._state: list[Collector] = []  # the same in every worker: reported, never summed
+
+    def add_state_collector(self, collector: Collector) -> None:
+        """Expose `collector`'s series (read at scrape time, such as each cluster's health)."""
+        self.registry.register(collector)
+        self._state.append(collector)
 
     def count_cache(self, name: str, counts: CacheCounts) -> None:
         """Expose `counts` as the hits and misses of cache `name`."""
@@ -145,6 +153,8 @@ class GatewayMetrics:
             return prometheus_client.generate_latest(self.registry)
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        for collector in self._state:
+            merged.register(collector)
         return prometheus_client.generate_latest(merged)
 
     def instrument_proxy(self, handler: Handler, cluster_of: Callable[[web.Request], str | None]) -> Handler:
@@ -253,6 +263,8 @@ def add_metrics_routes(app: web.Application) -> GatewayMetrics:
     """Give `app` its own metrics (app[METRICS]) and serve them at GET /metrics. Call before add_proxy_routes."""
     metrics = GatewayMetrics()
     app[METRICS] = metrics
+    if REGISTRY in app:
+        metrics.add_state_collector(ClusterStateCollector(app[REGISTRY]))
     app.on_response_prepare.append(_remember_prepared)
     app.router.add_get(METRICS_PATH, serve_metrics)
     return metrics

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.gateway import RunningGateway
@@ -27,12 +27,6 @@ BY_CLUSTER = "ocm_proxy_proxied_requests_by_cluster_total"
 DURATION = "ocm_proxy_proxied_request_duration_seconds"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-async def member() -> AsyncIterator[FakeMemberAPIServer]:
-    async with FakeMemberAPIServer() as server:
-        yield server
 
 
 async def scrape(gw: RunningGateway) -> tuple[str, Samples]:
@@ -218,3 +212,21 @@ async def test_token_review_cache_hits_and_misses_are_counted(tmp_path: Path, ku
 
     assert cache_counts(first) == {"gateway_apiserver_auth_cache_hits_total": 0, "gateway_apiserver_auth_cache_misses_total": 1}
     assert cache_counts(second) == {"gateway_apiserver_auth_cache_hits_total": 1, "gateway_apiserver_auth_cache_misses_total": 1}
+
+
+async def test_each_clusters_health_and_certificate_expiry_are_read_at_scrape_time(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    pair = member.client_cert("gateway-x509")
+    not_after = x509.load_pem_x509_certificate(pair.cert_pem).not_valid_after_utc.timestamp()
+    x509_cluster = token_secret(
+        "x", member, credential_type="X509Certificate", data={"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
+    )
+    healthy = token_secret("t", member)
+    healthy["metadata"]["annotations"] = {"status.cluster.core.oam.dev/healthy": "true"}
+    async with gateway(tmp_path, x509_cluster, healthy) as gw:
+        _, samples = await scrape(gw)
+    assert series(samples, "gateway_apiserver_cluster_healthy") == {(("cluster", "t"),): 1.0, (("cluster", "x"),): 0.0}
+    assert series(samples, "gateway_apiserver_cluster_certificate_expiry_timestamp_seconds") == {
+        (("cluster", "x"),): not_after
+    }
