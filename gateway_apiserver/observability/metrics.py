@@ -130,6 +130,13 @@ class GatewayMetrics:
             ["cluster"],
             registry=r,
         )
+        self.probe_duration = Histogram(
+            "gateway_apiserver_health_probe_duration_seconds",
+            "Time a health probe of a member took (readyz or healthz, and version), by its verdict",
+            ["result"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self._children: dict[tuple[str, str, str, int], _Children] = {}
         self._caches = _CacheCollector()
         r.register(self._caches)
@@ -139,6 +146,10 @@ class GatewayMetrics:
         """Expose `collector`'s series (read at scrape time, such as each cluster's health)."""
         self.registry.register(collector)
         self._state.append(collector)
+
+    def observe_probe(self, seconds: float, healthy: bool) -> None:
+        """One health probe's duration and verdict."""
+        self.probe_duration.labels("healthy" if healthy else "unhealthy").observe(seconds)
 
     def count_cache(self, name: str, counts: CacheCounts) -> None:
         """Expose `counts` as the hits and misses of cache `name`."""

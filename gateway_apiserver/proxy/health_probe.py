@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from yarl import URL
 
 from ..app_keys import REGISTRY
 from ..base.status import StatusError
+from ..observability.metrics import METRICS
 from ..registry.cache import ClusterRegistry
 from ..registry.model import ClusterGateway, EndpointType
 from ..registry.observed_health import (
@@ -67,8 +69,10 @@ class HealthProber:
         settings: ProbeSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observe: Callable[[float, bool], None] | None = None,
     ) -> None:
         self.registry = registry
+        self._observe = observe  # (seconds, healthy) of each probe, for /metrics
         self.pool = pool
         self.settings = settings
         self._clock = clock
@@ -95,8 +99,11 @@ class HealthProber:
         async with self._slots:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            started = time.monotonic()
             try:
                 result = await self.probe(cluster)
+                if self._observe is not None:
+                    self._observe(time.monotonic() - started, result.healthy)
             except Exception:  # a prober bug must not end the rounds; it is logged, the cluster unjudged
                 log.exception("probing cluster %s failed", cluster.name)
                 return
@@ -199,7 +206,9 @@ def add_health_probing(app: web.Application, settings: ProbeSettings) -> None:
     """Run a HealthProber over app[REGISTRY] and app[TRANSPORT_POOL] for the application's lifetime."""
 
     async def run(app: web.Application) -> AsyncIterator[None]:
-        prober = HealthProber(app[REGISTRY], app[TRANSPORT_POOL], settings)
+        metrics = app.get(METRICS)
+        observe = None if metrics is None else metrics.observe_probe
+        prober = HealthProber(app[REGISTRY], app[TRANSPORT_POOL], settings, observe=observe)
         app[HEALTH_PROBER] = prober
         task = asyncio.create_task(prober.run(), name="health-prober")
         yield

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from multidict import MultiMapping
 
 from ..base.status import StatusError, bad_request
+from ..observability.cache_counts import CacheCounts
 from .identity import UserInfo
 from .request_info import RequestInfoError, request_info
 
@@ -159,14 +160,14 @@ class PrivilegedGroups:
     a SubjectAccessReview, since the kube-apiserver it would ask grants that group everything anyway."""
 
     def __init__(self, inner: Authorizer, groups: Iterable[str] = ("system:masters",)) -> None:
-        self._inner = inner
+        self.inner = inner
         self._groups = frozenset(groups)
 
     async def authorize(self, attrs: RequestAttributes) -> Decision:
         """Allow a privileged group at once; ask `inner` for everyone else."""
         if self._groups.intersection(attrs.user.groups):
             return Decision(True, "a privileged group")
-        return await self._inner.authorize(attrs)
+        return await self.inner.authorize(attrs)
 
 
 def review_spec(attrs: RequestAttributes) -> dict[str, Any]:
@@ -214,6 +215,7 @@ class SubjectAccessReviewer:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
         self.reviews = 0  # SubjectAccessReviews sent (for tests and metrics)
+        self.cache_counts = CacheCounts()  # decision cache hits and misses, for /metrics
 
     async def authorize(self, attrs: RequestAttributes) -> Decision:
         """A cached decision, or a new SubjectAccessReview."""
@@ -222,7 +224,9 @@ class SubjectAccessReviewer:
         now = self._clock()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
+            self.cache_counts.hits += 1
             return hit[1]
+        self.cache_counts.misses += 1
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         self.reviews += 1
         try:

@@ -59,8 +59,13 @@ class Security:
 
     def cache_counts(self) -> dict[str, CacheCounts]:
         """The hit and miss counts of each authentication or authorization cache, by name (for /metrics)."""
-        authenticator = self.authenticator
-        return {"token_review": authenticator.cache_counts} if isinstance(authenticator, Authenticator) else {}
+        counts: dict[str, CacheCounts] = {}
+        if isinstance(self.authenticator, Authenticator):
+            counts["token_review"] = self.authenticator.cache_counts
+        authorizer = self.authorizer.inner if isinstance(self.authorizer, PrivilegedGroups) else self.authorizer
+        if isinstance(authorizer, SubjectAccessReviewer):
+            counts["subject_access_review"] = authorizer.cache_counts
+        return counts
 
 
 def standalone_security() -> Security:

@@ -194,24 +194,24 @@ async def test_always_allow_paths_serve_metrics_without_a_review(tmp_path: Path,
     assert (answers, reviews) == ([200, 200], [])
 
 
-async def test_token_review_cache_hits_and_misses_are_counted(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
-    """The first request with a token is reviewed (a miss), the next within --token-cache-ttl is a hit."""
+async def test_the_review_caches_hits_and_misses_are_counted(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
+    """The first request with a token is reviewed twice (TokenReview, SubjectAccessReview: two misses);
+    the next one within the caches' TTLs is answered from both (two hits)."""
     add_callers(kube_apiserver)
     async with hosting_gateway(tmp_path, kube_apiserver) as gw:
         first = (await get_metrics(gw, SCRAPER_TOKEN))[2]
         second = (await get_metrics(gw, SCRAPER_TOKEN))[2]
 
-    def cache_counts(text: str) -> dict[str, float]:
+    def cache_counts(text: str, cache: str) -> dict[str, float]:
         samples = {
-            s.name: s.value
-            for f in text_string_to_metric_families(text)
-            for s in f.samples
-            if s.labels == {"cache": "token_review"}
+            s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if s.labels == {"cache": cache}
         }
         return samples
 
-    assert cache_counts(first) == {"gateway_apiserver_auth_cache_hits_total": 0, "gateway_apiserver_auth_cache_misses_total": 1}
-    assert cache_counts(second) == {"gateway_apiserver_auth_cache_hits_total": 1, "gateway_apiserver_auth_cache_misses_total": 1}
+    hits, misses = "gateway_apiserver_auth_cache_hits_total", "gateway_apiserver_auth_cache_misses_total"
+    for cache in ("token_review", "subject_access_review"):
+        assert cache_counts(first, cache) == {hits: 0, misses: 1}, cache
+        assert cache_counts(second, cache) == {hits: 1, misses: 1}, cache
 
 
 async def test_each_clusters_health_and_certificate_expiry_are_read_at_scrape_time(

@@ -160,7 +160,7 @@ async def test_requests_to_a_stuck_member_fail_at_once_and_a_trial_after_the_coo
         ):
             code, body, took = await get(gw, path)
             assert (code, body) == (503, refused)
-            assert took < 0.3  # no connect timeout, no request timeout: at once
+            assert took < 2.0  # at once: far below the 5 s request timeout a hung member would cost (margin for a loaded machine)
         # exec: the upgrade is refused before any tunnel is dialled.
         exec_path = proxied("m1", "/api/v1/namespaces/default/pods/p1/exec?command=ls&stdout=true")
         code, body, _ = await get(gw, exec_path, Connection="Upgrade", Upgrade="websocket", **{"Sec-WebSocket-Version": "13"})
