@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cryptography import x509
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..registry.cache import ClusterRegistry
@@ -32,8 +32,9 @@ def certificate_expiry(gw: ClusterGateway) -> float | None:
 
 
 class ClusterStateCollector(Collector):
-    """`gateway_apiserver_cluster_healthy{cluster}` and
-    `gateway_apiserver_cluster_certificate_expiry_timestamp_seconds{cluster}`."""
+    """`gateway_apiserver_cluster_healthy{cluster}`,
+    `gateway_apiserver_cluster_certificate_expiry_timestamp_seconds{cluster}` and
+    `gateway_apiserver_secret_relists_total`."""
 
     def __init__(self, registry: ClusterRegistry) -> None:
         self._registry = registry
@@ -55,4 +56,9 @@ class ClusterStateCollector(Collector):
             not_after = certificate_expiry(gw)
             if not_after is not None:
                 expiry.add_metric([gw.name], not_after)
-        return [healthy, expiry]
+        relists = CounterMetricFamily(
+            "gateway_apiserver_secret_relists",
+            "Full listings of the cluster Secrets after the first (after a 410 Gone or a lost watch)",
+            value=self._registry.relists,
+        )
+        return [healthy, expiry, relists]

@@ -135,6 +135,7 @@ class ObjectStore(Generic[T]):
         self._paged: OrderedDict[int, Snapshot[T]] = OrderedDict()
         self._listeners: list[Callable[[ChangeEvent[T]], None]] = []
         self.synced = asyncio.Event()
+        self.relists = 0  # full listings after the first (a source's re-list after 410 or a reconnect), for /metrics
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class ObjectStore(Generic[T]):
         for event in changes:
             self._set(event)
         self._rv = max(self._rv, resource_version)
+        if self.synced.is_set():
+            self.relists += 1
         if not self.synced.is_set():
             self._floor = self._rv
             self.synced.set()

@@ -230,3 +230,12 @@ async def test_each_clusters_health_and_certificate_expiry_are_read_at_scrape_ti
     assert series(samples, "gateway_apiserver_cluster_certificate_expiry_timestamp_seconds") == {
         (("cluster", "x"),): not_after
     }
+
+
+async def test_relists_of_the_cluster_secrets_are_counted(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("t", member)) as gw:
+        _, before = await scrape(gw)
+        gw.registry.replace([token_secret("t", member)], "20")  # what a source sends after a 410 Gone
+        _, after = await scrape(gw)
+    assert series(before, "gateway_apiserver_secret_relists_total") == {(): 0.0}
+    assert series(after, "gateway_apiserver_secret_relists_total") == {(): 1.0}
