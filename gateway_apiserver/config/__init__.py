@@ -1,6 +1,6 @@
 """The command line and configuration: flags compatible with cluster-gateway's whole command line.
 
-`options` parses and validates into a `Config`; `checks` holds the cross-flag rules, `flag_values`
+`parser` declares every flag, `options` checks them into a `Config`; `checks` holds the cross-flag rules, `flag_values`
 Go-style value parsing, `feature_gates` the gates, and `reference_flags` the flags the reference's
 binary accepts that mean nothing here (accepted with one warning each).
 """
