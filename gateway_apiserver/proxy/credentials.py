@@ -285,6 +285,8 @@ class ExecCredentialProvider:
         self._retry_at = 0.0
         self._run_task: asyncio.Task[ResolvedCredential] | None = None
         self.runs = 0  # plugin executions, for tests and metrics
+        # When the cached credential expires (its expirationTimestamp, or its certificate's notAfter), for /metrics.
+        self.expires_at: datetime.datetime | None = None
 
     @property
     def command(self) -> str:
@@ -312,7 +314,7 @@ class ExecCredentialProvider:
         Only if it is still the cached one, so a burst of 401s for one credential causes one run.
         """
         if self._cached is credential:
-            self._cached, self._refresh_at = None, 0.0
+            self._cached, self._refresh_at, self.expires_at = None, 0.0, None
             log.info("%s: the member answered 401; the plugin runs again on the next request", self._what())
 
     def _finished(self, task: asyncio.Task[ResolvedCredential]) -> None:
@@ -338,6 +340,7 @@ class ExecCredentialProvider:
             raise
         self._failure = None
         self._cached = credential
+        self.expires_at = expires
         if expires is None:
             self._refresh_at = float("inf")
         else:

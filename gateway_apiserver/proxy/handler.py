@@ -24,8 +24,9 @@ from ..app_keys import REGISTRY
 from ..base.api_group import API_PREFIX
 from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
-from ..observability.metrics import instrument
+from ..observability.metrics import METRICS, instrument
 from ..registry.model import ClusterGateway
+from .credential_metrics import ExecCredentialExpiryCollector
 from .credentials import CredentialError, ResolvedCredential
 from .fail_fast import FailFast, Trial
 from .headers import HeaderValues, is_upgrade, request_headers, response_headers, set_headers
@@ -285,6 +286,8 @@ def add_proxy_routes(app: web.Application) -> None:
     """
     pool = TransportPool()
     app[TRANSPORT_POOL] = pool
+    if METRICS in app:
+        app[METRICS].add_state_collector(ExecCredentialExpiryCollector(pool))
 
     async def start(app: web.Application) -> None:
         if PROXY_SETTINGS in app:

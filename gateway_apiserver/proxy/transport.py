@@ -269,6 +269,10 @@ class TransportPool:
         self._closed = False
         self.built = 0  # transports created, for tests and metrics
 
+    def transports(self) -> list[ClusterTransport]:
+        """The current transport of every cluster used so far, by name."""
+        return [self._transports[name] for name in sorted(self._transports)]
+
     def get(self, cluster: ClusterGateway) -> ClusterTransport:
         """The transport for `cluster`, built on first use or when its connection facts changed.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tests.fakes.hosting import HostingGateway, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.proxying import gateway, proxied, token_secret
+from tests.fakes.proxying import exec_secret, gateway, proxied, token_secret
 
 pytestmark = pytest.mark.timeout(60)
 CM = "/api/v1/namespaces/default/configmaps"
@@ -227,9 +228,7 @@ async def test_each_clusters_health_and_certificate_expiry_are_read_at_scrape_ti
     async with gateway(tmp_path, x509_cluster, healthy) as gw:
         _, samples = await scrape(gw)
     assert series(samples, "gateway_apiserver_cluster_healthy") == {(("cluster", "t"),): 1.0, (("cluster", "x"),): 0.0}
-    assert series(samples, "gateway_apiserver_cluster_certificate_expiry_timestamp_seconds") == {
-        (("cluster", "x"),): not_after
-    }
+    assert series(samples, "gateway_apiserver_cluster_certificate_expiry_timestamp_seconds") == {(("cluster", "x"),): not_after}
 
 
 async def test_relists_of_the_cluster_secrets_are_counted(member: FakeMemberAPIServer, tmp_path: Path) -> None:
@@ -239,3 +238,27 @@ async def test_relists_of_the_cluster_secrets_are_counted(member: FakeMemberAPIS
         _, after = await scrape(gw)
     assert series(before, "gateway_apiserver_secret_relists_total") == {(): 0.0}
     assert series(after, "gateway_apiserver_secret_relists_total") == {(): 1.0}
+
+
+async def test_an_exec_credentials_expiry_is_shown_once_the_proxy_has_run_the_plugin(
+    member: FakeMemberAPIServer, tmp_path: Path
+) -> None:
+    expires = "2099-01-02T03:04:05Z"
+    credential = json.dumps(
+        {
+            "kind": "ExecCredential",
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "status": {"token": member.token, "expirationTimestamp": expires},
+        }
+    )
+    secrets = [
+        exec_secret(tmp_path, member, "dyn", f"print({credential!r})"),
+        exec_secret(tmp_path, member, "idle", "sys.exit(1)"),
+    ]
+    name = "gateway_apiserver_cluster_exec_credential_expiry_timestamp_seconds"
+    async with gateway(tmp_path, *secrets) as gw:
+        _, before = await scrape(gw)
+        assert await send(gw, "GET", "dyn", CM) == 200
+        _, after = await scrape(gw)
+    assert series(before, name) == {}
+    assert series(after, name) == {(("cluster", "dyn"),): datetime.fromisoformat(expires).timestamp()}
