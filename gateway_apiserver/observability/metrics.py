@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..app_keys import REGISTRY
+from ..base.query import query_bool
 from ..base.status import StatusError
 from ..security.request_info import RequestInfoError, request_info
 from .access_log import ATTRIBUTES_KEY
@@ -179,7 +180,7 @@ class GatewayMetrics:
             resource, watching = _inner_resource(request.method, request.match_info.get("path", ""))
             attrs = request.get(ATTRIBUTES_KEY)
             verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, "")
-            watching = watching or request.query.get("watch", "").lower() in ("true", "1")
+            watching = watching or query_bool(request.query.get("watch"))
             gauge = self.open_tunnels if "Upgrade" in request.headers else self.open_watches if watching else None
             self.in_flight.inc()
             if gauge is not None:

@@ -270,11 +270,7 @@ async def _forward(
 def _served_cluster(request: web.Request) -> str | None:
     """The cluster named in the path if the gateway serves it (metrics label only clusters that exist)."""
     name = request.match_info["name"]
-    try:
-        request.app[REGISTRY].get(name)
-    except StatusError:
-        return None
-    return name
+    return name if request.app[REGISTRY].lookup(name) is not None else None
 
 
 def add_proxy_routes(app: web.Application) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets as token_gen
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -87,6 +88,25 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _encode_data(data: Mapping[str, str | bytes]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode() for k, v in data.items()}
+
+
+async def kubectl_json(kubeconfig: Path, *args: str, timeout: float = 15) -> Any:
+    """Run the kubectl binary with `kubeconfig` and `-o json`; its parsed output (the test fails on an error)."""
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        "-o",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"HOME": str(kubeconfig.parent), "PATH": os.environ.get("PATH", "")},
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
 
 
 class FakeKubeAPIServer:

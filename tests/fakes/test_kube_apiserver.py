@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_apiserver import FakeKubeAPIServer, kubectl_json
+from tests.fakes.kube_store import status_object
 from tests.fakes.pki import client_ssl_context
 
 NS = "vela-system"
@@ -413,29 +413,8 @@ async def test_sync_client_and_kubectl(kube_apiserver: FakeKubeAPIServer, tmp_pa
             api.close()
 
     assert await asyncio.to_thread(sync_list) == ["a"]
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return
-    proc = await asyncio.create_subprocess_exec(
-        kubectl,
-        "--kubeconfig",
-        str(kubeconfig),
-        "get",
-        "secrets",
-        "-n",
-        NS,
-        "-l",
-        "cluster.core.oam.dev/cluster-credential-type",
-        "-o",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"HOME": str(tmp_path)},
-    )
-    async with asyncio.timeout(15):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert [i["metadata"]["name"] for i in json.loads(out)["items"]] == ["a"]
+    listed = await kubectl_json(kubeconfig, "get", "secrets", "-n", NS, "-l", "cluster.core.oam.dev/cluster-credential-type")
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["a"]
 
 
 # --- the fake's own RBAC: the gateway's ServiceAccount has what deploy/rbac.yaml grants, no more ---------
@@ -446,16 +425,7 @@ TRUST = "extension-apiserver-authentication"
 
 def forbidden(message: str, **details: str) -> dict[str, Any]:
     """The 403 Status kube's authorizer answers."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Forbidden",
-        "details": details,
-        "code": 403,
-    }
+    return status_object(403, "Forbidden", message, dict(details))
 
 
 async def gateway_get(kube_apiserver: FakeKubeAPIServer, http: aiohttp.ClientSession, path: str) -> tuple[int, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_apiserver import FakeKubeAPIServer, kubectl_json
 from tests.fakes.kube_store import RESOURCE_NOT_FOUND
 from tests.fakes.ocm import GROUP, MANAGED_CLUSTERS_PATH, VERSION, client_config
 from tests.fakes.pki import client_ssl_context
@@ -162,21 +160,5 @@ async def test_kubectl_gets_managedclusters_through_discovery(kube_apiserver: Fa
     kube_apiserver.install_managed_cluster_crd()
     kube_apiserver.create_managed_cluster("east", url="https://east.invalid")
     kubeconfig = kube_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=kube_apiserver.token)
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None
-    proc = await asyncio.create_subprocess_exec(
-        kubectl,
-        "--kubeconfig",
-        str(kubeconfig),
-        "get",
-        "managedclusters",
-        "-o",
-        "json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"HOME": str(tmp_path)},
-    )
-    async with asyncio.timeout(15):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert [i["metadata"]["name"] for i in json.loads(out)["items"]] == ["east"]
+    listed = await kubectl_json(kubeconfig, "get", "managedclusters")
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["east"]

@@ -25,6 +25,7 @@ from gateway_apiserver.config import Config
 from gateway_apiserver.registry.model import ANNOTATION_PROXY_CONFIGURATION
 from gateway_apiserver.security.identity import UserInfo
 from tests.fakes.gateway import RunningGateway, write_kubeconfig
+from tests.fakes.kube_store import status_object
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.member_rbac import AUTH_GROUP, Rule
 from tests.fakes.proxying import PROXY, identity_gateway, proxied, status_of, token_secret
@@ -71,16 +72,7 @@ async def pods(gw: RunningGateway, token: str, namespace: str, cluster: str = "m
 
 def forbidden(message: str, **details: str) -> dict[str, Any]:
     """The member's 403 Status, as a kube-apiserver writes it."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Forbidden",
-        "details": details,
-        "code": 403,
-    }
+    return status_object(403, "Forbidden", message, dict(details))
 
 
 def cannot_list(user: str, namespace: str) -> tuple[int, dict[str, Any]]:
