@@ -196,9 +196,12 @@ async def gateway_process(tmp_path: Path, members: list[FakeMemberAPIServer]) ->
     for i, name in enumerate(CLUSTERS):
         write_secret(secrets, secret_manifest(name, members[i % len(members)]))
     port = free_port()
+    # No health probing: the held watches must see only the changes this test makes (probing has its own
+    # tests), and the member connections counted must be the clients' alone.
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PROBED_CLI, "--standalone", "--secrets-dir", str(secrets), "--secure-port", str(port),
         "--bind-address", "127.0.0.1", "--cert-dir", str(tmp_path / "certs"), "--log-level", "warning",
+        "--health-probe-interval", "0s",
         cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     gateway = GatewayProcess(proc, port, tmp_path / "certs" / "apiserver.crt", {m.port for m in members})
