@@ -27,6 +27,7 @@ from .checks import (
     is_loopback,
     join_dash_values,
 )
+from .cpu_quota import available_cores
 from .feature_gates import FEATURE_GATES, feature_gates_and_warnings, parse_feature_gates
 from .flag_values import format_seconds, parse_bool, parse_duration
 from .parser import DEFAULT_ALWAYS_ALLOW_PATHS, build_parser
@@ -183,8 +184,7 @@ def parse_config(argv: list[str]) -> Config:
         ipaddress.ip_address(bind)
     except ValueError:
         raise ConfigError(f"--bind-address {bind}: not an IP address") from None
-    if not 1 <= ns.workers <= 64:
-        raise ConfigError(f"--workers {ns.workers}: must be between 1 and 64")
+    ns.workers = _workers(ns.workers)
     if not (math.isfinite(ns.bookmark_interval) and ns.bookmark_interval > 0):
         raise ConfigError(f"--bookmark-interval {ns.bookmark_interval:g}: must be a positive number of seconds")
     if ns.min_request_timeout <= 0:
@@ -282,6 +282,19 @@ def parse_config(argv: list[str]) -> Config:
         cluster_proxy_key=ns.proxy_key,
         warnings=tuple(warnings),
     )
+
+
+def _workers(value: str) -> int:
+    """`--workers`: a count from 1 to 64, or `auto` for one per core the CPU quota allows (at most 64)."""
+    if value == "auto":
+        return min(64, available_cores())
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"--workers {value}: must be a number from 1 to 64, or auto") from None
+    if not 1 <= count <= 64:
+        raise ConfigError(f"--workers {value}: must be between 1 and 64")
+    return count
 
 
 def _cluster_proxy_warnings(ns: argparse.Namespace) -> list[str]:

@@ -185,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="processes serving the same port with SO_REUSEPORT, each with its own registry (default: %(default)s)",
+        default="1",
+        metavar="N|auto",
+        help="processes serving the same port with SO_REUSEPORT, each with its own registry; auto: one per core "
+        "the container's CPU quota allows (default: %(default)s)",
     )
     p.add_argument(
         "--read-header-timeout",
