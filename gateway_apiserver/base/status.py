@@ -67,7 +67,7 @@ def status_object(code: int, message: str, *, reason: str | None = None, details
         "reason": reason if reason is not None else _REASONS.get(code, "Unknown"),
         "code": code,
     }
-    if details:
+    if details is not None:  # kube sends `"details":{}` where its error carries empty details (a non-resource 403)
         status["details"] = details
     return status
 

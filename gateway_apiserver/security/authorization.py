@@ -116,7 +116,7 @@ def forbidden(attrs: RequestAttributes, reason: str = "") -> StatusError:
     user = attrs.user.name
     if not attrs.resource_request:
         message = f'forbidden: User "{user}" cannot {attrs.verb} path "{attrs.path}"'
-        details = None
+        details: dict[str, str] = {}  # kube's NewForbidden with an empty group-resource: empty details, still sent
     else:
         resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
         group_resource = attrs.resource + (f".{attrs.api_group}" if attrs.api_group else "")

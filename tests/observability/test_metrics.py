@@ -180,6 +180,7 @@ async def test_hosting_mode_authorizes_get_on_the_non_resource_url_by_subject_ac
             "status": "Failure",
             "message": 'forbidden: User "viewer" cannot get path "/metrics"',
             "reason": "Forbidden",
+            "details": {},
             "code": 403,
         },
     )

@@ -12,21 +12,13 @@ from typing import Any
 
 from tests.fakes.hosting import CLUSTERGATEWAYS, HostingGateway, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
+from tests.fakes.kube_store import RESOURCE_NOT_FOUND, status_object
 
 VELA_CORE_PATHS = ("/healthz", "/readyz", "/livez", "/metrics")
 ANONYMOUS = {"user": "system:anonymous", "groups": ["system:unauthenticated"]}
 
 
-def status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message}
-    body["reason"] = reason
-    if details is not None:
-        body["details"] = details
-    body["code"] = code
-    return body
-
-
-NOT_FOUND = status(404, "NotFound", "the server could not find the requested resource")
+NOT_FOUND = RESOURCE_NOT_FOUND
 
 
 async def get(gw: HostingGateway, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -49,7 +41,7 @@ def path_review(path: str) -> dict[str, Any]:
 
 
 def anonymous_forbidden(path: str) -> dict[str, Any]:
-    return status(403, "Forbidden", f'forbidden: User "system:anonymous" cannot get path "{path}"')
+    return status_object(403, "Forbidden", f'forbidden: User "system:anonymous" cannot get path "{path}"', {})
 
 
 async def test_with_the_vela_core_value_an_anonymous_metrics_scrape_is_not_reviewed(
@@ -97,7 +89,7 @@ async def test_resource_requests_are_authorized_whatever_the_list_says(tmp_path:
         )
         assert await get(gw, CLUSTERGATEWAYS) == (
             403,
-            status(403, "Forbidden", message, {"group": "cluster.core.oam.dev", "kind": "clustergateways"}),
+            status_object(403, "Forbidden", message, {"group": "cluster.core.oam.dev", "kind": "clustergateways"}),
         )
         resource = {"verb": "list", "group": "cluster.core.oam.dev", "version": "v1alpha1", "resource": "clustergateways"}
         assert gw.reviews()[reviews_at_start:] == [{**ANONYMOUS, "resourceAttributes": resource}]
@@ -105,7 +97,7 @@ async def test_resource_requests_are_authorized_whatever_the_list_says(tmp_path:
 
 async def test_authentication_still_applies_to_listed_paths(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> None:
     async with hosting_gateway(tmp_path, kube_apiserver, always_allow_paths=VELA_CORE_PATHS) as gw:
-        unauthorized = status(401, "Unauthorized", "Unauthorized")
+        unauthorized = status_object(401, "Unauthorized", "Unauthorized")
         assert await get(gw, "/metrics", {"Authorization": "Bearer not-a-token"}) == (401, unauthorized)
         assert await scrape(gw, {"Authorization": f"Bearer {kube_apiserver.token}"}) == SCRAPED
         assert gw.reviews() == []  # neither the refused token nor the admin was sent to SubjectAccessReview

@@ -277,7 +277,7 @@ async def test_standalone_allows_everything() -> None:
     assert await AlwaysAllow().authorize(attrs("DELETE", CG)) == Decision(True, "standalone mode")
 
 
-def test_a_non_resource_403_has_no_details() -> None:
+def test_a_non_resource_403_has_empty_details_as_the_kube_apiserver_sends() -> None:
     assert forbidden(attrs("GET", "/metrics")).to_status() == {
         "kind": "Status",
         "apiVersion": "v1",
@@ -285,6 +285,7 @@ def test_a_non_resource_403_has_no_details() -> None:
         "status": "Failure",
         "message": 'forbidden: User "alice" cannot get path "/metrics"',
         "reason": "Forbidden",
+        "details": {},
         "code": 403,
     }
 
