@@ -139,6 +139,16 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         probe = self._probes.get(gateway.name)
         return gateway if probe is None else with_manifest(with_observed_health(gateway, written, probe))
 
+    def shown_for(self, secret: Secret) -> ClusterGateway:
+        """The ClusterGateway this registry will show for `secret` once its watch event arrives (changing nothing
+        now): converted with its ManagedCluster, showing the newer of its written health and the prober's, with
+        the prober's lastProbeTime and kubernetesVersion. A health write answers it. Raises ConversionError."""
+        gateway = secret_to_cluster_gateway(secret, self._managed_cluster(_name(secret)))
+        probe = self._probes.get(gateway.name)
+        if probe is None:
+            return gateway
+        return with_manifest(with_observed_health(gateway, self._written_observation(secret, gateway), probe))
+
     def _written_observation(self, secret: Secret, gateway: ClusterGateway) -> Observation | None:
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
         if ANNOTATION_HEALTHY not in annotations:
