@@ -73,7 +73,7 @@ async def _store(request: web.Request, writer: SecretHealthWriter, name: str, he
     except HealthWriteFailed as exc:
         raise StatusError(503 if exc.status == 503 else 500, str(exc)) from None
     try:
-        gw = request.app[REGISTRY].shown_for(secret)
+        gw = request.app[REGISTRY].shown_for(dict(secret))
     except ConversionError as exc:  # the Secret changed under us into something invalid
         raise StatusError(500, f"the health was stored, but Secret {name} cannot be converted: {exc}") from None
     return web.Response(body=gw.json, content_type="application/json")
