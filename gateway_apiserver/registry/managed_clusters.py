@@ -16,8 +16,10 @@ import binascii
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from .event_lag import EventLag
 from .source import WatchEventType
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class ManagedClusterCache:
         self._listeners: list[Listener] = []
         self.available = False
         self.synced = asyncio.Event()
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.event_lag = EventLag()  # ManagedCluster write to applied watch event, for /metrics
 
     # --- sink -------------------------------------------------------------------------------
 
@@ -138,6 +142,7 @@ class ManagedClusterCache:
         else:
             self._items[mc.name] = mc
             self._notify(ManagedClusterChange(mc.name, old, mc, rv))
+            self.event_lag.observe_event(obj, self.clock())
 
     def bookmark(self, resource_version: str) -> None:
         """The source has seen everything up to `resource_version`."""

@@ -156,6 +156,11 @@ class VirtualClusterRegistry(ObjectStore[VirtualCluster]):
         clusters.add_listener(self._on_cluster_change)
         managed_clusters.add_listener(self._on_managed_cluster_change)
 
+    @property
+    def managed_clusters(self) -> ManagedClusterCache:
+        """The ManagedCluster cache this registry reads."""
+        return self._managed
+
     async def start(self) -> None:
         """Wait for both sources' first listing, then build every VirtualCluster."""
         await asyncio.gather(self._clusters.synced.wait(), self._managed.synced.wait())
