@@ -39,6 +39,18 @@ class ClientConfig:
     ca_bundle_problem: str | None = None
 
 
+AVAILABLE_CONDITION = "ManagedClusterConditionAvailable"  # set by the hub from the klusterlet's lease and probes
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """The `ManagedClusterConditionAvailable` condition of a ManagedCluster: its status and reason only
+    (its message and times are left out, so that only a verdict change is a change)."""
+
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class ManagedCluster:
     """The facts we use of one ManagedCluster."""
@@ -50,6 +62,7 @@ class ManagedCluster:
     annotations: Mapping[str, str]
     hub_accepts_client: bool
     client_configs: tuple[ClientConfig, ...]
+    available: Availability | None = None  # None when the hub has not set the condition
 
     @property
     def client_config(self) -> ClientConfig | None:
@@ -76,7 +89,17 @@ def managed_cluster_from_object(obj: Mapping[str, Any]) -> ManagedCluster:
         annotations=dict(annotations) if isinstance(annotations, Mapping) else {},
         hub_accepts_client=spec.get("hubAcceptsClient") is True,
         client_configs=tuple(configs),
+        available=_availability(obj.get("status")),
     )
+
+
+def _availability(status: Any) -> Availability | None:
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, Mapping) and condition.get("type") == AVAILABLE_CONDITION:
+            value, reason = condition.get("status"), condition.get("reason")
+            return Availability(value if isinstance(value, str) else "Unknown", reason if isinstance(reason, str) else "")
+    return None
 
 
 def _client_config(url: str, ca_bundle: Any) -> ClientConfig:
