@@ -21,9 +21,9 @@ from gateway_apiserver.proxy.health_probe import HEALTH_PROBER
 from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.hosting import CLUSTERGATEWAYS, SECRET_NAMESPACE, HostingGateway, add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
-from tests.fakes.kube_rbac import deploy_documents, deploy_rbac
+from tests.fakes.kube_rbac import deploy_documents, deploy_rbac, with_ocm_component
 from tests.fakes.kube_store import PolicyRule
-from tests.fakes.secrets import cluster_secret
+from tests.fakes.secrets import CREDENTIAL_LABEL, cluster_secret
 
 HEALTH = f"{CLUSTERGATEWAYS}/east/health"
 SECRET_PATH = f"/api/v1/namespaces/{SECRET_NAMESPACE}/secrets/east"
@@ -431,3 +431,20 @@ async def test_a_writes_answer_shows_the_status_a_get_shows_right_after_it(
         # Its resourceVersion may be later than the Secret's: the registry's own versions also count probe changes.
         unversioned = [{**obj, "metadata": {**obj["metadata"], "resourceVersion": ""}} for obj in (got, answer)]
         assert unversioned[0] == unversioned[1]
+
+
+async def test_under_ocm_integration_the_answer_takes_the_endpoint_from_the_managed_cluster(
+    kube_apiserver: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    """A Secret without an endpoint is a cluster through its ManagedCluster: the write's answer is that cluster too."""
+    kube_apiserver.rbac = with_ocm_component()
+    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
+    kube_apiserver.install_managed_cluster_crd()
+    kube_apiserver.create_managed_cluster("east", url="https://east-from-ocm.invalid:6443")
+    kube_apiserver.create_secret(SECRET_NAMESPACE, "east", labels={CREDENTIAL_LABEL: "ServiceAccountToken"}, data={"token": "t"})
+    async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True) as gw:
+        body = {"status": {"healthy": True, "healthyReason": ""}}
+        code, answer = await call(gw, "PUT", body, token=kube_apiserver.token)
+    assert code == 200, answer
+    assert answer["spec"]["access"]["endpoint"]["const"]["address"] == "https://east-from-ocm.invalid:6443"
+    assert answer["status"] == {"healthy": True}
