@@ -1,9 +1,10 @@
 """The `clustergateways/{name}/health` writes: PUT of a ClusterGateway, merge and JSON PATCH.
 
 Only `status.healthy` and `status.healthyReason` are kept; they are stored on the cluster's Secret
-(registry/health.py). The answer is the ClusterGateway converted from the patched Secret the hosting
-cluster returned, so it carries the new status at the Secret's new resourceVersion at once, whether or
-not the informer has delivered the MODIFIED yet (a GET with that resourceVersion waits for it).
+(registry/health.py). The answer is the ClusterGateway the registry will show for the patched Secret the
+hosting cluster returned (its ManagedCluster, the newer of this write and the prober's last result, the
+prober's lastProbeTime and kubernetesVersion), so it carries the status a GET shows once the informer has
+delivered the MODIFIED, at the Secret's new resourceVersion (a GET with that resourceVersion waits for it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from ..app_keys import REGISTRY
 from ..base.status import StatusError, bad_request, method_not_allowed, no_such_cluster, not_found
-from ..registry.conversion import ConversionError, secret_to_cluster_gateway
+from ..registry.conversion import ConversionError
 from ..registry.health import (
     MERGE_PATCH,
     PATCH_TYPES,
@@ -72,7 +73,7 @@ async def _store(request: web.Request, writer: SecretHealthWriter, name: str, he
     except HealthWriteFailed as exc:
         raise StatusError(503 if exc.status == 503 else 500, str(exc)) from None
     try:
-        gw = secret_to_cluster_gateway(secret)
+        gw = request.app[REGISTRY].shown_for(dict(secret))
     except ConversionError as exc:  # the Secret changed under us into something invalid
         raise StatusError(500, f"the health was stored, but Secret {name} cannot be converted: {exc}") from None
     return web.Response(body=gw.json, content_type="application/json")

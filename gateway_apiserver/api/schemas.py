@@ -224,8 +224,32 @@ _CLUSTER_TYPES: dict[str, Schema] = {
             "kind": _string(_KIND_DOC),
             "metadata": ref(OBJECT_META, "Standard object's metadata, taken from the cluster's source object."),
             "spec": ref(PKG + "VirtualClusterSpec", "Spec describes the cluster."),
+            "status": ref(
+                PKG + "VirtualClusterStatus",
+                "Status is the cluster's observed health (not in cluster-gateway's VirtualCluster). Absent for "
+                "local, and for a ManagedCluster without the ManagedClusterConditionAvailable condition.",
+            ),
         },
         gvks=[gvk(VIRTUAL_CLUSTERS.kind)],
+    ),
+    PKG + "VirtualClusterStatus": _object(
+        "VirtualClusterStatus is the observed health of the cluster, in the ClusterGateway's status fields.",
+        {
+            "healthy": _bool(
+                "Healthy is the ClusterGateway's status.healthy for a cluster Secret, and whether the "
+                "ManagedClusterConditionAvailable condition is True for an OCM ManagedCluster."
+            ),
+            "healthyReason": _string(
+                "HealthyReason explains an unhealthy status: the ClusterGateway's status.healthyReason, or the "
+                "ManagedClusterConditionAvailable condition's reason (ManagedClusterConditionAvailable is "
+                "<status> when it has none)."
+            ),
+            "lastProbeTime": _string(
+                "LastProbeTime is the ClusterGateway's status.lastProbeTime: when the gateway's built-in prober "
+                "last changed its status. Absent for ManagedClusters and while probing is off.",
+                format="date-time",
+            ),
+        },
     ),
     VIRTUAL_CLUSTER_LIST: _list(VIRTUAL_CLUSTERS.kind, VIRTUAL_CLUSTER),
     PKG + "VirtualClusterSpec": _object(

@@ -28,7 +28,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from ..security.authorization import RequestAttributes
-from ..security.identity import request_user
+from ..security.identity import authenticated_name
 from .records import structured
 
 ACCESS_LOGGER = "gateway_apiserver.access"
@@ -183,7 +183,7 @@ def _write(logger: logging.Logger, request: web.BaseRequest, status: int, ended:
     if isinstance(attrs, RequestAttributes):
         verb = attrs.verb
     record: dict[str, Any] = {
-        "user": "" if rejected else request_user(request).name,  # type: ignore[arg-type]
+        "user": authenticated_name(request),  # "" when authentication refused the caller (401) or never ran
         "verb": verb,
         "method": "" if rejected else request.method,
         "path": "" if rejected else request.path,

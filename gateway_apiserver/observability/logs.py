@@ -3,8 +3,9 @@
 Every line has a time, a level, the logger's name and a message. A line written while a request
 is being handled also names the request: its audit ID (the Audit-Id returned to the client),
 the cluster it addresses (`""` when none, or not known yet) and the authenticated user (`""`
-before authentication). The request is found through a context variable that the
-`request_context` middleware sets for the request's task, so every existing `log.warning(...)`
+before authentication and when it refused the caller; `system:anonymous` for an anonymous caller):
+the same user the request's access-log line names. The request is found through a context variable
+that the `request_context` middleware sets for the request's task, so every existing `log.warning(...)`
 gets the fields without passing them; a task started while serving (one exec plugin run shared
 by several requests, a single-flight TokenReview) is logged with the request that started it.
 Records that already carry their own fields (the access log, `records.structured(...)`) keep
@@ -27,7 +28,7 @@ from typing import IO, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..security.identity import USER_KEY, UserInfo
+from ..security.identity import authenticated_name
 from .access_log import audit_id, request_cluster
 from .records import FIELDS_ATTR, record_fields, structured_message
 
@@ -51,12 +52,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 def request_fields(request: web.BaseRequest) -> dict[str, str]:
     """auditID, cluster and user of `request` as known now (`""` for what is not known yet)."""
-    user = request.get(USER_KEY)
-    return {
-        "auditID": audit_id(request),
-        "cluster": request_cluster(request),
-        "user": user.name if isinstance(user, UserInfo) else "",
-    }
+    return {"auditID": audit_id(request), "cluster": request_cluster(request), "user": authenticated_name(request)}
 
 
 class RequestFields(logging.Filter):

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..app_keys import REGISTRY
+from ..app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
 from ..base.query import query_bool
 from ..base.status import StatusError
 from ..security.request_info import RequestInfoError, request_info
@@ -276,7 +276,9 @@ def add_metrics_routes(app: web.Application) -> GatewayMetrics:
     metrics = GatewayMetrics()
     app[METRICS] = metrics
     if REGISTRY in app:
-        metrics.add_state_collector(ClusterStateCollector(app[REGISTRY]))
+        virtual_clusters = app.get(VIRTUAL_CLUSTER_REGISTRY)
+        managed_clusters = virtual_clusters.managed_clusters if virtual_clusters is not None else None
+        metrics.add_state_collector(ClusterStateCollector(app[REGISTRY], managed_clusters))
     app.on_response_prepare.append(_remember_prepared)
     app.router.add_get(METRICS_PATH, serve_metrics)
     return metrics

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from ..base.status import initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_manifest, with_resource_version
+from .event_lag import EventLag
 from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_TIME, ClusterGateway, InvalidSecret
 from .observed_health import Observation, ProbeResult, newest, parse_time, with_observed_health
@@ -39,6 +40,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         self._probes: dict[str, ProbeResult] = {}  # the built-in prober's latest result per cluster
         self._written: dict[str, Observation] = {}  # the health written on each Secret, with its time
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.event_lag = EventLag()  # Secret write to applied watch event, for /metrics
 
     # --- SecretSink -------------------------------------------------------------------------
 
@@ -61,7 +63,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         log.info("cluster registry synced: %d clusters at resourceVersion %d", len(self._objects), self._rv)
 
     def apply(self, event_type: WatchEventType, secret: Secret) -> None:
-        """One Secret watch event."""
+        """One Secret watch event; the lag of an ADDED or MODIFIED one is observed (registry/event_lag.py)."""
         name = _name(secret)
         if not name:
             log.warning("ignoring a %s event for a Secret without metadata.name", event_type)
@@ -78,6 +80,8 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         if isinstance(new, InvalidSecret):
             self._invalid[name] = new
         self._publish_transition(old, new, rv, secret if event_type == "DELETED" else None)
+        if event_type != "DELETED":
+            self.event_lag.observe_event(secret, self.clock())
 
     def bookmark(self, resource_version: str) -> None:
         """The source has seen everything up to this RV: advance, and tell watchers."""
@@ -138,6 +142,16 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
             self._written[gateway.name] = written
         probe = self._probes.get(gateway.name)
         return gateway if probe is None else with_manifest(with_observed_health(gateway, written, probe))
+
+    def shown_for(self, secret: Secret) -> ClusterGateway:
+        """The ClusterGateway this registry will show for `secret` once its watch event arrives (changing nothing
+        now): converted with its ManagedCluster, showing the newer of its written health and the prober's, with
+        the prober's lastProbeTime and kubernetesVersion. A health write answers it. Raises ConversionError."""
+        gateway = secret_to_cluster_gateway(secret, self._managed_cluster(_name(secret)))
+        probe = self._probes.get(gateway.name)
+        if probe is None:
+            return gateway
+        return with_manifest(with_observed_health(gateway, self._written_observation(secret, gateway), probe))
 
     def _written_observation(self, secret: Secret, gateway: ClusterGateway) -> Observation | None:
         annotations = (secret.get("metadata") or {}).get("annotations") or {}

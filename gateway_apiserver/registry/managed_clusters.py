@@ -16,8 +16,10 @@ import binascii
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from .event_lag import EventLag
 from .source import WatchEventType
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,18 @@ class ClientConfig:
     ca_bundle_problem: str | None = None
 
 
+AVAILABLE_CONDITION = "ManagedClusterConditionAvailable"  # set by the hub from the klusterlet's lease and probes
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """The `ManagedClusterConditionAvailable` condition of a ManagedCluster: its status and reason only
+    (its message and times are left out, so that only a verdict change is a change)."""
+
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class ManagedCluster:
     """The facts we use of one ManagedCluster."""
@@ -48,6 +62,7 @@ class ManagedCluster:
     annotations: Mapping[str, str]
     hub_accepts_client: bool
     client_configs: tuple[ClientConfig, ...]
+    available: Availability | None = None  # None when the hub has not set the condition
 
     @property
     def client_config(self) -> ClientConfig | None:
@@ -74,7 +89,17 @@ def managed_cluster_from_object(obj: Mapping[str, Any]) -> ManagedCluster:
         annotations=dict(annotations) if isinstance(annotations, Mapping) else {},
         hub_accepts_client=spec.get("hubAcceptsClient") is True,
         client_configs=tuple(configs),
+        available=_availability(obj.get("status")),
     )
+
+
+def _availability(status: Any) -> Availability | None:
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for condition in conditions if isinstance(conditions, list) else ():
+        if isinstance(condition, Mapping) and condition.get("type") == AVAILABLE_CONDITION:
+            value, reason = condition.get("status"), condition.get("reason")
+            return Availability(value if isinstance(value, str) else "Unknown", reason if isinstance(reason, str) else "")
+    return None
 
 
 def _client_config(url: str, ca_bundle: Any) -> ClientConfig:
@@ -114,6 +139,8 @@ class ManagedClusterCache:
         self._listeners: list[Listener] = []
         self.available = False
         self.synced = asyncio.Event()
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.event_lag = EventLag()  # ManagedCluster write to applied watch event, for /metrics
 
     # --- sink -------------------------------------------------------------------------------
 
@@ -138,6 +165,7 @@ class ManagedClusterCache:
         else:
             self._items[mc.name] = mc
             self._notify(ManagedClusterChange(mc.name, old, mc, rv))
+            self.event_lag.observe_event(obj, self.clock())
 
     def bookmark(self, resource_version: str) -> None:
         """The source has seen everything up to `resource_version`."""

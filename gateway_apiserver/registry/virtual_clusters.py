@@ -6,6 +6,12 @@ ClusterGateways converted from the cluster Secrets, and the OCM ManagedClusters 
 valid Secret names (the Secret wins a name clash). The objects are derived, so they carry
 no uid; their resourceVersion is this store's own, which only ever grows, so watches
 resume across changes from both sources.
+
+The reference's VirtualCluster has no status; ours adds the cluster's health in the
+ClusterGateway's status fields (healthy, healthyReason, lastProbeTime), so a health change is a
+MODIFIED event here too: a Secret's is its ClusterGateway's status; a ManagedCluster's is its
+`ManagedClusterConditionAvailable` condition (healthy when "True", else the condition's reason);
+`local`, and a ManagedCluster without that condition, have no status.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 from ..base.api_group import GROUP_VERSION
 from ..base.status import initializing, not_found
 from .cache import ClusterRegistry
-from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
+from .managed_clusters import AVAILABLE_CONDITION, ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ClusterGateway, EndpointType, encode
 from .store import ChangeEvent, ObjectStore
 
@@ -47,6 +53,10 @@ class VirtualCluster:
     accepted: bool
     endpoint: str
     credential_type: str
+    # status: None when nothing is known of the cluster's health (local; a ManagedCluster without the condition).
+    healthy: bool | None = None
+    healthy_reason: str = ""
+    last_probe_time: str | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     json: bytes = field(default=b"", repr=False, compare=False)
     render_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -72,7 +82,15 @@ def _manifest(vc: VirtualCluster) -> dict[str, Any]:
         spec["endpoint"] = vc.endpoint
     if vc.credential_type:
         spec["credential-type"] = vc.credential_type
-    return {"apiVersion": GROUP_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+    manifest = {"apiVersion": GROUP_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+    if vc.healthy is not None:  # the ClusterGateway's status fields, with the same names and omissions
+        status: dict[str, Any] = {"healthy": vc.healthy}
+        if vc.healthy_reason:
+            status["healthyReason"] = vc.healthy_reason
+        if vc.last_probe_time:
+            status["lastProbeTime"] = vc.last_probe_time
+        manifest["status"] = status
+    return manifest
 
 
 def _finish(vc: VirtualCluster) -> VirtualCluster:
@@ -117,6 +135,9 @@ def virtual_cluster_from_gateway(gw: ClusterGateway, resource_version: str = "")
             accepted=True,
             endpoint=endpoint,
             credential_type=gw.credential_type.value,
+            healthy=gw.healthy,
+            healthy_reason=gw.healthy_reason,
+            last_probe_time=gw.last_probe_time,
         )
     )
 
@@ -125,6 +146,9 @@ def virtual_cluster_from_managed_cluster(mc: ManagedCluster, resource_version: s
     """The VirtualCluster of an OCM ManagedCluster; None when it has no client config (not a usable cluster)."""
     if mc.client_config is None:
         return None
+    available = mc.available
+    healthy = None if available is None else available.status == "True"
+    reason = "" if available is None or healthy else available.reason or f"{AVAILABLE_CONDITION} is {available.status}"
     return _finish(
         VirtualCluster(
             name=mc.name,
@@ -135,6 +159,8 @@ def virtual_cluster_from_managed_cluster(mc: ManagedCluster, resource_version: s
             accepted=mc.hub_accepts_client,
             endpoint=BLANK_ENDPOINT,
             credential_type=CREDENTIAL_TYPE_MANAGED_CLUSTER,
+            healthy=healthy,
+            healthy_reason=reason,
         )
     )
 
@@ -155,6 +181,11 @@ class VirtualClusterRegistry(ObjectStore[VirtualCluster]):
         self._with_control_plane = with_control_plane
         clusters.add_listener(self._on_cluster_change)
         managed_clusters.add_listener(self._on_managed_cluster_change)
+
+    @property
+    def managed_clusters(self) -> ManagedClusterCache:
+        """The ManagedCluster cache this registry reads."""
+        return self._managed
 
     async def start(self) -> None:
         """Wait for both sources' first listing, then build every VirtualCluster."""

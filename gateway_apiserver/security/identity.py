@@ -35,3 +35,13 @@ def request_user(request: web.Request) -> UserInfo:
     """The caller of this request, as authentication established it (anonymous if it did not run)."""
     user = request.get(USER_KEY)
     return user if isinstance(user, UserInfo) else ANONYMOUS
+
+
+def authenticated_name(request: web.BaseRequest) -> str:
+    """The name authentication gave the caller of `request`; "" before it ran or when it refused the caller.
+
+    As in the kube-apiserver's audit log: a request refused with 401 has no user, while an anonymous
+    request (no credential, and anonymous access allowed) is `system:anonymous`.
+    """
+    user = request.get(USER_KEY)
+    return user.name if isinstance(user, UserInfo) else ""

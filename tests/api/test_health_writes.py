@@ -17,12 +17,13 @@ from typing import Any
 import kubernetes
 import pytest
 
+from gateway_apiserver.proxy.health_probe import HEALTH_PROBER
 from tests.fakes.gateway import ManualSecretSource, running_gateway
 from tests.fakes.hosting import CLUSTERGATEWAYS, SECRET_NAMESPACE, HostingGateway, add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
-from tests.fakes.kube_rbac import deploy_documents, deploy_rbac
+from tests.fakes.kube_rbac import deploy_documents, deploy_rbac, with_ocm_component
 from tests.fakes.kube_store import PolicyRule
-from tests.fakes.secrets import cluster_secret
+from tests.fakes.secrets import CREDENTIAL_LABEL, cluster_secret
 
 HEALTH = f"{CLUSTERGATEWAYS}/east/health"
 SECRET_PATH = f"/api/v1/namespaces/{SECRET_NAMESPACE}/secrets/east"
@@ -382,3 +383,68 @@ async def test_without_patch_on_secrets_in_deploy_the_write_fails_naming_the_ref
             'resource "secrets" in API group "" in the namespace "vela-system"',
         ),
     )
+
+
+MEMBER_VERSION = "v1.32.0-fake-member"  # what the fake member's /version says
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "status"),
+    [
+        ("PUT", "application/json", {"status": {"healthy": False, "healthyReason": "Unauthorized"}}, (False, "Unauthorized")),
+        (
+            "PATCH",
+            "application/merge-patch+json",
+            {"status": {"healthyReason": "ConnectionTimeout"}},
+            (True, "ConnectionTimeout"),
+        ),
+        ("PATCH", "application/json-patch+json", [{"op": "replace", "path": "/status/healthy", "value": False}], (False, None)),
+    ],
+)
+async def test_a_writes_answer_shows_the_status_a_get_shows_right_after_it(
+    kube_apiserver: FakeKubeAPIServer, member: Any, tmp_path: Path, method: str, content_type: str, body: Any, status: Any
+) -> None:
+    """The prober's facts (lastProbeTime, kubernetesVersion) stay in the answer, as in the object the write leads to."""
+    add_cluster(kube_apiserver, "east", member.url, token=member.token, ca_pem=member.ca_pem)
+    kube_apiserver.users[PROBER_TOKEN] = {"username": "prober", "uid": "p-1", "groups": ["probers"]}
+    kube_apiserver.policy = [
+        PolicyRule(users=("prober",), verbs=("get", "update", "patch"), resources=("clustergateways/health",))
+    ]
+    async with hosting_gateway(tmp_path, kube_apiserver) as gw:
+        assert gw.server.app is not None
+        await gw.server.app[HEALTH_PROBER].probe_all()  # one round now; the fixture runs no rounds of its own
+        probed = dict(gw.server.registry.get("east").manifest["status"])
+        assert probed == {"healthy": True, "lastProbeTime": probed["lastProbeTime"], "kubernetesVersion": MEMBER_VERSION}
+
+        code, answer = await call(gw, method, body, content_type=content_type)
+        assert code == 200, answer
+        healthy, reason = status
+        want = {"healthy": healthy, **({"healthyReason": reason} if reason else {})}
+        assert answer["status"] == {**want, "lastProbeTime": probed["lastProbeTime"], "kubernetesVersion": MEMBER_VERSION}
+        # A GET at the answer's resourceVersion waits for the informer, then shows that same object.
+        params = {"resourceVersion": answer["metadata"]["resourceVersion"]}
+        headers = {"Authorization": f"Bearer {kube_apiserver.token}"}
+        async with gw.session() as client, client.get(f"{CLUSTERGATEWAYS}/east", params=params, headers=headers) as resp:
+            assert resp.status == 200
+            got = await resp.json()
+        assert got["status"] == answer["status"]
+        # Its resourceVersion may be later than the Secret's: the registry's own versions also count probe changes.
+        unversioned = [{**obj, "metadata": {**obj["metadata"], "resourceVersion": ""}} for obj in (got, answer)]
+        assert unversioned[0] == unversioned[1]
+
+
+async def test_under_ocm_integration_the_answer_takes_the_endpoint_from_the_managed_cluster(
+    kube_apiserver: FakeKubeAPIServer, tmp_path: Path
+) -> None:
+    """A Secret without an endpoint is a cluster through its ManagedCluster: the write's answer is that cluster too."""
+    kube_apiserver.rbac = with_ocm_component()
+    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
+    kube_apiserver.install_managed_cluster_crd()
+    kube_apiserver.create_managed_cluster("east", url="https://east-from-ocm.invalid:6443")
+    kube_apiserver.create_secret(SECRET_NAMESPACE, "east", labels={CREDENTIAL_LABEL: "ServiceAccountToken"}, data={"token": "t"})
+    async with hosting_gateway(tmp_path, kube_apiserver, ocm_integration=True) as gw:
+        body = {"status": {"healthy": True, "healthyReason": ""}}
+        code, answer = await call(gw, "PUT", body, token=kube_apiserver.token)
+    assert code == 200, answer
+    assert answer["spec"]["access"]["endpoint"]["const"]["address"] == "https://east-from-ocm.invalid:6443"
+    assert answer["status"] == {"healthy": True}

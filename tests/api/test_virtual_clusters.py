@@ -216,7 +216,7 @@ async def test_a_watch_sees_changes_from_both_sources_in_resource_version_order(
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in replay] == [("DELETED", "ocm-east"), ("MODIFIED", "beta")]
 
 
-async def test_kubectl_gets_vc_by_short_name_in_wide_output_and_explains_the_spec(gateway: RunningGateway) -> None:
+async def test_kubectl_gets_vc_by_short_name_in_wide_output_and_explains_the_spec_and_status(gateway: RunningGateway) -> None:
     code, out, err = await run_kubectl(gateway, "get", "vc")
     assert code == 0, err
     lines = [line.split() for line in out.splitlines()]
@@ -239,6 +239,10 @@ async def test_kubectl_gets_vc_by_short_name_in_wide_output_and_explains_the_spe
     assert code == 0, err
     assert "KIND:       VirtualCluster" in out or "KIND:     VirtualCluster" in out
     for field in ("accepted", "alias", "credential-type", "endpoint"):
+        assert f"\n  {field}\t" in out, out
+    code, out, err = await run_kubectl(gateway, "explain", "virtualcluster.status")
+    assert code == 0, err
+    for field in ("healthy", "healthyReason", "lastProbeTime"):
         assert f"\n  {field}\t" in out, out
 
 

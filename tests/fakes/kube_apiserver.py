@@ -62,6 +62,7 @@ from .kube_store import (
     validate_access_review,
 )
 from .kube_watch import WatchConn, initial_events, stream, to_watch_event, typed
+from .managed_fields import request_manager
 from .ocm import MANAGED_CLUSTERS, managed_cluster
 from .pki import CertKey, issue_server_cert, make_ca, server_ssl_context
 
@@ -540,13 +541,15 @@ class FakeKubeAPIServer:
     async def _create(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self._kind(request)
-        created = self.store.create(info.resource, m.get("namespace", ""), await self._body(request))
+        body = await self._body(request)
+        created = self.store.create(info.resource, m.get("namespace", ""), body, manager=request_manager(request))
         return _json(typed(info, created), 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self._kind(request)
-        updated = self.store.update(info.resource, m.get("namespace", ""), m["name"], await self._body(request))
+        body = await self._body(request)
+        updated = self.store.update(info.resource, m.get("namespace", ""), m["name"], body, manager=request_manager(request))
         return _json(typed(info, updated))
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
@@ -561,7 +564,7 @@ class FakeKubeAPIServer:
             )
         body = await self._body(request)
         self.patches.append((request.path, request.content_type, body))
-        patched = self.store.merge_patch(info.resource, m.get("namespace", ""), m["name"], body)
+        patched = self.store.merge_patch(info.resource, m.get("namespace", ""), m["name"], body, manager=request_manager(request))
         return _json(typed(info, patched))
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .managed_fields import TEST_MANAGER, managed_fields
+
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]
 
@@ -188,8 +190,8 @@ class KubeStore:
             info.normalize(obj)
         return obj
 
-    def create(self, resource: str, namespace: str, body: Obj) -> Obj:
-        """Create; 409 AlreadyExists if the name is taken."""
+    def create(self, resource: str, namespace: str, body: Obj, *, manager: str = TEST_MANAGER) -> Obj:
+        """Create as field manager `manager`; 409 AlreadyExists if the name is taken."""
         info = self.kind(resource)
         obj = self._sanitize(info, body, namespace)
         meta = obj["metadata"]
@@ -204,10 +206,12 @@ class KubeStore:
             raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', {"name": name, "kind": resource})
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
+        meta["managedFields"] = managed_fields(None, obj, manager, info.api_version)
         return self._commit(resource, "ADDED", obj, None)
 
-    def update(self, resource: str, namespace: str, name: str, body: Obj) -> Obj:
-        """Replace; 404 if missing, 409 Conflict on a stale metadata.resourceVersion. No-ops keep the RV."""
+    def update(self, resource: str, namespace: str, name: str, body: Obj, *, manager: str = TEST_MANAGER) -> Obj:
+        """Replace as field manager `manager`; 404 if missing, 409 Conflict on a stale metadata.resourceVersion.
+        No-ops keep the RV (and the managedFields)."""
         info = self.kind(resource)
         body_meta = body.get("metadata") or {}
         if body_meta.get("name", name) != name:
@@ -226,14 +230,16 @@ class KubeStore:
             )
         obj = self._sanitize(info, body, namespace)
         obj["metadata"]["name"] = name
-        for key in ("uid", "creationTimestamp", "resourceVersion"):
-            obj["metadata"][key] = old["metadata"][key]
+        for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields"):
+            if key in old["metadata"]:
+                obj["metadata"][key] = old["metadata"][key]
         if obj == old:  # as the real registry: a no-op update writes nothing and keeps the RV
             return copy.deepcopy(old)
+        obj["metadata"]["managedFields"] = managed_fields(old, obj, manager, info.api_version)
         return self._commit(resource, "MODIFIED", obj, old)
 
-    def merge_patch(self, resource: str, namespace: str, name: str, patch: Obj) -> Obj:
-        """Apply an RFC 7386 merge patch; 404 if missing. As the real registry, a no-op keeps the RV."""
+    def merge_patch(self, resource: str, namespace: str, name: str, patch: Obj, *, manager: str = TEST_MANAGER) -> Obj:
+        """Apply an RFC 7386 merge patch as field manager `manager`; 404 if missing. A no-op keeps the RV, as in kube."""
         old = self.get(resource, namespace, name)
         merged = _merge(copy.deepcopy(old), patch)
         if not isinstance(merged, dict):
@@ -242,7 +248,7 @@ class KubeStore:
         for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
             if key in old["metadata"]:
                 meta[key] = old["metadata"][key]
-        return self.update(resource, namespace, name, merged)
+        return self.update(resource, namespace, name, merged, manager=manager)
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj:
         """Delete; 404 if missing. Returns the deleted object at the deletion RV."""

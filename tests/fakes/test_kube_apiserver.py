@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -542,3 +543,45 @@ async def test_a_user_without_bindings_may_discover_and_nothing_else(
                 kind="secrets",
             ),
         )
+
+
+async def test_writes_record_managed_fields_with_manager_and_time_as_kube_does(
+    kube_apiserver: FakeKubeAPIServer, core: Any, http: aiohttp.ClientSession
+) -> None:
+    """Each write is its field manager's (the User-Agent's product, or ?fieldManager=), with the fields it set and
+    the time (whole seconds) of its last change; a write that changes nothing keeps them."""
+    created = await core.create_namespaced_secret(
+        NS, {"metadata": {"name": "m", "labels": {"l": "1"}}, "data": {"a": "YQ=="}}, _preload_content=False
+    )
+    (entry,) = json.loads(await created.read())["metadata"]["managedFields"]
+    assert entry == {
+        "manager": "OpenAPI-Generator",  # kubernetes-asyncio's User-Agent is OpenAPI-Generator/<version>/python
+        "operation": "Update",
+        "apiVersion": "v1",
+        "time": entry["time"],
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:data": {".": {}, "f:a": {}}, "f:metadata": {"f:labels": {".": {}, "f:l": {}}}, "f:type": {}},
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["time"])
+
+    headers = {"Authorization": f"Bearer {kube_apiserver.token}", "Content-Type": "application/merge-patch+json"}
+    patch = {"data": {"a": "Yg==", "b": "Yg=="}}
+    path = f"/api/v1/namespaces/{NS}/secrets/m"
+    async with http.patch(path, params={"fieldManager": "patcher"}, json=patch, headers=headers) as resp:
+        assert resp.status == 200
+        patched = await resp.json()
+    first, second = patched["metadata"]["managedFields"]
+    assert first == {**entry, "fieldsV1": {"f:data": {".": {}}, "f:metadata": {"f:labels": {".": {}, "f:l": {}}}, "f:type": {}}}
+    assert (second["manager"], second["operation"], second["fieldsV1"]) == (
+        "patcher",
+        "Update",
+        {"f:data": {"f:a": {}, "f:b": {}}},
+    )
+    assert second["time"] >= entry["time"]
+
+    async with http.patch(path, params={"fieldManager": "other"}, json=patch, headers=headers) as resp:
+        assert (resp.status, await resp.json()) == (200, patched)  # nothing changed: same version, same managers
+    (event,) = [
+        e for e in kube_apiserver.store.log if e.object["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+    ]
+    assert event.object["metadata"]["managedFields"] == patched["metadata"]["managedFields"]  # what watchers receive

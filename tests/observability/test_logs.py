@@ -21,9 +21,11 @@ import pytest
 from gateway_apiserver.config import parse_config
 from gateway_apiserver.observability.logs import JsonFormatter, TextFormatter
 from gateway_apiserver.security.identity import UserInfo
+from tests.fakes.hosting import CLUSTERGATEWAYS, hosting_gateway
+from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.log_capture import PARSERS, captured_log, parse_json_lines
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.proxying import eventually, exec_secret, identity_gateway, proxied, token_secret
+from tests.fakes.proxying import eventually, exec_secret, identity_gateway, proxied, status_body, token_secret
 
 pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[2]
@@ -159,3 +161,45 @@ async def test_the_command_writes_json_lines_at_the_verbosity_asked(tmp_path: Pa
     (access,) = [line for line in lines if line["logger"] == "gateway_apiserver.access" and line["auditID"] == "cli-readyz-1"]
     assert (access["message"], access["path"], access["status"], access["user"]) == ("request", "/readyz", 200, "standalone")
     assert lines[-1]["message"] == "shut down"
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+async def test_every_line_of_a_request_names_the_user_its_access_line_names(
+    kube_apiserver: FakeKubeAPIServer, tmp_path: Path, log_format: str
+) -> None:
+    """Before authentication, and when it refuses the caller (401), a request has no user: "" on all its
+    lines. An anonymous caller is `system:anonymous` on all its lines, as in the kube-apiserver's audit log."""
+    refused, anonymous = "refused-token-1", "anonymous-1"
+    with captured_log(log_format) as output:
+        async with hosting_gateway(tmp_path, kube_apiserver) as gw, gw.session() as client:
+            headers = {"Authorization": "Bearer not-a-token-of-this-cluster", "Audit-ID": refused}
+            async with client.get(CLUSTERGATEWAYS, headers=headers) as resp:
+                assert (resp.status, await resp.json()) == (401, status_body(401, "Unauthorized", "Unauthorized"))
+            # The hosting cluster fails the anonymous caller's SubjectAccessReview: a line written after authentication.
+            kube_apiserver.inject_failure(500, when=lambda request: request.path.endswith("/subjectaccessreviews"))
+            async with client.get(CLUSTERGATEWAYS, headers={"Audit-ID": anonymous}) as resp:
+                message = "authorization failed: the SubjectAccessReview could not be made: ConnectionError"
+                assert (resp.status, await resp.json()) == (500, status_body(500, message, "InternalError"))
+            await eventually(lambda: output.getvalue().count(anonymous) >= 2 and output.getvalue().count(refused) >= 2)
+    lines = PARSERS[log_format](output.getvalue())
+
+    def of(audit_id: str) -> list[tuple[str, str, str]]:
+        return [(line["logger"], line["message"], line["user"]) for line in lines if line.get("auditID") == audit_id]
+
+    access_message = "request" if log_format == "json" else None
+    assert [(logger, user) for logger, _, user in of(refused)] == [
+        ("gateway_apiserver.security.authentication", ""),
+        ("gateway_apiserver.security.authentication", ""),
+        ("gateway_apiserver.access", ""),
+    ]
+    assert [message for _, message, _ in of(refused)][:2] == [
+        "bearer token rejected by TokenReview",
+        "unable to authenticate the request: invalid bearer token",
+    ]
+    assert [(logger, user) for logger, _, user in of(anonymous)] == [
+        ("gateway_apiserver.security.authorization", "system:anonymous"),
+        ("gateway_apiserver.access", "system:anonymous"),
+    ]
+    assert of(anonymous)[0][1] == "SubjectAccessReview failed: ConnectionError"
+    if access_message is not None:
+        assert of(anonymous)[1][1] == of(refused)[2][1] == access_message
