@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ from . import shape
 from .members import FanoutSettings, Members
 from .request import CLUSTER_SELECTOR, FANOUT_PATH, FanoutRequest, parse_fanout
 
+log = logging.getLogger(__name__)
+
 FANOUT_SETTINGS = web.AppKey("fanout_settings", FanoutSettings)
 _PREFIX_SEGMENTS = FANOUT_PATH.count("/")
 _WATCH_QUEUE = 256  # watch lines waiting for a slow client before members wait too
@@ -44,7 +47,7 @@ _WATCH_QUEUE = 256  # watch lines waiting for a slow client before members wait 
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    items: list[bytes]
+    items: bytes  # encoded items, comma-separated
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +91,13 @@ async def _serve_list(request: web.Request, members: Members, clusters: list[Clu
     queue: asyncio.Queue[_Page | _Done] = asyncio.Queue(maxsize=members.settings.concurrency)
     limit = asyncio.Semaphore(members.settings.concurrency)
 
-    async def emit(items: list[bytes]) -> None:
+    async def emit(items: bytes) -> None:
         if items:
             await queue.put(_Page(items))
 
     async def one(cluster: ClusterGateway) -> None:
         async with limit:
-            status = await members.list(cluster, emit)
+            status = await _guarded(cluster, members.list(cluster, emit))
         await queue.put(_Done(status))
 
     tasks = [asyncio.create_task(one(cluster), name=f"fanout-list-{cluster.name}") for cluster in clusters]
@@ -111,7 +114,7 @@ async def _serve_list(request: web.Request, members: Members, clusters: list[Clu
                 response = _json_stream()
                 await response.prepare(request)
                 await response.write(shape.LIST_HEAD)
-            await response.write((b"" if first else b",") + b",".join(entry.items))
+            await response.write(entry.items if first else b"," + entry.items)
             first = False
         if response is None:
             if clusters and all(s["status"] == "Failure" for s in statuses):
@@ -124,6 +127,15 @@ async def _serve_list(request: web.Request, members: Members, clusters: list[Clu
         return response
     finally:
         await _cancel(tasks)
+
+
+async def _guarded(cluster: ClusterGateway, reading: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """A member's Status, also when reading it failed unexpectedly: one cluster never stalls the whole answer."""
+    try:
+        return await reading
+    except Exception:
+        log.exception("fan-out: reading cluster %s failed", cluster.name)
+        return shape.failed(cluster.name, 500, "an internal error ended the reading of this cluster (see the gateway's log)")
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
@@ -184,7 +196,7 @@ class _WatchedClusters:
                 self._opening.release()
 
         try:
-            status = await self._members.watch(cluster, self._lines.put, started)
+            status = await _guarded(cluster, self._members.watch(cluster, self._lines.put, started))
         finally:
             started()
         await self._lines.put(shape.status_event(status))

@@ -31,7 +31,7 @@ from .request import FanoutRequest, page_query
 log = logging.getLogger(__name__)
 
 _ERROR_BODY_LIMIT = 64 * 1024  # how much of a member's failed answer is read to describe it
-EmitItems = Callable[[list[bytes]], Awaitable[None]]
+EmitItems = Callable[[bytes], Awaitable[None]]  # a page's encoded items, comma-separated
 EmitLine = Callable[[bytes], Awaitable[None]]
 
 
@@ -139,7 +139,7 @@ class Members:
             if not isinstance(doc, dict):
                 return shape.failed(cluster.name, 502, "the member's answer is not a JSON object" + incomplete)
             items, kind, api_version = _items_of(doc)
-            await emit([shape.encode_item(item, cluster.name, kind, api_version) for item in items])
+            await emit(shape.encode_items(items, cluster.name, kind, api_version))
             sent += len(items)
             metadata = doc.get("metadata")
             token = str(metadata.get("continue") or "") if paged and isinstance(metadata, dict) else ""

@@ -11,6 +11,7 @@ Alice may list ClusterGateways and use (get, create) the proxy of every cluster 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -108,9 +109,9 @@ def forbidden_message(cluster: str) -> str:
     )
 
 
-@pytest.fixture
-async def fleet(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Fleet]:
-    """The fleet described above, behind a hosting-mode gateway."""
+@contextlib.asynccontextmanager
+async def started_fleet(tmp_path: Path, kube_apiserver: FakeKubeAPIServer, **overrides: Any) -> AsyncIterator[Fleet]:
+    """The fleet described above, behind a hosting-mode gateway with these Config `overrides`."""
     kube_apiserver.users[ALICE_TOKEN] = {"username": "alice", "uid": "a-1", "groups": ["devs"]}
     kube_apiserver.policy = [
         PolicyRule(users=("alice",), verbs=("list", "watch"), api_groups=(GROUP,), resources=("clustergateways",)),
@@ -132,9 +133,17 @@ async def fleet(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncItera
         add_labelled_cluster(kube_apiserver, "down", f"https://127.0.0.1:{down_port}", env="prod", tier="broken")
         add_labelled_cluster(kube_apiserver, "secret", west, env="prod", tier="broken")
         add_labelled_cluster(kube_apiserver, "lab", east, env="dev")
-        async with hosting_gateway(tmp_path, kube_apiserver, proxy_request_timeout=MEMBER_TIMEOUT) as gateway:
+        config = {"proxy_request_timeout": MEMBER_TIMEOUT, **overrides}
+        async with hosting_gateway(tmp_path, kube_apiserver, **config) as gateway:
             # Two members read at once, in pages of one Pod: paging and the concurrency bound are exercised.
             assert gateway.server.app is not None
             settings = gateway.server.app[FANOUT_SETTINGS]
             settings.concurrency, settings.page_size = 2, 1
             yield Fleet(gateway, kube_apiserver, east, west, down_port, tmp_path)
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Fleet]:
+    """The fleet described above."""
+    async with started_fleet(tmp_path, kube_apiserver) as started:
+        yield started

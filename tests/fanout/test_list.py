@@ -180,9 +180,7 @@ async def test_a_caller_who_may_not_list_clustergateways_is_refused_whole(fleet:
     token = "bob-token"
     fleet.api.users[token] = {"username": "bob", "uid": "b-1", "groups": []}
     # bob may use the fan-out's proxy name, but not list the clusters it would name.
-    fleet.api.policy.append(
-        PolicyRule(users=("bob",), verbs=("get",), api_groups=(GROUP,), resources=("clustergateways/proxy",))
-    )
+    fleet.api.policy.append(PolicyRule(users=("bob",), verbs=("get",), api_groups=(GROUP,), resources=("clustergateways/proxy",)))
     async with fleet.gateway.session() as session, session.get(PODS, headers={"Authorization": f"Bearer {token}"}) as resp:
         status, body = resp.status, await resp.json()
     assert (status, body) == (
