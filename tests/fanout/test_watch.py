@@ -13,10 +13,21 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.config import load_kube_config
 
 from tests.fakes.hosting import SECRET_NAMESPACE
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fanout.conftest import FANOUT, GROUP, Fleet, add_labelled_cluster, cluster_status, forbidden_message, pod
+from tests.fanout.conftest import (
+    FANOUT,
+    GROUP,
+    MEMBER_TIMEOUT,
+    Fleet,
+    add_labelled_cluster,
+    cluster_status,
+    forbidden_message,
+    pod,
+)
 
 PODS = FANOUT + "/api/v1/namespaces/shop/pods"
 Event = dict[str, Any]
@@ -141,4 +152,45 @@ async def test_a_member_whose_watch_breaks_off_is_reported_and_the_others_go_on(
     assert east[3] == {
         "type": "BOOKMARK",
         "object": cluster_status("east", 'cluster "east": the member\'s watch broke off: ClientPayloadError', 502, "BadGateway"),
+    }
+
+
+async def test_a_member_that_does_not_answer_its_watch_is_cut_at_the_per_cluster_timeout(fleet: Fleet) -> None:
+    fleet.east.hang()
+    events: list[Event] = []
+    url = PODS + "?watch=true&timeoutSeconds=30&clusterSelector=env%3Dprod%2Ctier%21%3Dbroken"
+    try:
+        async with fleet.gateway.session() as session, session.get(url, headers=fleet.headers()) as resp:
+            await read_until(resp, events, lambda e: count("east", 1)(e) and count("west", 2)(e))
+    finally:
+        fleet.east.recover()
+    assert per_cluster(events) == {
+        "east": [
+            {
+                "type": "BOOKMARK",
+                "object": cluster_status("east", f'cluster "east" did not answer within {MEMBER_TIMEOUT:g}s', 504, "Timeout"),
+            }
+        ],
+        "west": [watching("west"), added(fleet.west, "api-1", "west")],
+    }
+
+
+async def test_the_python_client_reads_the_watch_line_by_line(fleet: Fleet) -> None:
+    config = client.Configuration()
+    await load_kube_config(str(fleet.kubeconfig()), client_configuration=config)
+    events: list[Event] = []
+    async with client.ApiClient(config) as api:
+        resp = await api.call_api(
+            PODS,
+            "GET",
+            query_params=[("watch", "true"), ("timeoutSeconds", "1"), ("clusterSelector", "env=prod,tier!=broken")],
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        async with resp:
+            async for line in resp.content:
+                events.append(json.loads(line))
+    assert per_cluster(events) == {
+        "east": [watching("east"), added(fleet.east, "web-1", "east"), added(fleet.east, "web-2", "east")],
+        "west": [watching("west"), added(fleet.west, "api-1", "west")],
     }
