@@ -221,3 +221,13 @@ async def test_requests_a_fan_out_cannot_answer_honestly_are_refused(fleet: Flee
             "the server does not allow this method on the requested resource: POST is not supported on "
             "a fan-out (clustergateways/-/proxy), which only reads",
         )
+
+
+async def test_kubectl_get_raw_fails_when_every_selected_cluster_fails(fleet: Fleet) -> None:
+    code, out, err = await kubectl_raw(fleet, PODS + "?clusterSelector=tier%3Dbroken")
+    down = f'cluster "down" unreachable: connecting to 127.0.0.1:{fleet.down_port} failed: connection refused'
+    assert (code, out, err) == (
+        1,
+        "",
+        f"Error from server (BadGateway): every selected cluster failed (2): {down}; {forbidden_message('secret')}\n",
+    )
