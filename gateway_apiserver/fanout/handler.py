@@ -27,16 +27,16 @@ from multidict import MultiDict
 from ..api.watch import WATCH_SETTINGS
 from ..app_keys import AUTHORIZER, REGISTRY
 from ..base.api_group import API_PREFIX
-from ..base.status import initializing, method_not_allowed
+from ..base.status import StatusError, initializing, method_not_allowed
 from ..proxy.handler import METHODS, TRANSPORT_POOL
 from ..proxy.paths import remainder_of, request_timeout
 from ..registry.model import ClusterGateway
 from ..registry.store import ChangeEvent
-from ..security.authorization import AlwaysAllow, forbidden, request_attributes
+from ..security.authorization import forbidden, request_attributes
 from ..security.identity import request_user
 from . import shape
 from .members import FanoutSettings, Members
-from .request import CLUSTER_SELECTOR, FANOUT_PATH, FanoutRequest, parse_fanout
+from .request import FANOUT_PATH, FanoutRequest, parse_fanout
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ async def fanout(request: web.Request) -> web.StreamResponse:
         raise initializing()
     plan = parse_fanout(remainder_of(request.rel_url.raw_path, _PREFIX_SEGMENTS), request.rel_url.raw_query_string)
     user = request_user(request)
-    # An app built without security (the API alone, in tests) authorizes nothing else either.
-    authorizer = request.app.get(AUTHORIZER) or AlwaysAllow()
+    authorizer = request.app.get(AUTHORIZER)
+    if authorizer is None:  # fail closed: members are never read unauthorized
+        raise StatusError(500, "the fan-out cannot authorize its members: the server set no authorizer")
     # The answer names the clusters the selector matches: that is listing ClusterGateways.
     selector_query = MultiDict({"labelSelector": str(plan.selector)} if not plan.selector.empty else {})
     listing = request_attributes("GET", f"{API_PREFIX}/clustergateways", selector_query, user)
@@ -244,6 +245,3 @@ def add_fanout_routes(app: web.Application) -> None:
     for method in METHODS:
         app.router.add_route(method, FANOUT_PATH, fanout)
         app.router.add_route(method, FANOUT_PATH + r"/{path:[\s\S]*}", fanout)
-
-
-__all__ = ["CLUSTER_SELECTOR", "FANOUT_SETTINGS", "add_fanout_routes", "fanout"]
