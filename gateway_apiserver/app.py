@@ -21,6 +21,7 @@ from .api.resource_info import CLUSTER_GATEWAYS, VIRTUAL_CLUSTERS, served_resour
 from .api.watch import WATCH_SETTINGS, WatchSettings
 from .app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
 from .base.status import no_such_cluster
+from .fanout.handler import add_fanout_routes
 from .observability.access_log import add_audit_id, log_abandoned, request_timer
 from .observability.logs import request_context
 from .observability.metrics import add_metrics_routes
@@ -74,7 +75,8 @@ def build_app(
     add_discovery_routes(app, resources)
     add_openapi_routes(app, resources)
     # First: the router tries the routes of one path prefix in registration order, and the
-    # proxy is the hot path.
+    # proxy is the hot path; the fan-out is its name `-` (never a cluster's), so it goes just before.
+    add_fanout_routes(app)
     add_proxy_routes(app)
     # The reference words a missing cluster's health as its proxy does: KubeVela matches on it.
     CLUSTER_GATEWAY_RESOURCE.add_routes(app, readable_subresources={"health": no_such_cluster})

@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import Configuration
 from .api.probes import READY_CHECKS
 from .api.watch import WatchSettings
 from .app import build_app
+from .app_keys import AUTHORIZER
 from .config import Config, ConfigError
 from .observability.access_log import ACCESS_LOGGER, AccessLogger
 from .observability.metrics import METRICS
@@ -287,6 +288,7 @@ class GatewayServer:
         if cfg.feature_gates["HealthinessCheck"]:
             app[FAIL_FAST] = FailFast(self.registry.health_observation, cfg.fail_fast_cool_down)
         app[IMPERSONATION] = impersonation_hook(impersonation)
+        app[AUTHORIZER] = authorizer  # the fan-out authorizes each member as its own proxied request
         # handler_cancellation: a client leaving a watch must end its handler at once.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()

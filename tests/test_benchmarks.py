@@ -135,3 +135,26 @@ async def test_member_kubeconfig_points_the_suite_at_another_member(tmp_path: Pa
     assert r["member"] == info.url
     assert r["reference"]["crud"]["n"] == 20 and r["reference"]["crud"]["gateway_ms"]["p50"] > 0
     assert "skipped" in r["streaming"]  # a real member has no generated 100 MB list
+
+
+def test_the_fanout_benchmark_lists_every_member_both_ways(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/fanout.py", "--members", "3", "--rounds", "1", "--latency-ms", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())  # the benchmark itself fails unless both ways read 3 x 1,001 items
+    assert (r["run"]["command"], r["members"], r["items_per_member"]) == (
+        "./dev bench fanout --members 3 --rounds 1 --latency-ms 1",
+        3,
+        1001,
+    )
+    for way in ("fanout", "in_turn"):
+        assert 0 < r[way]["first_item_ms"]["p50"] <= r[way]["total_ms"]["p50"]
+    assert r["fanout"]["gateway_rss_mb"]["peak"] > 0
+    assert "fan-out: first item" in proc.stdout

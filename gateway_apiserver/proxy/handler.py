@@ -13,6 +13,7 @@ import inspect
 import logging
 import ssl
 from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -99,17 +100,34 @@ async def _settle_trial(request: web.BaseRequest, response: web.StreamResponse) 
         request.app[FAIL_FAST].settle(trial, answered=response.status < 500)
 
 
-async def _proxy(request: web.Request, cluster: ClusterGateway) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One request to a member, ready to send: URL, headers (credential and impersonation set), TLS."""
+
+    transport: ClusterTransport
+    url: URL
+    headers: CIMultiDict[str]
+    ssl_context: ssl.SSLContext | bool
+    credential: ResolvedCredential
+
+
+async def prepare_call(
+    request: web.Request, cluster: ClusterGateway, remainder: str, raw_query: str, *, upgrade: bool = False
+) -> UpstreamCall:
+    """The member request for `request` proxied to `cluster` at `remainder` (the path after /proxy).
+
+    Everything a proxied request goes through before it is sent: the transport (501 for a
+    ClusterProxy endpoint), the path check (400), the credential (503 when unusable), the
+    forwarded headers and the impersonation hook. The server-side fan-out calls it once per member.
+    """
     pool = request.app[TRANSPORT_POOL]
     settings = pool.settings
     transport = pool.get(cluster)  # 501 for ClusterProxy endpoints
-    remainder = remainder_of(request.rel_url.raw_path, _PREFIX_SEGMENTS)
-    target = proxy_target(transport.base_url, remainder, request.rel_url.raw_query_string)  # 400 on traversal
+    target = proxy_target(transport.base_url, remainder, raw_query)  # 400 on traversal
     try:
         credential, ssl_context = await transport.authenticate()
     except CredentialError as exc:
         raise StatusError(503, f'cluster "{cluster.name}" has no usable credential: {exc}') from None
-    upgrade = is_upgrade(request.headers)
     headers = request_headers(
         request.headers,
         client_ip=request.remote,
@@ -126,15 +144,23 @@ async def _proxy(request: web.Request, cluster: ClusterGateway) -> web.StreamRes
     if inspect.isawaitable(extra):
         extra = await extra
     set_headers(headers, extra)
+    return UpstreamCall(transport, target.url, headers, ssl_context, credential)
+
+
+async def _proxy(request: web.Request, cluster: ClusterGateway) -> web.StreamResponse:
+    remainder = remainder_of(request.rel_url.raw_path, _PREFIX_SEGMENTS)
+    upgrade = is_upgrade(request.headers)
+    call = await prepare_call(request, cluster, remainder, request.rel_url.raw_query_string, upgrade=upgrade)
+    transport, settings = call.transport, request.app[TRANSPORT_POOL].settings
     with transport.track():
         if upgrade:
-            response = await _upgrade(request, transport, target.url, ssl_context, headers, settings)
+            response = await _upgrade(request, transport, call.url, call.ssl_context, call.headers, settings)
             if response.status == 401:
-                transport.credentials.invalidate(credential)
+                transport.credentials.invalidate(call.credential)
             return response
         query = dict(request.query)
         timeout = None if is_long_running(remainder, query) else request_timeout(query, settings.request_timeout)
-        return await _forward(request, transport, target.url, headers, ssl_context, timeout, credential)
+        return await _forward(request, call, timeout)
 
 
 async def _upgrade(
@@ -205,15 +231,23 @@ def _abort(request: web.Request) -> None:
         request.transport.abort()
 
 
-async def _forward(
-    request: web.Request,
-    transport: ClusterTransport,
-    url: URL,
-    headers: CIMultiDict[str],
-    ssl_context: ssl.SSLContext | bool,
-    timeout: float | None,
-    credential: ResolvedCredential,
-) -> web.StreamResponse:
+async def open_upstream(method: str, call: UpstreamCall, data: object = None) -> aiohttp.ClientResponse:
+    """Send `call`; on a 401 drop the credential (as client-go) and, with no body to replay, retry once
+    with a fresh one. Failures before an answer are Status errors naming the hop."""
+    transport = call.transport
+    upstream = await _send(method, transport, call.url, call.headers, data, call.ssl_context)
+    if upstream.status == 401:
+        transport.credentials.invalidate(call.credential)
+        if data is None:
+            retried = await _retry_with_fresh_credential(method, transport, call.url, call.headers, call.credential)
+            if retried is not None:
+                upstream.release()
+                upstream = retried
+    return upstream
+
+
+async def _forward(request: web.Request, call: UpstreamCall, timeout: float | None) -> web.StreamResponse:
+    transport, headers = call.transport, call.headers
     data = request.content if request.body_exists else None
     if data is not None and request.content_length is not None:
         headers["Content-Length"] = str(request.content_length)  # a fixed-length body stays fixed-length
@@ -222,15 +256,7 @@ async def _forward(
     complete = False
     try:
         async with asyncio.timeout(timeout):
-            upstream = await _send(request.method, transport, url, headers, data, ssl_context)
-            if upstream.status == 401:
-                # As client-go: drop the credential, so the next request gets a fresh one.
-                transport.credentials.invalidate(credential)
-                if data is None:  # nothing to replay: retry this one once with the fresh credential
-                    retried = await _retry_with_fresh_credential(request.method, transport, url, headers, credential)
-                    if retried is not None:
-                        upstream.release()
-                        upstream = retried
+            upstream = await open_upstream(request.method, call, data)
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
             )
