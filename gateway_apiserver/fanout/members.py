@@ -144,7 +144,7 @@ class Members:
             metadata = doc.get("metadata")
             token = str(metadata.get("continue") or "") if paged and isinstance(metadata, dict) else ""
             if not token:
-                return shape.succeeded(cluster.name, f"{sent} items" if paged else "1 item")
+                return shape.succeeded(cluster.name, f"{sent} item{'' if sent == 1 else 's'}" if paged else "1 item")
 
     async def watch(self, cluster: ClusterGateway, emit: EmitLine, started: Callable[[], None]) -> dict[str, Any]:
         """Stream the cluster's watch events (annotated) until it ends; the Status that says why it ended.

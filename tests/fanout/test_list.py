@@ -38,7 +38,7 @@ def expected_prod_list(fleet: Fleet) -> dict[str, Any]:
             ),
             cluster_status("east", "2 items"),
             cluster_status("secret", forbidden_message("secret"), 403, "Forbidden"),
-            cluster_status("west", "1 items"),
+            cluster_status("west", "1 item"),
         ],
     }
 
@@ -109,7 +109,7 @@ async def test_a_slow_member_is_cut_at_the_per_cluster_timeout(fleet: Fleet) -> 
         "items": [pod(fleet.west, "api-1", "west")],
         "clusters": [
             cluster_status("east", f'cluster "east" did not answer within {MEMBER_TIMEOUT:g}s', 504, "Timeout"),
-            cluster_status("west", "1 items"),
+            cluster_status("west", "1 item"),
         ],
     }
     assert MEMBER_TIMEOUT <= elapsed < MEMBER_TIMEOUT + 3
