@@ -58,6 +58,8 @@ class KindInfo:
     group: str = ""
     version: str = "v1"
     namespaced: bool = True
+    # Top-level fields whose changes leave metadata.generation alone (None: no generation, as core kinds).
+    generation_ignores: tuple[str, ...] | None = None
 
     @property
     def api_version(self) -> str:
@@ -204,6 +206,8 @@ class KubeStore:
             raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', {"name": name, "kind": resource})
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
+        if info.generation_ignores is not None:
+            meta["generation"] = 1
         return self._commit(resource, "ADDED", obj, None)
 
     def update(self, resource: str, namespace: str, name: str, body: Obj) -> Obj:
@@ -228,6 +232,9 @@ class KubeStore:
         obj["metadata"]["name"] = name
         for key in ("uid", "creationTimestamp", "resourceVersion"):
             obj["metadata"][key] = old["metadata"][key]
+        if (ignored := info.generation_ignores) is not None:
+            changed = any(obj.get(k) != old.get(k) for k in {*obj, *old} if k not in ignored)
+            obj["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + changed
         if obj == old:  # as the real registry: a no-op update writes nothing and keeps the RV
             return copy.deepcopy(old)
         return self._commit(resource, "MODIFIED", obj, old)

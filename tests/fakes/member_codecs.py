@@ -99,3 +99,57 @@ def decode_protobuf_configmap(raw: bytes) -> Obj:
         elif number == 2 and isinstance(value, bytes):
             data.append(value)
     return {"metadata": meta, "data": _pb_map(data)}
+
+
+# --- server-side apply ------------------------------------------------------------------------------
+
+# Identity fields a field set never lists, as kube's managedFields leave them out.
+_UNTRACKED = {(): ("apiVersion", "kind"), ("metadata",): ("name", "namespace", "generateName")}
+
+
+def fields_v1(config: Any, at: tuple[str, ...] = ()) -> Obj:
+    """The `fieldsV1` set of an applied configuration: `f:<key>` per map member; lists and scalars are
+    leaves (every list is treated as atomic, owned whole)."""
+    if not isinstance(config, dict):
+        return {}
+    skipped = _UNTRACKED.get(at, ())
+    return {f"f:{key}": fields_v1(value, (*at, key)) for key, value in config.items() if key not in skipped}
+
+
+def field_paths(fields: Obj, at: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The leaf paths of a `fieldsV1` set, e.g. {("spec", "listeners")}."""
+    paths: set[tuple[str, ...]] = set()
+    for key, sub in fields.items():
+        path = (*at, key.removeprefix("f:"))
+        paths |= field_paths(sub, path) if sub else {path}
+    return paths
+
+
+def remove_paths(obj: Obj, paths: set[tuple[str, ...]]) -> Obj:
+    """`obj` without the fields at `paths` (maps left empty by a removal go too)."""
+    out = copy.deepcopy(obj)
+    for path in sorted(paths, key=len, reverse=True):
+        parents: list[tuple[dict[str, Any], str]] = []
+        node: Any = out
+        for key in path[:-1]:
+            if not isinstance(node, dict) or not isinstance(node.get(key), dict):
+                break
+            parents.append((node, key))
+            node = node[key]
+        else:
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+                for parent, key in reversed(parents):
+                    if parent[key] == {}:
+                        del parent[key]
+    return out
+
+
+def apply_merge(target: Any, config: Any) -> Any:
+    """The applied configuration laid over `target`: maps merge member by member, lists and scalars replace."""
+    if not isinstance(config, dict) or not isinstance(target, dict):
+        return copy.deepcopy(config)
+    out = dict(target)
+    for key, value in config.items():
+        out[key] = apply_merge(out.get(key), value)
+    return out
