@@ -16,6 +16,7 @@ apply() {
 
 printf '== 0. CRDs: Gateway API and Multi-Cluster Services, in every cluster\n'
 for cluster in $(all_clusters); do
+  printf -- '-- %s\n' "$cluster"
   member "$cluster" apply --server-side --field-manager "$FIELD_MANAGER" -f "$here/crds/"
   member "$cluster" wait --for condition=Established --timeout 60s -f "$here/crds/"
 done

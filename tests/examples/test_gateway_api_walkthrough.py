@@ -24,7 +24,7 @@ from tests.fakes.member_apiserver import FakeMemberAPIServer
 pytestmark = pytest.mark.timeout(150)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway-api"
-ADMIN = "hub-admin-token"  # the hub's admin, as in the user's hub kubeconfig
+HUB_TOKEN = "hub-user-token"  # the user's token in the hub kubeconfig
 CLUSTERS = ("config", "blue", "orange")
 GATEWAYS = "gateways.gateway.networking.k8s.io"
 HTTPROUTES = "httproutes.gateway.networking.k8s.io"
@@ -68,9 +68,13 @@ class Walkthrough:
 
 @pytest.fixture
 async def walkthrough(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Walkthrough]:
-    """Three empty members behind a hosting-mode gateway whose hub admin may proxy to every cluster."""
-    kube_apiserver.users[ADMIN] = {"username": "hub-admin", "uid": "h-1", "groups": ["system:masters"]}
-    kube_apiserver.policy = [PolicyRule(groups=("system:masters",))]
+    """Three empty members behind a hosting-mode gateway. The hub user has exactly the rights the example's
+    README asks for: get and patch on clustergateways/proxy."""
+    kube_apiserver.users[HUB_TOKEN] = {"username": "hub-user", "uid": "h-1", "groups": []}
+    proxy = ("clustergateways/proxy",)
+    kube_apiserver.policy = [
+        PolicyRule(users=("hub-user",), verbs=("get", "patch"), api_groups=("cluster.core.oam.dev",), resources=proxy)
+    ]
     members = {name: FakeMemberAPIServer() for name in CLUSTERS}
     for name, member in members.items():
         await member.start()
@@ -78,14 +82,14 @@ async def walkthrough(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> Asyn
     try:
         async with hosting_gateway(tmp_path, kube_apiserver) as gateway:
             (home := tmp_path / "home").mkdir()
-            kubeconfig = gateway.write_kubeconfig(tmp_path / "hub.kubeconfig", token=ADMIN)
+            kubeconfig = gateway.write_kubeconfig(tmp_path / "hub.kubeconfig", token=HUB_TOKEN)
             yield Walkthrough(kubeconfig, home, gateway, members)
     finally:
         for member in members.values():
             await member.stop()
 
 
-def annotations(obj: dict[str, Any]) -> dict[str, str]:
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
     return dict(obj["metadata"].get("annotations") or {})
 
 
@@ -102,13 +106,13 @@ async def test_the_walkthrough_leaves_each_cluster_as_its_readme_says(walkthroug
     # EPIC: blue's Gateway uid is the sharing key of orange's Gateway of the same name.
     shared_a = walkthrough.objects("blue", GATEWAYS)["shared-gateway"]
     shared_b = walkthrough.objects("orange", GATEWAYS)["shared-gateway"]
-    assert annotations(shared_a) == {}
-    assert annotations(shared_b) == {SHARING_KEY: shared_a["metadata"]["uid"]}
+    assert annotations_of(shared_a) == {}
+    assert annotations_of(shared_b) == {SHARING_KEY: shared_a["metadata"]["uid"]}
     assert shared_b["metadata"]["uid"] != shared_a["metadata"]["uid"]
 
     # Lattice: Gateways with their VPC association per cluster.
     association = {
-        cluster: {name: annotations(gw).get(ASSOCIATION) for name, gw in walkthrough.objects(cluster, GATEWAYS).items()}
+        cluster: {name: annotations_of(gw).get(ASSOCIATION) for name, gw in walkthrough.objects(cluster, GATEWAYS).items()}
         for cluster in CLUSTERS
     }
     assert association == {
@@ -174,7 +178,7 @@ async def test_running_the_walkthrough_again_writes_nothing(walkthrough: Walkthr
     await walkthrough.run("walkthrough.sh")
 
     assert {cluster: (member.store.rv, len(member.store.log)) for cluster, member in walkthrough.members.items()} == before
-    assert annotations(walkthrough.objects("orange", GATEWAYS)["shared-gateway"]) == {SHARING_KEY: uid}
+    assert annotations_of(walkthrough.objects("orange", GATEWAYS)["shared-gateway"]) == {SHARING_KEY: uid}
 
 
 async def test_listing_shows_each_clusters_objects_in_turn(walkthrough: Walkthrough) -> None:

@@ -4,7 +4,8 @@ TLS on 127.0.0.1 with its own serving CA and its own client CA; accepts bearer t
 client certificates; optionally served under a path prefix (as Rancher's
 `/k8s/clusters/c-abc`). Enough real Kubernetes for kubectl: discovery, ConfigMap CRUD with
 every PATCH type (server-side apply included), `dryRun=All`, Pods (get, list, watch),
-`pods/log?follow=true` streaming, plus test endpoints: a generated large list, an echo, an
+`pods/log?follow=true` streaming, CustomResourceDefinitions and the custom resources they define
+(`member_crds`; their watches are not among `open_streams`), plus test endpoints: a generated large list, an echo, an
 upload meter, a slow answer, a gzip answer and a failure. It records every request (headers
 included), every TCP connection and every streaming handler cancelled by a client leaving.
 

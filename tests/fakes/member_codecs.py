@@ -104,7 +104,19 @@ def decode_protobuf_configmap(raw: bytes) -> Obj:
 # --- server-side apply ------------------------------------------------------------------------------
 
 # Identity fields a field set never lists, as kube's managedFields leave them out.
-_UNTRACKED = {(): ("apiVersion", "kind"), ("metadata",): ("name", "namespace", "generateName")}
+_UNTRACKED = {
+    (): ("apiVersion", "kind"),
+    ("metadata",): (
+        "name",
+        "namespace",
+        "generateName",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+    ),
+}
 
 
 def fields_v1(config: Any, at: tuple[str, ...] = ()) -> Obj:

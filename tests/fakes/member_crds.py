@@ -17,7 +17,8 @@ Simplified, on purpose: server-side apply never reports conflicts (the last appl
 treats every list as atomic; no schema validation or pruning (`fieldValidation` is accepted and
 ignored); no `/status` or `/scale` subresources (not listed in discovery either); no conversion
 between versions (objects are stored once and only `apiVersion` follows the URL); a CRD is
-Established at once, and deleting it deletes its objects, then ends its open watches.
+Established at once, and deleting it deletes its objects, then ends its open watches. Storage,
+paging and watch streams are the ones the hosting fake uses (`kube_store`, `member_store`, `kube_watch`).
 """
 
 from __future__ import annotations
@@ -442,8 +443,8 @@ class CustomResources:
         fields = fields_v1(config)
         key = (info.resource, namespace, name)
         entries = self.managed.get(key, [])
-        before = next((e["fieldsV1"] for e in entries if (e["manager"], e["operation"]) == (manager, "Apply")), {})
-        others = set().union(
+        before: Obj = next((e["fieldsV1"] for e in entries if (e["manager"], e["operation"]) == (manager, "Apply")), {})
+        others: set[tuple[str, ...]] = set().union(
             *(field_paths(e["fieldsV1"]) for e in entries if (e["manager"], e["operation"]) != (manager, "Apply"))
         )
         dropped = field_paths(before) - field_paths(fields) - others
