@@ -14,11 +14,18 @@ apply() {
   member "$cluster" apply --server-side --field-manager "$FIELD_MANAGER" -n "$NAMESPACE" "$@"
 }
 
-printf '== 0. CRDs: Gateway API and Multi-Cluster Services, in every cluster\n'
+printf '== 0. CRDs: Gateway API and Multi-Cluster Services, in every cluster that lacks them\n'
 for cluster in $(all_clusters); do
-  printf -- '-- %s\n' "$cluster"
-  member "$cluster" apply --server-side --field-manager "$FIELD_MANAGER" -f "$here/crds/"
-  member "$cluster" wait --for condition=Established --timeout 60s -f "$here/crds/"
+  for crds in "$here"/crds/*.yaml; do
+    # A cluster that already serves these resources keeps its own CRDs (the projects' full ones, say):
+    # only a cluster without them gets the minimal ones.
+    if member "$cluster" get -f "$crds" >/dev/null 2>&1; then
+      printf '%s: %s already installed, kept\n' "$cluster" "$(basename "$crds")"
+      continue
+    fi
+    member "$cluster" apply --server-side --field-manager "$FIELD_MANAGER" -f "$crds"
+    member "$cluster" wait --for condition=Established --timeout 60s -f "$crds"
+  done
 done
 
 printf '\n== 1. EPIC: the Gateway of %s, shared with %s\n' "$EPIC_CLUSTER_A" "$EPIC_CLUSTER_B"

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
 from tests.fakes.hosting import HostingGateway, add_cluster, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.member_apiserver import FakeMemberAPIServer
+from tests.fakes.pki import client_ssl_context
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -32,6 +35,7 @@ EXPORTS = "serviceexports.multicluster.x-k8s.io"
 IMPORTS = "serviceimports.multicluster.x-k8s.io"
 ASSOCIATION = "application-networking.k8s.aws/lattice-vpc-association"
 SHARING_KEY = "acnodal.io/epic-sharing-key"
+README_UID = "36cec0c9-aa55-4df5-ab87-ed26d638fd94"  # the uid in the README's sample output
 
 
 @dataclass
@@ -193,6 +197,9 @@ async def test_listing_shows_each_clusters_objects_in_turn(walkthrough: Walkthro
             cluster = rows.setdefault(line[3:], [])
         elif not line.startswith("KIND "):
             cluster.append(line.split())
+    readme = (EXAMPLE / "README.md").read_text()
+    example_output = readme.split("## Step 3", 1)[1].split("```\n", 2)[1]  # the README shows this very output
+    assert out == example_output.replace(README_UID, uid)
     header = "KIND NAME VPC-ASSOCIATION SHARING-KEY PARENTS BACKENDS WEIGHTS"
     assert [line.split() for line in out.splitlines() if line.startswith("KIND ")] == [header.split()] * 3
     assert rows == {
@@ -215,3 +222,27 @@ async def test_listing_shows_each_clusters_objects_in_turn(walkthrough: Walkthro
             ["ServiceExport", "service-1", "<none>", "<none>", "<none>", "<none>", "<none>"],
         ],
     }
+
+
+async def test_crds_a_cluster_already_has_are_kept(walkthrough: Walkthrough) -> None:
+    """blue already runs the Gateway API project's CRDs (here: serving v1beta1 as well, installed by Helm):
+    the walkthrough leaves them alone and installs only the Multi-Cluster Services CRDs there."""
+    blue = walkthrough.members["blue"]
+    installed = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl_context(blue.ca_pem))) as http:
+        for crd in yaml.safe_load_all((EXAMPLE / "crds" / "gateway-api.yaml").read_text()):
+            versions = crd["spec"]["versions"]
+            crd["spec"]["versions"] = [*versions, {**versions[0], "name": "v1beta1", "storage": False}]
+            url = f"{blue.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions?fieldManager=helm"
+            async with http.post(url, json=crd, headers={"Authorization": f"Bearer {blue.token}"}) as resp:
+                assert resp.status == 201, await resp.text()
+                installed[crd["metadata"]["name"]] = (await resp.json())["metadata"]["resourceVersion"]
+
+    out = await walkthrough.run("walkthrough.sh")
+
+    assert "blue: gateway-api.yaml already installed, kept" in out.splitlines()
+    crds = walkthrough.objects("blue", "customresourcedefinitions.apiextensions.k8s.io", "")
+    assert sorted(crds) == sorted([GATEWAYS, HTTPROUTES, EXPORTS, IMPORTS])
+    assert {name: crds[name]["metadata"]["resourceVersion"] for name in installed} == installed
+    assert [v["name"] for v in crds[GATEWAYS]["spec"]["versions"]] == ["v1", "v1beta1"]
+    assert annotations_of(walkthrough.objects("blue", GATEWAYS)["gateway-1"]) == {ASSOCIATION: "true"}
