@@ -9,189 +9,56 @@ patches, server-side apply, and delete. Objects carry uid, resourceVersion, crea
 generation (bumped by changes outside metadata, and outside status when the version has a status
 subresource) and managedFields.
 
-Validation restated from kube, in its words: a CRD's name must be `<plural>.<group>`, and a group
-kube protects (`k8s.io`, `kubernetes.io` and their subdomains; `x-k8s.io` is not one) needs the
-`api-approved.kubernetes.io` annotation, a URL or a reason starting with `unapproved`.
+Validation, in kube's words, and a CRD's status are in `crd_rules`: a CRD's name must be
+`<plural>.<group>`, and a group kube protects (`k8s.io`, `kubernetes.io` and their subdomains;
+`x-k8s.io` is not one) needs the `api-approved.kubernetes.io` annotation, a URL or a reason
+starting with `unapproved`.
 
-Simplified, on purpose: server-side apply never reports conflicts (the last applier wins) and
-treats every list as atomic; no schema validation or pruning (`fieldValidation` is accepted and
-ignored); no `/status` or `/scale` subresources (not listed in discovery either); no conversion
-between versions (objects are stored once and only `apiVersion` follows the URL); a CRD is
-Established at once, and deleting it deletes its objects, then ends its open watches. Storage,
-paging and watch streams are the ones the hosting fake uses (`kube_store`, `member_store`, `kube_watch`).
+Server-side apply keeps managedFields per manager: a field another manager owns may be applied
+only with the value it has (then both own it), else kube's 409 Conflict in kube's words, unless
+`force=true` takes it over; an update (create, replace, patch) owns the fields it changes and takes
+them from their owners; fields an applier stops applying are removed unless someone else owns them.
+
+Simplified, on purpose: every list is atomic (owned and replaced whole, no merge keys); no schema
+validation or pruning (`fieldValidation` is accepted and ignored); no `/status` or `/scale`
+subresources (not listed in discovery either); no conversion between versions (objects are stored
+once and only `apiVersion` follows the URL); a CRD is Established at once, and deleting it deletes
+its objects, then ends its open watches. Storage, paging and watch streams are the ones the hosting
+fake uses (`kube_store`, `member_store`, `kube_watch`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
-import datetime
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web
 
+from .crd_rules import CRD_GROUP, CRD_SERVED, CRDS, Served, established, now, validate_crd, version_order
 from .kube_rbac import query_bool
 from .kube_store import Event, KindInfo, KubeStore, Obj, StatusError, selector
 from .kube_watch import WatchConn, initial_events, stream, to_watch_event, typed
-from .member_codecs import apply_merge, field_paths, fields_v1, json_patch, merge_patch, remove_paths
+from .member_codecs import (
+    Path,
+    apply_conflicts,
+    apply_merge,
+    changed_paths,
+    conflict_error,
+    field_paths,
+    fields_v1,
+    json_patch,
+    merge_patch,
+    record_manager,
+    remove_paths,
+)
 from .member_endpoints import json_response
 from .member_store import list_options, list_page, maybe_dry_run
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CRD_GROUP = "apiextensions.k8s.io"
-APPROVAL = "api-approved.kubernetes.io"
-CRDS = KindInfo(
-    f"customresourcedefinitions.{CRD_GROUP}",
-    "CustomResourceDefinition",
-    group=CRD_GROUP,
-    version="v1",
-    namespaced=False,
-    generation_ignores=("metadata", "status"),
-)
-_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-_APPROVAL_LINK = "see https://github.com/kubernetes/enhancements/pull/1111"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- CustomResourceDefinitions ---------------------------------------------------------------------
-
-
-def protected_group(group: str) -> bool:
-    """Whether kube asks API approval for `group` (`k8s.io`, `kubernetes.io` and their subdomains)."""
-    return any(group == base or group.endswith("." + base) for base in ("k8s.io", "kubernetes.io"))
-
-
-def _approval_error(annotations: dict[str, str]) -> tuple[str, str] | None:
-    """(cause reason, message) for a protected group's approval annotation, or None when it passes."""
-    value = annotations.get(APPROVAL, "")
-    if not value:
-        return (
-            "FieldValueRequired",
-            f'Required value: protected groups must have approval annotation "{APPROVAL}", {_APPROVAL_LINK}',
-        )
-    url = urlsplit(value)
-    if value.startswith("unapproved") or (url.scheme and url.netloc):
-        return None
-    detail = (
-        f'protected groups must have approval annotation "{APPROVAL}" with either a URL or a reason starting with "unapproved"'
-    )
-    return "FieldValueInvalid", f"Invalid value: {json.dumps(value)}: {detail}, {_APPROVAL_LINK}"
-
-
-def validate_crd(crd: Obj, old: Obj | None) -> None:
-    """Raise kube's 422 for the CRD errors the fake checks: its name, and API approval of protected groups
-    (an update that leaves the approval annotation as it was is not checked again, as kube)."""
-    spec, meta = crd.get("spec") or {}, crd.get("metadata") or {}
-    group, plural, name = str(spec.get("group", "")), str((spec.get("names") or {}).get("plural", "")), meta.get("name", "")
-    causes: list[Obj] = []
-    if name != f"{plural}.{group}":
-        message = f'Invalid value: {json.dumps(name)}: must be spec.names.plural+"."+spec.group'
-        causes.append({"reason": "FieldValueInvalid", "message": message, "field": "metadata.name"})
-    annotations = meta.get("annotations") or {}
-    old_approval = None if old is None else (old["metadata"].get("annotations") or {}).get(APPROVAL)
-    changed = old is None or old_approval != annotations.get(APPROVAL)
-    if protected_group(group) and changed and (problem := _approval_error(annotations)) is not None:
-        causes.append({"reason": problem[0], "message": problem[1], "field": f"metadata.annotations[{APPROVAL}]"})
-    if causes:
-        errors = [f"{c['field']}: {c['message']}" for c in causes]
-        joined = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
-        message = f'{CRDS.kind}.{CRD_GROUP} "{name}" is invalid: {joined}'
-        details = {"name": name, "group": CRD_GROUP, "kind": CRDS.kind, "causes": causes}
-        raise StatusError(422, "Invalid", message, details)
-
-
-def _names(crd: Obj) -> Obj:
-    names = dict(crd["spec"]["names"])
-    names.setdefault("singular", names["kind"].lower())
-    names.setdefault("listKind", names["kind"] + "List")
-    return names
-
-
-def established(crd: Obj) -> Obj:
-    """The CRD with the status kube's controllers give it: names accepted, Established, stored versions."""
-    now, versions = _now(), crd["spec"].get("versions") or []
-    storage = [v["name"] for v in versions if v.get("storage")] or [v["name"] for v in versions[:1]]
-    conditions = [
-        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
-        {
-            "type": "Established",
-            "status": "True",
-            "reason": "InitialNamesAccepted",
-            "message": "the initial names have been accepted",
-        },
-    ]
-    status = {
-        "acceptedNames": _names(crd),
-        "conditions": [{**c, "lastTransitionTime": now} for c in conditions],
-        "storedVersions": storage,
-    }
-    return {**crd, "spec": {**crd["spec"], "names": _names(crd)}, "status": status}
-
-
-def _version_order(version: str) -> tuple[int, int, int]:
-    """Kube's version priority: GA before beta before alpha, higher numbers first."""
-    major, _, rest = version.removeprefix("v").partition("alpha" if "alpha" in version else "beta")
-    stage = 0 if not rest and "beta" not in version and "alpha" not in version else (1 if "beta" in version else 2)
-    return stage, -int(major or 0) if major.isdigit() else 0, -int(rest) if rest.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class Served:
-    """One resource a CRD serves: its store kind (store key `<plural>.<group>`), names and served versions."""
-
-    info: KindInfo
-    plural: str
-    names: Obj
-    versions: tuple[str, ...]
-    status_subresource: bool
-
-    @staticmethod
-    def of(crd: Obj) -> Served:
-        """What `crd` serves."""
-        spec, names = crd["spec"], _names(crd)
-        served = [v for v in spec.get("versions") or [] if v.get("served", True)]
-        storage = next((v["name"] for v in served if v.get("storage")), served[0]["name"] if served else "v1")
-        status = any("status" in (v.get("subresources") or {}) for v in served)
-        info = KindInfo(
-            f"{names['plural']}.{spec['group']}",
-            names["kind"],
-            group=spec["group"],
-            version=storage,
-            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-            generation_ignores=("metadata", "status") if status else ("metadata",),
-        )
-        versions = tuple(sorted((v["name"] for v in served), key=_version_order))
-        return Served(info, names["plural"], names, versions, status)
-
-    def resource(self) -> Obj:
-        """Its APIResource entry in discovery."""
-        entry: Obj = {
-            "name": self.plural,
-            "singularName": self.names["singular"],
-            "namespaced": self.info.namespaced,
-            "kind": self.info.kind,
-            "verbs": _VERBS,
-        }
-        for key in ("shortNames", "categories"):
-            if self.names.get(key):
-                entry[key] = list(self.names[key])
-        return entry
-
-
-CRD_SERVED = Served(
-    CRDS,
-    "customresourcedefinitions",
-    {"singular": "customresourcedefinition", "listKind": "CustomResourceDefinitionList", "shortNames": ["crd", "crds"]},
-    ("v1",),
-    True,
-)
 
 
 class CustomResources:
@@ -246,17 +113,20 @@ class CustomResources:
             out["metadata"] = {**meta, "managedFields": entries}
         return out
 
-    def _record(self, info: KindInfo, obj: Obj, manager: str, operation: str, fields: Obj, changed: bool) -> None:
-        """Record `manager`'s fields after a write (its time moves only when the object changed)."""
+    def _record(self, info: KindInfo, obj: Obj, who: tuple[str, str], owned: set[Path], taken: set[Path], changed: bool) -> None:
+        """Record a write's field ownership: `who` (manager, operation) owns `owned`, others lose `taken`."""
         key = (info.resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        entries = self.managed.setdefault(key, [])
-        mine = next((e for e in entries if (e["manager"], e["operation"]) == (manager, operation)), None)
-        if mine is None:
-            mine = {"manager": manager, "operation": operation, "apiVersion": info.api_version, "time": _now()}
-            entries.append(mine)
-        elif changed:
-            mine["time"] = _now()
-        mine.update(fieldsType="FieldsV1", fieldsV1=fields if operation == "Apply" else apply_merge(mine.get("fieldsV1"), fields))
+        entries = record_manager(self.managed.get(key, []), (*who, info.api_version), owned, taken, now(), changed)
+        self.managed[key] = entries
+
+    def _updated(self, request: web.Request, info: KindInfo, old: Obj | None, new: Obj) -> None:
+        """An update (create, replace, patch) owns the fields it changed, taking them from other managers."""
+        manager = self._manager(request, "unknown")
+        changed = {p for p in changed_paths(old or {}, new) if p[0] != "status"}  # status is the status writers'
+        key = (info.resource, new["metadata"].get("namespace", ""), new["metadata"]["name"])
+        mine = next((e for e in self.managed.get(key, []) if (e["manager"], e["operation"]) == (manager, "Update")), None)
+        owned = (field_paths(mine["fieldsV1"]) if mine else set()) | changed
+        self._record(info, new, (manager, "Update"), owned, changed, bool(changed) or old is None)
 
     # --- discovery ---------------------------------------------------------------------------------
 
@@ -267,7 +137,7 @@ class CustomResources:
             known += [v for v in served.versions if v not in known]
         groups = []
         for name, found in versions.items():
-            entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in sorted(found, key=_version_order)]
+            entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in sorted(found, key=version_order)]
             groups.append({"name": name, "versions": entries, "preferredVersion": entries[0]})
         return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
@@ -380,29 +250,27 @@ class CustomResources:
                 body["status"] = old["status"]
         return body
 
-    def _write(self, served: Served, info: KindInfo, namespace: str, name: str | None, body: Obj) -> tuple[Obj, bool]:
-        """Create (name None) or replace; (stored object, whether it changed)."""
+    def _write(self, served: Served, info: KindInfo, namespace: str, name: str | None, body: Obj) -> tuple[Obj, Obj | None]:
+        """Create (name None) or replace: (stored object, the object before or None)."""
         if name is None:
-            return self.store.create(info.resource, namespace, self._prepare(served, body, None)), True
-        old = self.store.get(info.resource, namespace, name)
-        rv = old["metadata"]["resourceVersion"]
-        new = self.store.update(info.resource, namespace, name, self._prepare(served, body, old))
-        return new, new["metadata"]["resourceVersion"] != rv
+            return self.store.create(info.resource, namespace, self._prepare(served, body, None)), None
+        old = copy.deepcopy(self.store.get(info.resource, namespace, name))
+        return self.store.update(info.resource, namespace, name, self._prepare(served, body, old)), old
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         served, info, namespace = self._resolve(request)
         body = await self._body(request)
         with maybe_dry_run(request.query, self.store, self.managed):
             created, _ = self._write(served, info, namespace, None, body)
-            self._record(info, created, self._manager(request, "unknown"), "Update", fields_v1(body), True)
+            self._updated(request, info, None, created)
             return json_response(self._out(info, created), 201)
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         served, info, namespace = self._resolve(request)
         name, body = request.match_info["name"], await self._body(request)
         with maybe_dry_run(request.query, self.store, self.managed):
-            updated, changed = self._write(served, info, namespace, name, body)
-            self._record(info, updated, self._manager(request, "unknown"), "Update", fields_v1(body), changed)
+            updated, old = self._write(served, info, namespace, name, body)
+            self._updated(request, info, old, updated)
             return json_response(self._out(info, updated))
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
@@ -418,18 +286,19 @@ class CustomResources:
         with maybe_dry_run(request.query, self.store, self.managed):
             if kind == "application/apply-patch+yaml":
                 return await self._apply(request, served, info, namespace, name, patch)
-            old = self.store.get(info.resource, namespace, name)
-            new = json_patch(old, patch) if kind == "application/json-patch+json" else merge_patch(old, patch)  # type: ignore[arg-type]
-            updated, changed = self._write(served, info, namespace, name, new)
-            fields = fields_v1(patch) if isinstance(patch, dict) else {}
-            self._record(info, updated, self._manager(request, "unknown"), "Update", fields, changed)
+            current = self.store.get(info.resource, namespace, name)
+            new = json_patch(current, patch) if kind == "application/json-patch+json" else merge_patch(current, patch)  # type: ignore[arg-type]
+            updated, old = self._write(served, info, namespace, name, new)
+            self._updated(request, info, old, updated)
             return json_response(self._out(info, updated))
 
     async def _apply(
         self, request: web.Request, served: Served, info: KindInfo, namespace: str, name: str, config: Obj
     ) -> web.StreamResponse:
-        """Server-side apply: fields this manager applied before and no longer does are removed (unless
-        another manager owns them), then the configuration is laid over the object."""
+        """Server-side apply. Fields other managers own may only be set to the value they have, unless
+        `force` takes them over (kube's 409 Conflict otherwise); fields this manager applied before and
+        no longer does are removed (unless another manager owns them); then the configuration is laid
+        over the object."""
         manager = request.query.get("fieldManager")
         if not manager:
             raise StatusError(400, "BadRequest", "PATCH requests with apply-patch content type require fieldManager")
@@ -440,24 +309,26 @@ class CustomResources:
             raise StatusError(
                 400, "BadRequest", f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
-        fields = fields_v1(config)
         key = (info.resource, namespace, name)
-        entries = self.managed.get(key, [])
-        before: Obj = next((e["fieldsV1"] for e in entries if (e["manager"], e["operation"]) == (manager, "Apply")), {})
-        others: set[tuple[str, ...]] = set().union(
-            *(field_paths(e["fieldsV1"]) for e in entries if (e["manager"], e["operation"]) != (manager, "Apply"))
-        )
-        dropped = field_paths(before) - field_paths(fields) - others
-        if (namespace, name) not in self.store.objects[info.resource]:
-            self.managed.pop(key, None)
-            result, changed = self._write(served, info, namespace, None, config)
-            status = 201
+        exists = (namespace, name) in self.store.objects[info.resource]
+        entries = self.managed.get(key, []) if exists else []
+        applied = field_paths(fields_v1(config))
+        conflicts = apply_conflicts(entries, manager, applied, config, self.store.get(*key) if exists else {})
+        if conflicts and not query_bool(request.query, "force"):
+            raise conflict_error(conflicts)
+        mine = [e["fieldsV1"] for e in entries if (e["manager"], e["operation"]) == (manager, "Apply")]
+        others = {p for e in entries if (e["manager"], e["operation"]) != (manager, "Apply") for p in field_paths(e["fieldsV1"])}
+        dropped = (field_paths(mine[0]) if mine else set()) - applied - others
+        if exists:
+            old = self.store.get(*key)
+            result, _ = self._write(served, info, namespace, name, apply_merge(remove_paths(old, dropped), config))
+            changed = result["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]
         else:
-            old = self.store.get(info.resource, namespace, name)
-            result, changed = self._write(served, info, namespace, name, apply_merge(remove_paths(old, dropped), config))
-            status = 200
-        self._record(info, result, manager, "Apply", fields, changed)
-        return json_response(self._out(info, result), status)
+            result, _ = self._write(served, info, namespace, None, config)
+            changed = True
+        self.managed[key] = entries
+        self._record(info, result, (manager, "Apply"), applied, {path for _, path in conflicts}, changed)
+        return json_response(self._out(info, result), 200 if exists else 201)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         served, info, namespace = self._resolve(request)

@@ -293,6 +293,100 @@ async def test_apply_removes_what_the_manager_stopped_applying_but_keeps_other_m
     assert [e["manager"] for e in body["metadata"]["managedFields"]] == ["alice", "bob"]
 
 
+def conflict(message: str, *causes: tuple[str, str]) -> dict[str, Any]:
+    """Kube's 409 for an apply conflict: one cause per (manager as kube names it, field)."""
+    details = {"causes": [{"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": f} for m, f in causes]}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "Conflict",
+        "details": details,
+        "code": 409,
+    }
+
+
+async def test_applying_another_value_to_a_field_another_manager_owns_is_a_conflict(
+    member: FakeMemberAPIServer, http: aiohttp.ClientSession, widgets: None
+) -> None:
+    await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=alice", applied("w", {"size": 1, "color": "red"}), APPLY)
+    rv = member.store.rv
+
+    code, body = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=bob", applied("w", {"size": 2}), APPLY)
+
+    message = 'Apply failed with 1 conflict: conflict with "alice": .spec.size'
+    assert (code, body) == (409, conflict(message, ('"alice"', ".spec.size")))
+    assert (member.store.rv, member.store.get("widgets.example.com", "default", "w")["spec"]["size"]) == (rv, 1)
+
+
+async def test_conflicts_are_listed_per_manager_and_an_updater_is_named_with_its_api_version(
+    http: aiohttp.ClientSession, widgets: None
+) -> None:
+    await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=alice", applied("w", {"size": 1, "color": "red"}), APPLY)
+    await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=kubectl-edit", {"spec": {"shape": "round"}}, MERGE)
+
+    new = {"size": 2, "color": "blue", "shape": "square"}
+    code, body = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=bob", applied("w", new), APPLY)
+
+    message = (
+        'Apply failed with 3 conflicts: conflicts with "alice":\n- .spec.color\n- .spec.size\n'
+        'conflicts with "kubectl-edit" using example.com/v1:\n- .spec.shape'
+    )
+    causes = [('"alice"', ".spec.color"), ('"alice"', ".spec.size"), ('"kubectl-edit" using example.com/v1', ".spec.shape")]
+    assert (code, body) == (409, conflict(message, *causes))
+
+
+async def test_the_same_value_is_shared_and_force_takes_a_field_over(http: aiohttp.ClientSession, widgets: None) -> None:
+    await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=alice", applied("w", {"size": 1, "color": "red"}), APPLY)
+
+    code, shared = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=bob", applied("w", {"size": 1}), APPLY)
+    assert code == 200
+    assert {e["manager"]: e["fieldsV1"]["f:spec"] for e in shared["metadata"]["managedFields"]} == {
+        "alice": {"f:color": {}, "f:size": {}},
+        "bob": {"f:size": {}},
+    }
+
+    code, forced = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=bob&force=true", applied("w", {"color": "blue"}), APPLY)
+    assert (code, forced["spec"]) == (200, {"size": 1, "color": "blue"})  # bob gave up size, which alice still owns
+    assert {e["manager"]: e["fieldsV1"]["f:spec"] for e in forced["metadata"]["managedFields"]} == {
+        "alice": {"f:size": {}},
+        "bob": {"f:color": {}},
+    }
+
+
+async def test_an_update_takes_the_fields_it_changes_from_their_applier(http: aiohttp.ClientSession, widgets: None) -> None:
+    await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=alice", applied("w", {"size": 1, "color": "red"}), APPLY)
+
+    _, edited = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=kubectl-edit", {"spec": {"size": 5}}, MERGE)
+
+    owners = {(e["manager"], e["operation"]): e["fieldsV1"]["f:spec"] for e in edited["metadata"]["managedFields"]}
+    assert owners == {("alice", "Apply"): {"f:color": {}}, ("kubectl-edit", "Update"): {"f:size": {}}}
+    code, _ = await call(http, "PATCH", f"{WIDGETS}/w?fieldManager=alice", applied("w", {"size": 1, "color": "red"}), APPLY)
+    assert code == 409
+
+
+async def test_kubectl_shows_the_conflict_and_force_conflicts_resolves_it(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    await kubectl(member, tmp_path, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(crd()))
+    widget = {**applied("w", {"size": 1}), "metadata": {"name": "w", "namespace": "default"}}
+    code, _, err = await kubectl(
+        member, tmp_path, "apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=yaml.safe_dump(widget)
+    )
+    assert (code, err) == (0, "")
+    widget["spec"] = {"size": 2}
+
+    code, _, err = await kubectl(
+        member, tmp_path, "apply", "--server-side", "--field-manager=bob", "-f", "-", stdin=yaml.safe_dump(widget)
+    )
+    assert (code, err.splitlines()[0]) == (1, 'error: Apply failed with 1 conflict: conflict with "alice": .spec.size')
+
+    args = ("apply", "--server-side", "--field-manager=bob", "--force-conflicts", "-f", "-")
+    code, out, err = await kubectl(member, tmp_path, *args, stdin=yaml.safe_dump(widget))
+    assert (code, out, err) == (0, "widget.example.com/w serverside-applied\n", "")
+    assert member.store.get("widgets.example.com", "default", "w")["spec"] == {"size": 2}
+
+
 async def test_apply_needs_a_field_manager(http: aiohttp.ClientSession, widgets: None) -> None:
     code, body = await call(http, "PATCH", f"{WIDGETS}/w", applied("w", {}), APPLY)
     assert (code, body["message"]) == (400, "PATCH requests with apply-patch content type require fieldManager")
