@@ -114,6 +114,14 @@ def _merge(target: Any, patch: Any) -> Any:
     return out
 
 
+def _details(info: KindInfo, name: str) -> Obj:
+    """A Status's details as kube gives them: the resource, and the group of a `<plural>.<group>` store key."""
+    plural, dot, group = info.resource.partition(".")
+    return (
+        {"name": name, "group": group, "kind": plural} if dot and group == info.group else {"name": name, "kind": info.resource}
+    )
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -203,7 +211,7 @@ class KubeStore:
                 422, "Invalid", f'{info.kind} "" is invalid: metadata.name: Required value: name or generateName is required'
             )
         if (namespace, name) in self.objects[resource]:
-            raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', {"name": name, "kind": resource})
+            raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', _details(info, name))
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
         if info.generation_ignores is not None:
@@ -226,7 +234,7 @@ class KubeStore:
                 "Conflict",
                 f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
                 "please apply your changes to the latest version and try again",
-                {"name": name, "kind": resource},
+                _details(info, name),
             )
         obj = self._sanitize(info, body, namespace)
         obj["metadata"]["name"] = name
@@ -265,9 +273,10 @@ class KubeStore:
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         """The current object (not a copy); 404 with kube wording if missing."""
-        obj = self.objects[self.kind(resource).resource].get((namespace, name))
+        info = self.kind(resource)
+        obj = self.objects[info.resource].get((namespace, name))
         if obj is None:
-            raise StatusError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource})
+            raise StatusError(404, "NotFound", f'{resource} "{name}" not found', _details(info, name))
         return obj
 
     def state_at(self, resource: str, rv: int) -> dict[tuple[str, str], Obj]:

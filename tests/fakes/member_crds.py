@@ -78,13 +78,16 @@ class CustomResources:
             ("GET", "/apis", self._groups),
             ("GET", "/apis/{group}/{version}", self._resources),
         ]
+        one: list[tuple[str, Handler]] = [
+            ("GET", self._get),
+            ("PUT", self._update),
+            ("PATCH", self._patch),
+            ("DELETE", self._delete),
+        ]
         for base in (group, ns):
             table += [("GET", base, self._collection), ("POST", base, self._create)]
-            table += [(m, base + "/{name}", h) for m, h in self._object_handlers()]
+            table += [(method, base + "/{name}", handler) for method, handler in one]
         return table
-
-    def _object_handlers(self) -> list[tuple[str, Handler]]:
-        return [("GET", self._get), ("PUT", self._update), ("PATCH", self._patch), ("DELETE", self._delete)]
 
     # --- what is served ----------------------------------------------------------------------------
 

@@ -239,7 +239,7 @@ async def test_the_scope_of_the_path_must_match_the_crd(http: aiohttp.ClientSess
         {
             **not_found,
             "message": 'widgets.example.com "missing" not found',
-            "details": {"name": "missing", "kind": "widgets.example.com"},
+            "details": {"name": "missing", "group": "example.com", "kind": "widgets"},
         },
     )
 
