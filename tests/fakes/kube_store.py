@@ -60,6 +60,8 @@ class KindInfo:
     group: str = ""
     version: str = "v1"
     namespaced: bool = True
+    # Top-level fields whose changes leave metadata.generation alone (None: no generation, as core kinds).
+    generation_ignores: tuple[str, ...] | None = None
 
     @property
     def api_version(self) -> str:
@@ -112,6 +114,14 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             out[key] = _merge(out.get(key), value)
     return out
+
+
+def _details(info: KindInfo, name: str) -> Obj:
+    """A Status's details as kube gives them: the resource, and the group of a `<plural>.<group>` store key."""
+    plural, dot, group = info.resource.partition(".")
+    return (
+        {"name": name, "group": group, "kind": plural} if dot and group == info.group else {"name": name, "kind": info.resource}
+    )
 
 
 def _now() -> str:
@@ -203,9 +213,11 @@ class KubeStore:
                 422, "Invalid", f'{info.kind} "" is invalid: metadata.name: Required value: name or generateName is required'
             )
         if (namespace, name) in self.objects[resource]:
-            raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', {"name": name, "kind": resource})
+            raise StatusError(409, "AlreadyExists", f'{resource} "{name}" already exists', _details(info, name))
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
+        if info.generation_ignores is not None:
+            meta["generation"] = 1
         meta["managedFields"] = managed_fields(None, obj, manager, info.api_version)
         return self._commit(resource, "ADDED", obj, None)
 
@@ -226,13 +238,16 @@ class KubeStore:
                 "Conflict",
                 f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
                 "please apply your changes to the latest version and try again",
-                {"name": name, "kind": resource},
+                _details(info, name),
             )
         obj = self._sanitize(info, body, namespace)
         obj["metadata"]["name"] = name
         for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields"):
             if key in old["metadata"]:
                 obj["metadata"][key] = old["metadata"][key]
+        if (ignored := info.generation_ignores) is not None:
+            changed = any(obj.get(k) != old.get(k) for k in {*obj, *old} if k not in ignored)
+            obj["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + changed
         if obj == old:  # as the real registry: a no-op update writes nothing and keeps the RV
             return copy.deepcopy(old)
         obj["metadata"]["managedFields"] = managed_fields(old, obj, manager, info.api_version)
@@ -264,9 +279,10 @@ class KubeStore:
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         """The current object (not a copy); 404 with kube wording if missing."""
-        obj = self.objects[self.kind(resource).resource].get((namespace, name))
+        info = self.kind(resource)
+        obj = self.objects[info.resource].get((namespace, name))
         if obj is None:
-            raise StatusError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource})
+            raise StatusError(404, "NotFound", f'{resource} "{name}" not found', _details(info, name))
         return obj
 
     def state_at(self, resource: str, rv: int) -> dict[tuple[str, str], Obj]:

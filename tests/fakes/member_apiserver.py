@@ -4,7 +4,8 @@ TLS on 127.0.0.1 with its own serving CA and its own client CA; accepts bearer t
 client certificates; optionally served under a path prefix (as Rancher's
 `/k8s/clusters/c-abc`). Enough real Kubernetes for kubectl: discovery, ConfigMap CRUD with
 every PATCH type (server-side apply included), `dryRun=All`, Pods (get, list, watch),
-`pods/log?follow=true` streaming, plus test endpoints: a generated large list, an echo, an
+`pods/log?follow=true` streaming, CustomResourceDefinitions and the custom resources they define
+(`member_crds`; their watches are not among `open_streams`), plus test endpoints: a generated large list, an echo, an
 upload meter, a slow answer, a gzip answer and a failure. It records every request (headers
 included), every TCP connection and every streaming handler cancelled by a client leaving.
 
@@ -43,9 +44,10 @@ from multidict import CIMultiDict
 from . import member_endpoints as endpoints
 from .kube_store import CONFIGMAPS, Event, KindInfo, KubeStore, Obj, StatusError, selector, status_object
 from .member_codecs import decode_protobuf_configmap, json_patch, merge_patch
+from .member_crds import CustomResources
 from .member_endpoints import json_response
 from .member_rbac import MASTERS, RBAC, Identity, impersonated, request_attributes
-from .member_store import list_body, list_options, list_page, watch_backlog
+from .member_store import list_body, list_options, list_page, maybe_dry_run, watch_backlog
 from .pki import CertKey, issue_client_cert, issue_server_cert, make_ca, server_ssl_context, write_pair
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +88,7 @@ class FakeMemberAPIServer:
         self.store = KubeStore()
         self.store.register_kind(CONFIGMAPS)
         self.store.register_kind(PODS)
+        self.custom = CustomResources(self.store)  # CRDs and the objects they define
         self.managers: dict[tuple[str, str], list[str]] = {}  # server-side apply field managers
         self.requests: list[Recorded] = []
         self.connections: set[tuple[str, int]] = set()  # distinct client (host, port): one per TCP+TLS handshake
@@ -114,7 +117,8 @@ class FakeMemberAPIServer:
             ("GET", "/healthz", self._readiness),
             ("GET", "/api", self._api),
             ("GET", "/api/v1", endpoints.api_v1),
-            ("GET", "/apis", endpoints.apis),
+            ("GET", "/openapi/v3", endpoints.openapi_v3_index),
+            ("GET", "/openapi/v3/{gv:.+}", endpoints.openapi_v3_group),
             ("GET", "/api/v1/configmaps", self._list_configmaps),
             ("GET", cm, self._list_configmaps),
             ("POST", cm, self._create),
@@ -132,6 +136,7 @@ class FakeMemberAPIServer:
             ("GET", "/slow", self._slow),
             ("GET", "/gzip", endpoints.gzipped),
             ("*", "/fail/{code}", endpoints.fail),
+            *self.custom.routes(),  # after the fixed paths: /apis/{group}/... would shadow /apis/bulk.test/v1/items
         ]
 
     async def start(self) -> None:
@@ -282,19 +287,9 @@ class FakeMemberAPIServer:
             self.open_streams -= 1
             self._stream_transports.discard(transport)
 
-    @contextlib.contextmanager
-    def _maybe_dry_run(self, request: web.Request) -> Iterator[None]:
+    def _maybe_dry_run(self, request: web.Request) -> contextlib.AbstractContextManager[None]:
         """dryRun=All: run the write, then restore the store as it was (no event, no persistence)."""
-        if request.query.get("dryRun") != "All":
-            yield
-            return
-        saved = (copy.deepcopy(self.store.objects), self.store.rv, list(self.store.log), copy.deepcopy(self.managers))
-        listeners, self.store.listeners = self.store.listeners, []
-        try:
-            yield
-        finally:
-            self.store.objects, self.store.rv, self.store.log, self.managers = saved
-            self.store.listeners = listeners
+        return maybe_dry_run(request.query, self.store, self.managers, self.custom.managed)
 
     def _out(self, obj: Obj) -> Obj:
         out: Obj = {"kind": "ConfigMap", "apiVersion": "v1", **copy.deepcopy(obj)}

@@ -47,9 +47,45 @@ async def api_v1(request: web.Request) -> web.StreamResponse:
     return json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources})
 
 
-async def apis(request: web.Request) -> web.StreamResponse:
-    """GET /apis: no groups."""
-    return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+# The PATCH endpoints of the OpenAPI v3 documents: kubectl apply looks there for `fieldValidation` before it
+# lets the server validate (for custom resources it looks at Namespace's); without it, it validates itself
+# against /openapi/v2, which the fake does not serve.
+_PATCHABLE = {
+    "api/v1": [
+        ("", "Namespace", "/api/v1/namespaces/{name}"),
+        ("", "ConfigMap", "/api/v1/namespaces/{namespace}/configmaps/{name}"),
+    ],
+    "apis/apiextensions.k8s.io/v1": [
+        ("apiextensions.k8s.io", "CustomResourceDefinition", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    ],
+}
+
+
+async def openapi_v3_index(request: web.Request) -> web.StreamResponse:
+    """GET /openapi/v3: the group-versions that have a document (core v1 and apiextensions.k8s.io/v1)."""
+    paths = {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash=fake"} for gv in _PATCHABLE}
+    return json_response({"paths": paths})
+
+
+async def openapi_v3_group(request: web.Request) -> web.StreamResponse:
+    """GET /openapi/v3/<group-version>: its PATCH operations, which take dryRun, fieldManager, fieldValidation, force."""
+    patchable = _PATCHABLE.get(request.match_info["gv"])
+    if patchable is None:
+        raise web.HTTPNotFound()
+    params = [
+        {"name": p, "in": "query", "schema": {"type": "string"}} for p in ("dryRun", "fieldManager", "fieldValidation", "force")
+    ]
+    paths = {
+        path: {
+            "patch": {
+                "x-kubernetes-group-version-kind": {"group": group, "version": "v1", "kind": kind},
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+            }
+        }
+        for group, kind, path in patchable
+    }
+    return json_response({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths})
 
 
 async def echo(request: web.Request) -> web.StreamResponse:

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .kube_store import Event, KubeStore, Matcher, Obj, StatusError, status_object
 
@@ -201,3 +203,23 @@ def watch_backlog(store: KubeStore, resource: str, namespace: str | None, resour
     if wanted < store.floor:
         return status_object(410, "Expired", f"too old resource version: {wanted} ({store.floor})")
     return [e for e in store.events_after(wanted) if e.resource == resource]
+
+
+@contextlib.contextmanager
+def maybe_dry_run(query: Mapping[str, str], store: KubeStore, *side_tables: dict[Any, Any]) -> Iterator[None]:
+    """With `dryRun=All`, run the write and then restore the store and `side_tables` (field managers)
+    as they were: no event, nothing kept. Without it, just run the write."""
+    if query.get("dryRun") != "All":
+        yield
+        return
+    saved = (copy.deepcopy(store.objects), store.rv, list(store.log), dict(store.kinds))
+    tables = [copy.deepcopy(table) for table in side_tables]
+    listeners, store.listeners = store.listeners, []
+    try:
+        yield
+    finally:
+        store.objects, store.rv, store.log, store.kinds = saved
+        for table, before in zip(side_tables, tables, strict=True):
+            table.clear()
+            table.update(before)
+        store.listeners = listeners
