@@ -73,11 +73,13 @@ class Walkthrough:
 @pytest.fixture
 async def walkthrough(tmp_path: Path, kube_apiserver: FakeKubeAPIServer) -> AsyncIterator[Walkthrough]:
     """Three empty members behind a hosting-mode gateway. The hub user has exactly the rights the example's
-    README asks for: get and patch on clustergateways/proxy."""
+    README asks for: get and patch on clustergateways/proxy, and list on clustergateways for the fan-out."""
     kube_apiserver.users[HUB_TOKEN] = {"username": "hub-user", "uid": "h-1", "groups": []}
     proxy = ("clustergateways/proxy",)
     kube_apiserver.policy = [
-        PolicyRule(users=("hub-user",), verbs=("get", "patch"), api_groups=("cluster.core.oam.dev",), resources=proxy)
+        PolicyRule(users=("hub-user",), verbs=("get", "patch"), api_groups=("cluster.core.oam.dev",), resources=proxy),
+        # Step 4's fan-out names the clusters it asked, so it also needs to list them.
+        PolicyRule(users=("hub-user",), verbs=("list",), api_groups=("cluster.core.oam.dev",), resources=("clustergateways",)),
     ]
     members = {name: FakeMemberAPIServer() for name in CLUSTERS}
     for name, member in members.items():
@@ -246,3 +248,37 @@ async def test_crds_a_cluster_already_has_are_kept(walkthrough: Walkthrough) -> 
     assert {name: crds[name]["metadata"]["resourceVersion"] for name in installed} == installed
     assert [v["name"] for v in crds[GATEWAYS]["spec"]["versions"]] == ["v1", "v1beta1"]
     assert annotations_of(walkthrough.objects("blue", GATEWAYS)["gateway-1"]) == {ASSOCIATION: "true"}
+
+
+async def test_the_fan_out_shows_every_clusters_objects_and_outcome_in_one_request_per_resource(
+    walkthrough: Walkthrough,
+) -> None:
+    await walkthrough.run("walkthrough.sh")
+    uid = walkthrough.objects("blue", GATEWAYS)["shared-gateway"]["metadata"]["uid"]
+
+    out = await walkthrough.run("fan-out.sh")
+
+    readme = (EXAMPLE / "README.md").read_text()
+    example_output = readme.split("## Step 4", 1)[1].split("```\n", 2)[1]  # the README shows this very output
+    assert out == example_output.replace(README_UID, uid)
+    lines = [line.split() for line in out.splitlines()]
+    assert lines[0] == ["CLUSTER", "KIND", "NAME", "VPC-ASSOCIATION", "SHARING-KEY", "PARENTS", "BACKENDS", "WEIGHTS"]
+    assert ["orange", "Gateway", "shared-gateway", "<none>", uid, "<none>", "<none>", "<none>"] in lines
+    assert [
+        "config",
+        "HTTPRoute",
+        "httproute-2",
+        "<none>",
+        "<none>",
+        "gateway-1,gateway-2",
+        "ServiceImport,Service",
+        "90,10",
+    ] in lines
+    # Every cluster's outcome for every request, in the order asked: blue and orange hold no routes or imports.
+    counts = {"gateways": (2, 2, 2), "httproutes": (0, 3, 0), "serviceexports": (1, 0, 1), "serviceimports": (0, 1, 0)}
+    expected = [
+        f'{resource}: Success: cluster "{cluster}": {n} item{"" if n == 1 else "s"}'
+        for resource, per_cluster in counts.items()
+        for cluster, n in zip(("blue", "config", "orange"), per_cluster, strict=True)
+    ]
+    assert out.split("\n\n", 1)[1].splitlines() == expected
