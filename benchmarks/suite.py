@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import hot_path_costs
 from benchmarks.harness import (
     GatewayProcess,
     LocalMember,
@@ -323,14 +324,23 @@ async def costs(member: Member, gw: GatewayProcess, work: Path, event_loop: str,
             if v is not gw:
                 await v.stop()
     median = {name: statistics.median(values) for name, values in cpu.items()}
+    in_process = await hot_path_costs.measure(n=5_000 if quick else 20_000)
+    full_us = median["full"] * 1000  # CPU-s per 1,000 requests = ms per request
     return {
-        "rounds": rounds,
-        "seconds_each": seconds,
-        "concurrency": concurrency,
-        "cpu_s_per_1000": {name: round(value, 4) for name, value in median.items()},
-        "metrics": _cost(median["full"], median["without_metrics"]),
-        "log_context": _cost(median["full"], median["without_log_context"]),
-        "fail_fast_gate": _cost(median["fail_fast_gate_on"], median["full"]),
+        "end_to_end": {
+            "rounds": rounds,
+            "seconds_each": seconds,
+            "concurrency": concurrency,
+            "cpu_s_per_1000": {name: round(value, 4) for name, value in median.items()},
+            "cpu_s_per_1000_each_round": {name: [round(v, 4) for v in values] for name, values in cpu.items()},
+            "metrics": _cost(median["full"], median["without_metrics"]),
+            "log_context": _cost(median["full"], median["without_log_context"]),
+            "fail_fast_gate": _cost(median["fail_fast_gate_on"], median["full"]),
+        },
+        # The parts timed alone (benchmarks/hot_path_costs.py), and as a share of a whole request's CPU above.
+        "in_process_us": in_process,
+        "in_process_percent_of_a_request": {part: round(us / full_us * 100, 2) for part, us in in_process.items()},
+        "gateway_us_per_request": round(full_us, 1),
     }
 
 
@@ -471,17 +481,21 @@ def report(r: dict[str, Any]) -> None:
             f"req/s minimal {tm['gateway_rps']}, gateway {tg['gateway_rps']}"
         )
     if c := r.get("costs"):
-        parts = ", ".join(
-            f"{label} {c[key]['us_per_request']:+} µs ({c[key]['percent']:+} %)"
-            for key, label in (
-                ("metrics", "metrics"),
-                ("log_context", "logging context"),
-                ("fail_fast_gate", "fail-fast gate on"),
-            )
+        labels = [
+            ("metrics", "metrics", "metrics"),
+            ("log_context", "log_context", "logging context"),
+            ("fail_fast", "fail_fast_gate", "fail-fast gate on"),
+        ]
+        alone = ", ".join(
+            f"{label} {c['in_process_us'][key]} µs ({c['in_process_percent_of_a_request'][key]} %)" for key, _, label in labels
         )
+        e2e = c["end_to_end"]
+        whole = ", ".join(f"{label} {e2e[key]['us_per_request']:+} µs ({e2e[key]['percent']:+} %)" for _, key, label in labels)
+        share = f"share of the gateway's {c['gateway_us_per_request']} µs"
+        print(f"  cost per proxied GET, each part timed alone (CPU, {share}): {alone}")
         print(
-            f"  cost per proxied GET (gateway CPU, medians of {c['rounds']} alternating rounds of {c['seconds_each']:g} s): "
-            f"{parts}; full gateway {c['cpu_s_per_1000']['full']} CPU-s per 1,000"
+            f"  cost per proxied GET, gateways with and without it alternating ({e2e['rounds']} rounds of "
+            f"{e2e['seconds_each']:g} s; noisy on a busy machine): {whole}"
         )
     if k := r.get("workers"):
         one, two = k["workers_1"], k["workers_2"]
