@@ -73,7 +73,7 @@ class UpstreamConnectionsCollector(Collector):
         """This process's connections: cluster -> [idle, active]."""
         counts: Counts = {}
         for transport in self._pool.open_transports():
-            pooled = pooled_connections(getattr(transport.session, "connector", None))
+            pooled = pooled_connections(getattr(getattr(transport, "session", None), "connector", None))
             if pooled is None:  # half a count would mislead: the cluster has no series
                 if not self._unreadable_logged:
                     self._unreadable_logged = True
@@ -82,7 +82,7 @@ class UpstreamConnectionsCollector(Collector):
             idle, active = pooled
             samples = counts.setdefault(transport.name, [0.0, 0.0])
             samples[0] += idle
-            samples[1] += active + transport.tunnels
+            samples[1] += active + getattr(transport, "tunnels", 0)
         return counts
 
     def collect(self) -> Iterable[Metric]:
