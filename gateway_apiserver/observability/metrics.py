@@ -165,7 +165,8 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, str, int], _Children] = {}
         self._caches = _CacheCollector()
         r.register(self._caches)
-        # Read at scrape time in the worker the scrape reaches, not from the workers' files.
+        # Read at scrape time by the worker a scrape reaches, not from prometheus_client's multiprocess files
+        # (a collector may add the other workers' snapshots itself: observability/worker_snapshots.py).
         self._state: list[Collector] = []
 
     def add_state_collector(self, collector: Collector) -> None:
