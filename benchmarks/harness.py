@@ -203,8 +203,19 @@ class LocalMember:
 class GatewayProcess:
     """The gateway in standalone mode, as its own process, with one cluster Secret ("m1") for the member."""
 
-    def __init__(self, work: Path, member: Member, *, workers: int = 1, event_loop: str = "auto") -> None:
+    def __init__(
+        self,
+        work: Path,
+        member: Member,
+        *,
+        workers: int = 1,
+        event_loop: str = "auto",
+        without: Sequence[str] = (),
+        flags: Sequence[str] = (),
+    ) -> None:
+        """`without`: parts of the request path left out (benchmarks/gateway_variant.py); `flags`: more gateway flags."""
         self.work, self.member, self.workers, self.event_loop = work, member, workers, event_loop
+        self.without, self.flags = tuple(without), tuple(flags)
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.base = f"https://127.0.0.1:{self.port}"
@@ -214,10 +225,11 @@ class GatewayProcess:
         secrets = self.work / "secrets"
         secrets.mkdir(parents=True, exist_ok=True)
         (secrets / "m1.yaml").write_text(yaml.safe_dump(self.member.secret("m1")))
+        variant = ["benchmarks/gateway_variant.py", "--without", ",".join(self.without), "--"] if self.without else []
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway_apiserver", "--standalone", "--secrets-dir", str(secrets),
+            sys.executable, *(variant or ["-m", "gateway_apiserver"]), "--standalone", "--secrets-dir", str(secrets),
             "--secure-port", str(self.port), "--cert-dir", str(self.work / "certs"), "--log-level", "warning",
-            "--workers", str(self.workers), "--event-loop", self.event_loop,
+            "--workers", str(self.workers), "--event-loop", self.event_loop, *self.flags,
             cwd=ROOT,
         )  # fmt: skip
         cert = self.work / "certs" / "apiserver.crt"

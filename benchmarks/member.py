@@ -10,6 +10,7 @@ pre-encoded answers. It speaks just what the benchmarks ask:
 - GET  /api/v1/namespaces/{ns}/configmaps?watch=1&events=N   N ADDED events, then the end
 - GET  /api/v1/namespaces/{ns}/configmaps?watch=1       held open, no events, until the client leaves
 - GET  /apis/bench.test/v1/items?mb=N                  a List of about N MiB, generated while sent
+- GET  /readyz, /healthz and /version                  what the gateway's health prober asks (healthy)
 
 With --latency-ms, every non-streaming answer waits that long first: a stand-in for a real
 cluster's own processing time (etcd writes, admission), as the reference's benchmark measured it.
@@ -36,6 +37,7 @@ from tests.fakes.pki import issue_server_cert, make_ca
 
 JSON = {"Content-Type": "application/json"}
 NAMESPACES = 1000
+VERSION = json.dumps({"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"}).encode()
 
 
 def _namespace(name: str, rv: int) -> dict[str, Any]:
@@ -99,6 +101,10 @@ class BenchMember:
                 return await self._configmaps(request, parts[3], parts[5] if len(parts) > 5 else None)
         if request.path == "/apis/bench.test/v1/items":
             return await self._big(request, float(request.query.get("mb", "100")))
+        if request.path in ("/readyz", "/healthz"):
+            return web.Response(text="ok")
+        if request.path == "/version":
+            return web.Response(body=VERSION, headers=JSON)
         return _status(404, "NotFound", "the server could not find the requested resource")
 
     async def _configmaps(self, request: web.BaseRequest, ns: str, name: str | None) -> web.StreamResponse:

@@ -10,6 +10,8 @@ same machine noise; medians and ratios are what to quote. Sections:
   streaming   a 100 MB LIST and a 10,000-event watch: throughput ratio, gateway peak RSS
   watches     1,000 concurrent proxied watches: gateway memory and fds per watch, and their return to baseline
   floor       the same GETs through benchmarks/minimal_proxy.py, the least an aiohttp proxy can do, beside the gateway
+  costs       CPU per 1,000 proxied GETs of the gateway beside variants without its metrics, without its logging
+              context, and with the HealthinessCheck (fail-fast) gate on: what each part costs, rounds alternating
   workers     throughput with --workers 1 and --workers 2 (SO_REUSEPORT)
 
 Usage: ./dev bench [--sections reference,throughput,...] [--quick] [--member-kubeconfig FILE | --member-latency-ms 1.9]
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -32,6 +35,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import hot_path_costs
 from benchmarks.harness import (
     GatewayProcess,
     LocalMember,
@@ -48,7 +52,8 @@ from benchmarks.harness import (
 )
 from benchmarks.recording import provenance, reproducing_command
 
-SECTIONS = ("reference", "throughput", "streaming", "watches", "floor", "workers")  # workers last: it restarts the gateway
+# workers last: it restarts the gateway
+SECTIONS = ("reference", "throughput", "streaming", "watches", "floor", "costs", "workers")
 NS = "default"
 CM = f"/api/v1/namespaces/{NS}/configmaps"
 
@@ -268,6 +273,77 @@ async def watches(member: Member, gw: GatewayProcess, quick: bool) -> dict[str, 
     }
 
 
+# The costs section's variants of the gateway: parts left out (benchmarks/gateway_variant.py), flags added.
+COST_VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "without_metrics": (("metrics",), ()),
+    "without_log_context": (("log-context",), ()),
+    "fail_fast_gate_on": ((), ("--feature-gates", "HealthinessCheck=true")),
+}
+
+
+def _cost(with_part: float, without_part: float) -> dict[str, float]:
+    """A part's cost from the CPU-seconds per 1,000 requests with and without it."""
+    return {
+        "cpu_s_per_1000_with": round(with_part, 4),
+        "cpu_s_per_1000_without": round(without_part, 4),
+        "us_per_request": round((with_part - without_part) * 1000, 1),
+        "percent": round((with_part - without_part) / without_part * 100, 1),
+    }
+
+
+async def costs(member: Member, gw: GatewayProcess, work: Path, event_loop: str, quick: bool) -> dict[str, Any]:
+    """CPU per 1,000 proxied GETs (64 clients) of the full gateway and of each variant, in alternating rounds
+    (each round starts one variant later, so none is always first); medians."""
+    seconds, rounds = (1.0, 3) if quick else (3.0, 5)
+    concurrency = 64
+    path = "/api/v1/namespaces/default"
+    variants: dict[str, GatewayProcess] = {"full": gw}
+    cpu: dict[str, list[float]] = {}
+    try:
+        for name, (without, flags) in COST_VARIANTS.items():
+            variants[name] = GatewayProcess(work / f"cost-{name}", member, event_loop=event_loop, without=without, flags=flags)
+            await variants[name].start()
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                name: await stack.enter_async_context(
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=v.ssl, limit=concurrency))
+                )
+                for name, v in variants.items()
+            }
+            for name, v in variants.items():
+                await load(clients[name], v.proxy + path, concurrency, 0.3)  # open the connections
+            names = list(variants)
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    pids = variants[name].pids()
+                    cpu0 = cpu_seconds(pids)
+                    n = await load(clients[name], variants[name].proxy + path, concurrency, seconds)
+                    cpu.setdefault(name, []).append((cpu_seconds(pids) - cpu0) / (n / 1000))
+    finally:
+        for v in variants.values():
+            if v is not gw:
+                await v.stop()
+    median = {name: statistics.median(values) for name, values in cpu.items()}
+    in_process = await hot_path_costs.measure(n=5_000 if quick else 20_000)
+    full_us = median["full"] * 1000  # CPU-s per 1,000 requests = ms per request
+    return {
+        "end_to_end": {
+            "rounds": rounds,
+            "seconds_each": seconds,
+            "concurrency": concurrency,
+            "cpu_s_per_1000": {name: round(value, 4) for name, value in median.items()},
+            "cpu_s_per_1000_each_round": {name: [round(v, 4) for v in values] for name, values in cpu.items()},
+            "metrics": _cost(median["full"], median["without_metrics"]),
+            "log_context": _cost(median["full"], median["without_log_context"]),
+            "fail_fast_gate": _cost(median["fail_fast_gate_on"], median["full"]),
+        },
+        # The parts timed alone (benchmarks/hot_path_costs.py), and as a share of a whole request's CPU above.
+        "in_process_us": in_process,
+        "in_process_percent_of_a_request": {part: round(us / full_us * 100, 2) for part, us in in_process.items()},
+        "gateway_us_per_request": round(full_us, 1),
+    }
+
+
 async def workers_scaling(member: Member, work: Path, event_loop: str, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for count in (1, 2):
@@ -337,6 +413,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             elif section == "floor":
                 assert local is not None
                 results[section] = await floor(member, local, gw, args.quick)
+            elif section == "costs":
+                results[section] = await costs(member, gw, work, args.event_loop, args.quick)
             elif section == "workers":
                 await gw.stop()
                 results[section] = await workers_scaling(member, work, args.event_loop, args.quick)
@@ -401,6 +479,23 @@ def report(r: dict[str, Any]) -> None:
             f"  floor: GET added p50 minimal proxy {lm['added_p50_ms']:+} ms, gateway {lg['added_p50_ms']:+} ms; "
             f"CPU per 1,000 GETs minimal {tm['gateway_cpu_s_per_1000']} s, gateway {tg['gateway_cpu_s_per_1000']} s; "
             f"req/s minimal {tm['gateway_rps']}, gateway {tg['gateway_rps']}"
+        )
+    if c := r.get("costs"):
+        labels = [
+            ("metrics", "metrics", "metrics"),
+            ("log_context", "log_context", "logging context"),
+            ("fail_fast", "fail_fast_gate", "fail-fast gate on"),
+        ]
+        alone = ", ".join(
+            f"{label} {c['in_process_us'][key]} µs ({c['in_process_percent_of_a_request'][key]} %)" for key, _, label in labels
+        )
+        e2e = c["end_to_end"]
+        whole = ", ".join(f"{label} {e2e[key]['us_per_request']:+} µs ({e2e[key]['percent']:+} %)" for _, key, label in labels)
+        share = f"share of the gateway's {c['gateway_us_per_request']} µs"
+        print(f"  cost per proxied GET, each part timed alone (CPU, {share}): {alone}")
+        print(
+            f"  cost per proxied GET, gateways with and without it alternating ({e2e['rounds']} rounds of "
+            f"{e2e['seconds_each']:g} s; noisy on a busy machine): {whole}"
         )
     if k := r.get("workers"):
         one, two = k["workers_1"], k["workers_2"]

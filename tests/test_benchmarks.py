@@ -80,7 +80,7 @@ def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=240,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -98,6 +98,10 @@ def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
     floor = r["floor"]
     assert floor["throughput_minimal"]["gateway_cpu_s_per_1000"] > 0 and floor["get_namespace"]["minimal"]["n"] == 200
     assert r["workers"]["workers_2"]["workers"] == 2 and r["workers"]["workers_2"]["gateway_rps"] > 0
+    costs = r["costs"]
+    assert set(costs["in_process_us"]) == set(costs["in_process_percent_of_a_request"]) == {"metrics", "log_context", "fail_fast"}
+    assert set(costs["end_to_end"]["cpu_s_per_1000"]) == {"full", "without_metrics", "without_log_context", "fail_fast_gate_on"}
+    assert all(len(rounds) == 3 for rounds in costs["end_to_end"]["cpu_s_per_1000_each_round"].values())
     assert "gateway vs direct" in proc.stdout
 
 
@@ -158,3 +162,27 @@ def test_the_fanout_benchmark_lists_every_member_both_ways(tmp_path: Path) -> No
         assert 0 < r[way]["first_item_ms"]["p50"] <= r[way]["total_ms"]["p50"]
     assert r["fanout"]["gateway_rss_mb"]["peak"] > 0
     assert "fan-out: first item" in proc.stdout
+
+
+async def test_the_cost_variant_without_metrics_really_counts_nothing(tmp_path: Path) -> None:
+    """benchmarks/gateway_variant.py: the gateway it runs proxies as usual, and its /metrics shows no proxied request."""
+    import aiohttp
+
+    from benchmarks.harness import GatewayProcess, LocalMember
+
+    local = LocalMember(tmp_path / "member")
+    member = await local.start()
+    variant = GatewayProcess(tmp_path / "gateway", member, without=("metrics",))
+    try:
+        await variant.start()  # it proxied a GET to become ready
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=variant.ssl)) as s:
+            async with s.get(variant.proxy + "/api/v1/namespaces/default") as resp:
+                assert resp.status == 200
+            async with s.get(variant.base + "/metrics") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+    finally:
+        await variant.stop()
+        await local.stop()
+    assert "# TYPE ocm_proxy_proxied_requests_by_cluster_total counter" in text
+    assert "ocm_proxy_proxied_requests_by_cluster_total{" not in text

@@ -195,9 +195,22 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
+def upstream_connections(text: str) -> dict[str, float]:
+    """The member connections of cluster m1 in a scrape, by state."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        s.labels["state"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gateway_apiserver_upstream_connections" and s.labels["cluster"] == "m1"
+    }
+
+
 async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
     """With --workers, each worker writes its values to a directory the parent made (prometheus_client's
-    multiprocess mode): a scrape reaching either worker counts the requests both served."""
+    multiprocess mode): a scrape reaching either worker counts the requests both served, and the
+    connections both hold to the member."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from tests.fakes.member_apiserver import FakeMemberAPIServer
@@ -243,7 +256,14 @@ async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
                     statuses.append(status)
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.05)  # the second worker may still be starting
-            scrapes = [await get("/metrics") for _ in range(8)]
+            connections: list[dict[str, float]] = []
+            deadline = time.monotonic() + 20  # each worker shares its connection counts every 5 s
+            while time.monotonic() < deadline:
+                scrapes = [await get("/metrics") for _ in range(8)]
+                connections = [upstream_connections(text) for _, text in scrapes]
+                if connections == [{"idle": 2, "active": 0}] * 8:
+                    break
+                await asyncio.sleep(0.5)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -259,6 +279,8 @@ async def test_two_workers_answer_metrics_for_both(tmp_path: Path) -> None:
     ]
     assert [status for status, _ in scrapes] == [200] * 8
     assert counted == [[("m1", "200", 30.0)]] * 8
+    # Sequential GETs leave each worker one idle keep-alive connection to the member: two in all, whichever answers.
+    assert connections == [{"idle": 2, "active": 0}] * 8
     serving_pids = set()
     for line in err.decode().splitlines():
         head, _, payload = line.partition(" gateway_apiserver.access: ")

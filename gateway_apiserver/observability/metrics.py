@@ -29,6 +29,7 @@ from ..app_keys import REGISTRY, VIRTUAL_CLUSTER_REGISTRY
 from ..base.query import query_bool
 from ..base.status import StatusError
 from ..security.request_info import RequestInfoError, request_info
+from . import worker_snapshots
 from .access_log import ATTRIBUTES_KEY
 from .cache_counts import CacheCounts
 from .cluster_metrics import ClusterStateCollector
@@ -48,6 +49,29 @@ _NO_QUERY: MultiDict[str] = MultiDict()
 _METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 PREPARED_RESPONSE = web.RequestKey("metrics_prepared_response", web.StreamResponse)
+
+
+class TunnelBytes:
+    """An upgrade tunnel's bytes, added to its cluster's byte counters as the tunnel's pumps report them
+    (proxy/upgrade.py's TunnelMeter: every MiB each way and at the end, never per chunk)."""
+
+    __slots__ = ("_to_client", "_to_member", "to_client")
+
+    def __init__(self, to_member: Counter, to_client: Counter) -> None:
+        self._to_member = to_member
+        self._to_client = to_client
+        self.to_client = 0  # reported so far: the response's own byte count includes these
+
+    def add(self, to_member: int, to_client: int) -> None:
+        """Count bytes the tunnel carried since the last report."""
+        if to_member:
+            self._to_member.inc(to_member)
+        if to_client:
+            self._to_client.inc(to_client)
+            self.to_client += to_client
+
+
+TUNNEL_BYTES = web.RequestKey("metrics_tunnel_bytes", TunnelBytes)  # set for upgrade requests to a served cluster
 
 
 class _CacheCollector(Collector):
@@ -121,13 +145,13 @@ class GatewayMetrics:
         )
         self.bytes_in = Counter(
             "gateway_apiserver_proxy_request_body_bytes_total",
-            "Request body bytes read from clients and forwarded to members, by cluster",
+            "Bytes read from clients and forwarded to members (request bodies, and exec/attach/port-forward tunnels), by cluster",
             ["cluster"],
             registry=r,
         )
         self.bytes_out = Counter(
             "gateway_apiserver_proxy_response_bytes_total",
-            "Response bytes written to clients (head and body as sent) for proxied requests, by cluster",
+            "Response bytes written to clients (head and body as sent, and tunnel bytes) for proxied requests, by cluster",
             ["cluster"],
             registry=r,
         )
@@ -141,7 +165,9 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, str, int], _Children] = {}
         self._caches = _CacheCollector()
         r.register(self._caches)
-        self._state: list[Collector] = []  # the same in every worker: reported, never summed
+        # Read at scrape time by the worker a scrape reaches, not from prometheus_client's multiprocess files
+        # (a collector may add the other workers' snapshots itself: observability/worker_snapshots.py).
+        self._state: list[Collector] = []
 
     def add_state_collector(self, collector: Collector) -> None:
         """Expose `collector`'s series (read at scrape time, such as each cluster's health)."""
@@ -181,7 +207,12 @@ class GatewayMetrics:
             attrs = request.get(ATTRIBUTES_KEY)
             verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, "")
             watching = watching or query_bool(request.query.get("watch"))
-            gauge = self.open_tunnels if "Upgrade" in request.headers else self.open_watches if watching else None
+            tunnel: TunnelBytes | None = None
+            if "Upgrade" in request.headers:
+                gauge: Gauge | None = self.open_tunnels
+                tunnel = request[TUNNEL_BYTES] = TunnelBytes(self.bytes_in.labels(cluster), self.bytes_out.labels(cluster))
+            else:
+                gauge = self.open_watches if watching else None
             self.in_flight.inc()
             if gauge is not None:
                 gauge.labels(cluster).inc()
@@ -213,7 +244,8 @@ class GatewayMetrics:
                     counted.bytes_in.inc(request.content.total_bytes)
                 prepared = request.get(PREPARED_RESPONSE)
                 if prepared is not None:
-                    counted.bytes_out.inc(_bytes_sent(prepared))
+                    # A tunnel's bytes to the client went through this response too, and were counted as they passed.
+                    counted.bytes_out.inc(_bytes_sent(prepared) - (tunnel.to_client if tunnel is not None else 0))
 
         return instrumented
 
@@ -302,9 +334,10 @@ class WorkersMetricsDirectory:
         os.environ[MULTIPROCESS_DIR_ENV] = self.path
 
     def worker_exited(self, pid: int | None) -> None:
-        """Drop a dead worker's in-progress gauges (its counters stay: what it counted happened)."""
+        """Drop a dead worker's in-progress gauges and snapshots (its counters stay: what it counted happened)."""
         if pid is not None:
             multiprocess.mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
+            worker_snapshots.forget(self.path, pid)
 
     def close(self) -> None:
         """Remove the directory, once the workers have stopped."""

@@ -25,8 +25,9 @@ from ..app_keys import REGISTRY
 from ..base.api_group import API_PREFIX
 from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
-from ..observability.metrics import METRICS, instrument
+from ..observability.metrics import METRICS, TUNNEL_BYTES, instrument
 from ..registry.model import ClusterGateway
+from .connection_metrics import UpstreamConnectionsCollector
 from .credential_metrics import ExecCredentialExpiryCollector
 from .credentials import CredentialError, ResolvedCredential
 from .fail_fast import FailFast, Trial
@@ -171,17 +172,22 @@ async def _upgrade(
     headers: CIMultiDict[str],
     settings: ProxySettings,
 ) -> web.StreamResponse:
-    response: web.StreamResponse = await handle_upgrade(
-        request,
-        url,
-        ssl_context,
-        headers,
-        connect_timeout=settings.connect_timeout,
-        # The member's answer to the upgrade is an ordinary exchange; only the tunnel after a 101 is long-running.
-        response_timeout=settings.request_timeout,
-        dial=transport.upgrade_dialer(url, ssl_context),
-        hop=transport.hop(url),
-    )
+    transport.tunnels += 1  # its member connection, from the dial until it closes (upstream_connections)
+    try:
+        response: web.StreamResponse = await handle_upgrade(
+            request,
+            url,
+            ssl_context,
+            headers,
+            connect_timeout=settings.connect_timeout,
+            # The member's answer to the upgrade is an ordinary exchange; only the tunnel after a 101 is long-running.
+            response_timeout=settings.request_timeout,
+            dial=transport.upgrade_dialer(url, ssl_context),
+            hop=transport.hop(url),
+            meter=request.get(TUNNEL_BYTES),
+        )
+    finally:
+        transport.tunnels -= 1
     return response
 
 
@@ -310,6 +316,9 @@ def add_proxy_routes(app: web.Application) -> None:
     app[TRANSPORT_POOL] = pool
     if METRICS in app:
         app[METRICS].add_state_collector(ExecCredentialExpiryCollector(pool))
+        connections = UpstreamConnectionsCollector(pool, app[METRICS].multiprocess_dir)
+        app[METRICS].add_state_collector(connections)
+        app.cleanup_ctx.append(connections.publishing)  # under --workers: shares this worker's counts
 
     async def start(app: web.Application) -> None:
         if PROXY_SETTINGS in app:

@@ -161,6 +161,7 @@ class ClusterTransport:
             max_line_size=64 * 1024,
         )
         self._active = 0
+        self.tunnels = 0  # upgrade tunnels (exec, attach, port-forward) open now: each holds its own member connection
         self._idle = asyncio.Event()
         self._idle.set()
         self.retired = False
@@ -272,6 +273,10 @@ class TransportPool:
     def transports(self) -> list[ClusterTransport]:
         """The current transport of every cluster used so far, by name."""
         return [self._transports[name] for name in sorted(self._transports)]
+
+    def open_transports(self) -> list[ClusterTransport]:
+        """Every transport that may still hold connections: the current ones and those retiring."""
+        return [*self._transports.values(), *self._retiring.values()]
 
     def get(self, cluster: ClusterGateway) -> ClusterTransport:
         """The transport for `cluster`, built on first use or when its connection facts changed.

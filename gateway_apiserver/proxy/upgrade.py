@@ -21,6 +21,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import yarl
 from aiohttp import web
@@ -38,6 +39,9 @@ MAX_HEAD_BYTES = 64 * 1024  # the member's response head; kube's are well under 
 MAX_REFUSAL_BODY = 1024 * 1024  # a refusal is a Status object; refuse to buffer more
 _CHUNK = 64 * 1024
 _CLOSE_TIMEOUT = 5.0  # bound on a graceful TLS close of the member connection
+# A tunnel's pumps count bytes locally and report them at this many, and when they end: no per-chunk metric
+# update, yet a long-lived port-forward shows its progress.
+METER_EVERY_BYTES = 1024 * 1024
 
 # Never sent upstream as given: we frame the request ourselves (RFC 9110 §7.6.1 hop-by-hop,
 # plus the framing and Host headers we set from the target).
@@ -50,6 +54,13 @@ _RESPONSE_SKIP = frozenset(
     {"content-length", "transfer-encoding", "te", "trailer", "keep-alive", "proxy-connection", "connection", "upgrade"}
 )
 _FORBIDDEN = frozenset("\r\n\x00")
+
+
+class TunnelMeter(Protocol):
+    """Told the bytes a tunnel carried: every METER_EVERY_BYTES in each direction, and the rest when it ends."""
+
+    def add(self, to_member: int, to_client: int) -> None:
+        """`to_member` more bytes went from the client to the member, `to_client` more the other way."""
 
 
 def is_upgrade_request(request: web.BaseRequest) -> bool:
@@ -81,6 +92,7 @@ async def handle_upgrade(
     response_timeout: float = 30.0,
     dial: Dialer | None = None,
     hop: Hop | None = None,
+    meter: TunnelMeter | None = None,
 ) -> web.StreamResponse:
     """Proxy the upgrade `request` to `target_url` and, on a 101, tunnel bytes until either side closes.
 
@@ -91,6 +103,7 @@ async def handle_upgrade(
     verification, False for none; ignored for `http` targets. `dial` replaces the direct TLS
     dial (e.g. through a proxy-url) and must return connected streams. `hop` names the cluster
     and its proxy in failure messages (default: "the member" at the target's host and port).
+    `meter`, if given, is told the bytes the tunnel carries each way (the 101 head is not among them).
 
     Returns the response for aiohttp: a relayed refusal (non-101, connection closed), a
     `Status` error (400 for a request body, 502 for TLS or protocol errors, 503 for connect
@@ -137,7 +150,7 @@ async def handle_upgrade(
             log.debug("member %s refused the upgrade with %d; relaying, no tunnel", target, head.status)
             return _relay(head, body)
         handed_over = True
-        return await _tunnel(request, reader, writer, head)
+        return await _tunnel(request, reader, writer, head, meter or _UNMETERED)
     finally:
         if not handed_over:
             await _close_member(writer)
@@ -274,8 +287,16 @@ def _relay(head: ResponseHead, body: bytes) -> web.Response:
     return response
 
 
+class _Unmetered:
+    def add(self, to_member: int, to_client: int) -> None:
+        pass
+
+
+_UNMETERED = _Unmetered()
+
+
 async def _tunnel(
-    request: web.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: ResponseHead
+    request: web.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: ResponseHead, meter: TunnelMeter
 ) -> web.StreamResponse:
     """Answer 101 with the member's headers, then copy bytes both ways until one side ends."""
     try:
@@ -287,7 +308,10 @@ async def _tunnel(
         except ConnectionError:
             # The client left before the 101: nobody will read this answer.
             return _error(499, "client closed the connection before the upgrade completed")
-        tasks = [asyncio.create_task(_member_to_client(reader, client)), asyncio.create_task(_client_to_member(client, writer))]
+        tasks = [
+            asyncio.create_task(_member_to_client(reader, client, meter)),
+            asyncio.create_task(_client_to_member(client, writer, meter)),
+        ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -303,17 +327,33 @@ async def _tunnel(
         await _close_member(writer)
 
 
-async def _member_to_client(reader: asyncio.StreamReader, client: RawConnection) -> None:
-    with contextlib.suppress(OSError):  # ConnectionError and ssl.SSLError included: either side gone
-        while data := await reader.read(_CHUNK):
-            await client.write(data)
+async def _member_to_client(reader: asyncio.StreamReader, client: RawConnection, meter: TunnelMeter) -> None:
+    unreported = 0
+    try:
+        with contextlib.suppress(OSError):  # ConnectionError and ssl.SSLError included: either side gone
+            while data := await reader.read(_CHUNK):
+                await client.write(data)
+                unreported += len(data)
+                if unreported >= METER_EVERY_BYTES:
+                    meter.add(0, unreported)
+                    unreported = 0
+    finally:  # cancelled too: the other side ended the tunnel
+        meter.add(0, unreported)
 
 
-async def _client_to_member(client: RawConnection, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await client.read():
-            writer.write(data)
-            await writer.drain()
+async def _client_to_member(client: RawConnection, writer: asyncio.StreamWriter, meter: TunnelMeter) -> None:
+    unreported = 0
+    try:
+        with contextlib.suppress(OSError):
+            while data := await client.read():
+                writer.write(data)
+                unreported += len(data)  # handed to the member's socket, even if the tunnel ends during the drain
+                if unreported >= METER_EVERY_BYTES:
+                    meter.add(unreported, 0)
+                    unreported = 0
+                await writer.drain()
+    finally:
+        meter.add(unreported, 0)
 
 
 async def _close_member(writer: asyncio.StreamWriter) -> None:

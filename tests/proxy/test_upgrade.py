@@ -453,19 +453,28 @@ async def test_no_fd_or_task_leak(tunnelling_gateway: HostingGateway, upgrade_me
 # --- /metrics --------------------------------------------------------------------------------------
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape_as_alice(gateway: HostingGateway, kube_apiserver: FakeKubeAPIServer) -> Samples:
+    """GET /metrics as alice (granted it here): every sample, by name and sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rule = PolicyRule(users=("alice",), verbs=("get",), non_resource_urls=("/metrics",))
+    if rule not in kube_apiserver.policy:
+        kube_apiserver.policy.append(rule)
+    async with gateway.session() as s, s.get("/metrics", headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as r:
+        assert r.status == 200
+        text = await r.text()
+    families = text_string_to_metric_families(text)
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families for x in f.samples}
+
+
 async def test_an_open_tunnel_is_a_gauge_and_counts_its_101_once_closed(
     tunnelling_gateway: HostingGateway, kube_apiserver: FakeKubeAPIServer
 ) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    kube_apiserver.policy.append(PolicyRule(users=("alice",), verbs=("get",), non_resource_urls=("/metrics",)))
-
-    async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        async with tunnelling_gateway.session() as s, s.get("/metrics", headers={"Authorization": f"Bearer {ALICE_TOKEN}"}) as r:
-            assert r.status == 200
-            text = await r.text()
-        families = text_string_to_metric_families(text)
-        return {(x.name, tuple(sorted(x.labels.items()))): x.value for f in families for x in f.samples}
+    async def scrape() -> Samples:
+        return await scrape_as_alice(tunnelling_gateway, kube_apiserver)
 
     tunnels, by_cluster = "gateway_apiserver_proxy_open_tunnels", "ocm_proxy_proxied_requests_by_cluster_total"
     _, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
@@ -480,3 +489,42 @@ async def test_an_open_tunnel_is_a_gauge_and_counts_its_101_once_closed(
         await asyncio.sleep(0.05)
     assert (during[(tunnels, (("cluster", "m1"),))], (by_cluster, (("cluster", "m1"), ("code", "101"))) in during) == (1, False)
     assert (after[(tunnels, (("cluster", "m1"),))], after[(by_cluster, (("cluster", "m1"), ("code", "101")))]) == (0, 1)
+
+
+async def test_tunnel_bytes_are_counted_each_way_while_it_is_open_and_exactly_once_it_ends(
+    tunnelling_gateway: HostingGateway, kube_apiserver: FakeKubeAPIServer, upgrade_member: FakeUpgradeMember
+) -> None:
+    """The tunnel's pumps report every METER_EVERY_BYTES (1 MiB) each way and the rest at the end; the response
+    bytes also hold the 101 head. The member connection is an active upstream connection while the tunnel is open."""
+    from gateway_apiserver.proxy.upgrade import METER_EVERY_BYTES
+
+    m1 = (("cluster", "m1"),)
+    to_member, to_client = "gateway_apiserver_proxy_request_body_bytes_total", "gateway_apiserver_proxy_response_bytes_total"
+    connections = "gateway_apiserver_upstream_connections"
+    active, idle = (connections, (*m1, ("state", "active"))), (connections, (*m1, ("state", "idle")))
+    reader, writer, head = await send_upgrade(tunnelling_gateway, "SPDY/3.1")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    sent = b"x" * 100 + os.urandom(3 * 1024 * 1024)
+    writer.write(sent)
+    async with asyncio.timeout(20):
+        echoed = await asyncio.gather(writer.drain(), reader.readexactly(len(sent)))
+    assert echoed[1] == sent
+    await eventually(lambda: len(upgrade_member.upgrades[0].received) == len(sent))
+    for _ in range(40):  # the pump may still be awaiting the write of the last chunk the client has read
+        during = await scrape_as_alice(tunnelling_gateway, kube_apiserver)
+        if during[(to_client, m1)] > len(sent) - METER_EVERY_BYTES:
+            break
+        await asyncio.sleep(0.05)
+    writer.transport.abort()
+    after = during
+    for _ in range(100):  # the gateway sees the tunnel end a moment later
+        after = await scrape_as_alice(tunnelling_gateway, kube_apiserver)
+        if after[("gateway_apiserver_proxy_open_tunnels", m1)] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert len(sent) - METER_EVERY_BYTES < during[(to_member, m1)] <= len(sent)
+    assert len(sent) - METER_EVERY_BYTES < during[(to_client, m1)] <= len(sent)
+    assert (during[active], during[idle]) == (1, 0)
+    assert after[(to_member, m1)] == len(sent)
+    assert after[(to_client, m1)] == len(head) + len(sent)
+    assert (after[active], after[idle]) == (0, 0)
