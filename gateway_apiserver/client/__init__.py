@@ -30,11 +30,12 @@ from .hub_asyncio import (
     watch_cluster_gateways_asyncio,
     watch_virtual_clusters_asyncio,
 )
-from .objects import ClusterGateway, VirtualCluster, WatchEvent
+from .objects import ClusterGateway, ClusterList, VirtualCluster, WatchEvent
 from .paths import InvalidClusterName, check_cluster_name, member_proxy_path, member_proxy_url
 
 __all__ = [
     "ClusterGateway",
+    "ClusterList",
     "ClusterOutcome",
     "ClusterTimeout",
     "FanOutError",

@@ -6,17 +6,19 @@ Each function takes a `kubernetes.client.ApiClient` of the hub (the cluster that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .objects import (
     CLUSTER_GATEWAYS,
     VIRTUAL_CLUSTERS,
     ClusterGateway,
+    ClusterList,
     EventType,
     VirtualCluster,
     WatchEvent,
     cluster_gateway,
+    cluster_list,
     list_arguments,
     virtual_cluster,
 )
@@ -31,9 +33,9 @@ class WatchError(RuntimeError):
     """The hub ended a watch with an ERROR event; the message is the Status's."""
 
 
-def list_cluster_gateways(api: kubernetes.client.ApiClient, *, label_selector: str = "") -> list[ClusterGateway]:
-    """Every ClusterGateway the hub serves that matches `label_selector` (all when empty), by name."""
-    return [cluster_gateway(item) for item in _list(api, CLUSTER_GATEWAYS, label_selector)["items"]]
+def list_cluster_gateways(api: kubernetes.client.ApiClient, *, label_selector: str = "") -> ClusterList[ClusterGateway]:
+    """The ClusterGateways matching `label_selector` (all when empty), by name, and the list's resourceVersion."""
+    return cluster_list(_list(api, CLUSTER_GATEWAYS, label_selector), cluster_gateway)
 
 
 def get_cluster_gateway(api: kubernetes.client.ApiClient, name: str) -> ClusterGateway:
@@ -43,14 +45,14 @@ def get_cluster_gateway(api: kubernetes.client.ApiClient, name: str) -> ClusterG
 
 def watch_cluster_gateways(
     api: kubernetes.client.ApiClient, *, label_selector: str = "", resource_version: str = "", timeout_seconds: int | None = None
-) -> Iterator[WatchEvent[ClusterGateway]]:
+) -> Generator[WatchEvent[ClusterGateway], None, None]:
     """Changes to ClusterGateways from `resource_version` (the current list as ADDED events when empty)."""
     return _watch(api, CLUSTER_GATEWAYS, cluster_gateway, label_selector, resource_version, timeout_seconds)
 
 
-def list_virtual_clusters(api: kubernetes.client.ApiClient, *, label_selector: str = "") -> list[VirtualCluster]:
-    """Every VirtualCluster the hub serves that matches `label_selector` (all when empty), by name."""
-    return [virtual_cluster(item) for item in _list(api, VIRTUAL_CLUSTERS, label_selector)["items"]]
+def list_virtual_clusters(api: kubernetes.client.ApiClient, *, label_selector: str = "") -> ClusterList[VirtualCluster]:
+    """The VirtualClusters matching `label_selector` (all when empty), by name, and the list's resourceVersion."""
+    return cluster_list(_list(api, VIRTUAL_CLUSTERS, label_selector), virtual_cluster)
 
 
 def get_virtual_cluster(api: kubernetes.client.ApiClient, name: str) -> VirtualCluster:
@@ -60,7 +62,7 @@ def get_virtual_cluster(api: kubernetes.client.ApiClient, name: str) -> VirtualC
 
 def watch_virtual_clusters(
     api: kubernetes.client.ApiClient, *, label_selector: str = "", resource_version: str = "", timeout_seconds: int | None = None
-) -> Iterator[WatchEvent[VirtualCluster]]:
+) -> Generator[WatchEvent[VirtualCluster], None, None]:
     """Changes to VirtualClusters from `resource_version` (the current list as ADDED events when empty)."""
     return _watch(api, VIRTUAL_CLUSTERS, virtual_cluster, label_selector, resource_version, timeout_seconds)
 
@@ -87,7 +89,7 @@ def _watch(
     label_selector: str,
     resource_version: str,
     timeout_seconds: int | None,
-) -> Iterator[WatchEvent[T]]:
+) -> Generator[WatchEvent[T], None, None]:
     import kubernetes.watch
 
     watch_class: Any = kubernetes.watch.Watch  # the package's watch is unannotated

@@ -14,9 +14,11 @@ from .objects import (
     CLUSTER_GATEWAYS,
     VIRTUAL_CLUSTERS,
     ClusterGateway,
+    ClusterList,
     VirtualCluster,
     WatchEvent,
     cluster_gateway,
+    cluster_list,
     list_arguments,
     virtual_cluster,
 )
@@ -29,9 +31,9 @@ T = TypeVar("T")
 
 async def list_cluster_gateways_asyncio(
     api: kubernetes_asyncio.client.ApiClient, *, label_selector: str = ""
-) -> list[ClusterGateway]:
-    """Every ClusterGateway the hub serves that matches `label_selector` (all when empty), by name."""
-    return [cluster_gateway(item) for item in (await _list(api, CLUSTER_GATEWAYS, label_selector))["items"]]
+) -> ClusterList[ClusterGateway]:
+    """The ClusterGateways matching `label_selector` (all when empty), by name, and the list's resourceVersion."""
+    return cluster_list(await _list(api, CLUSTER_GATEWAYS, label_selector), cluster_gateway)
 
 
 async def get_cluster_gateway_asyncio(api: kubernetes_asyncio.client.ApiClient, name: str) -> ClusterGateway:
@@ -52,9 +54,9 @@ def watch_cluster_gateways_asyncio(
 
 async def list_virtual_clusters_asyncio(
     api: kubernetes_asyncio.client.ApiClient, *, label_selector: str = ""
-) -> list[VirtualCluster]:
-    """Every VirtualCluster the hub serves that matches `label_selector` (all when empty), by name."""
-    return [virtual_cluster(item) for item in (await _list(api, VIRTUAL_CLUSTERS, label_selector))["items"]]
+) -> ClusterList[VirtualCluster]:
+    """The VirtualClusters matching `label_selector` (all when empty), by name, and the list's resourceVersion."""
+    return cluster_list(await _list(api, VIRTUAL_CLUSTERS, label_selector), virtual_cluster)
 
 
 async def get_virtual_cluster_asyncio(api: kubernetes_asyncio.client.ApiClient, name: str) -> VirtualCluster:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -52,6 +52,33 @@ class WatchEvent(Generic[T]):
     type: EventType
     object: T | None
     resource_version: str
+
+
+@dataclass(frozen=True)
+class ClusterList(Generic[T]):
+    """A list answer: the items, and the resourceVersion to start a watch from."""
+
+    items: tuple[T, ...]
+    resource_version: str
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+    def names(self) -> list[str]:
+        """The items' names, in order."""
+        return [str(getattr(item, "name", "")) for item in self.items]
+
+
+def cluster_list(answer: Mapping[str, Any], convert: Callable[[Mapping[str, Any]], T]) -> ClusterList[T]:
+    """The typed view of a List answer."""
+    rv = str((answer.get("metadata") or {}).get("resourceVersion", ""))
+    return ClusterList(tuple(convert(item) for item in answer.get("items") or ()), rv)
 
 
 def cluster_gateway(obj: Mapping[str, Any]) -> ClusterGateway:
