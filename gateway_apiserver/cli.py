@@ -15,10 +15,10 @@ from .process import event_loop_factory, run_workers
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse flags, run until SIGINT/SIGTERM. Exit 2 on a bad configuration.
 
-    `gateway-apiserver kubeconfig ...` prints a kubeconfig for member clusters instead (kubeconfig_export.py)."""
+    `gateway-apiserver kubeconfig ...` prints a kubeconfig for member clusters instead (client/kubeconfig_export.py)."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["kubeconfig"]:
-        from .kubeconfig_export import main as kubeconfig_main
+        from .client.kubeconfig_export import main as kubeconfig_main
 
         return kubeconfig_main(args[1:])
     try:

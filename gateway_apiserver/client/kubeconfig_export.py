@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .client.paths import InvalidClusterName, check_cluster_name, member_proxy_url
+from .paths import InvalidClusterName, check_cluster_name, member_proxy_url
 
 PROG = "gateway-apiserver kubeconfig"
 KubeConfig = dict[str, Any]
@@ -129,8 +129,8 @@ async def list_cluster_names(hub: KubeConfig, context: str | None) -> list[str]:
     import kubernetes_asyncio.client
     import kubernetes_asyncio.config
 
-    from .client.fan_out import describe_error
-    from .client.hub_asyncio import list_cluster_gateways_asyncio
+    from .fan_out import describe_error
+    from .hub_asyncio import list_cluster_gateways_asyncio
 
     hub_context, hub_cluster, _ = _hub_entries(hub, context)
     server = hub_cluster["cluster"].get("server")
