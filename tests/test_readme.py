@@ -45,7 +45,8 @@ def test_gateway_commands_use_real_flags() -> None:
     for argv in commands():
         if argv[:2] == ["gateway-apiserver", "kubeconfig"]:  # the subcommand has its own flags
             assert {a.split("=", 1)[0] for a in argv if a.startswith("--")} <= known_to_kubeconfig, argv
-        elif argv[:1] == ["gateway-apiserver"] or argv[:3] == ["python", "-m", "gateway_apiserver"] or argv[:2] == ["./dev", "run"]:
+            continue
+        if argv[:1] == ["gateway-apiserver"] or argv[:3] == ["python", "-m", "gateway_apiserver"] or argv[:2] == ["./dev", "run"]:
             for arg in argv:
                 if arg.startswith("--"):
                     assert arg.split("=", 1)[0] in known, f"README uses unknown flag {arg} in: {' '.join(argv)}"
