@@ -6,7 +6,7 @@ errors are the package's own ApiException.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .hub import typed_event
@@ -47,7 +47,7 @@ def watch_cluster_gateways_asyncio(
     label_selector: str = "",
     resource_version: str = "",
     timeout_seconds: int | None = None,
-) -> AsyncIterator[WatchEvent[ClusterGateway]]:
+) -> AsyncGenerator[WatchEvent[ClusterGateway], None]:
     """Changes to ClusterGateways from `resource_version` (the current list as ADDED events when empty)."""
     return _watch(api, CLUSTER_GATEWAYS, cluster_gateway, label_selector, resource_version, timeout_seconds)
 
@@ -70,7 +70,7 @@ def watch_virtual_clusters_asyncio(
     label_selector: str = "",
     resource_version: str = "",
     timeout_seconds: int | None = None,
-) -> AsyncIterator[WatchEvent[VirtualCluster]]:
+) -> AsyncGenerator[WatchEvent[VirtualCluster], None]:
     """Changes to VirtualClusters from `resource_version` (the current list as ADDED events when empty)."""
     return _watch(api, VIRTUAL_CLUSTERS, virtual_cluster, label_selector, resource_version, timeout_seconds)
 
@@ -97,7 +97,7 @@ async def _watch(
     label_selector: str,
     resource_version: str,
     timeout_seconds: int | None,
-) -> AsyncIterator[WatchEvent[T]]:
+) -> AsyncGenerator[WatchEvent[T], None]:
     import kubernetes_asyncio.watch
 
     options: dict[str, Any] = {"label_selector": label_selector, "allow_watch_bookmarks": True}

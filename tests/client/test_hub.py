@@ -20,6 +20,7 @@ from gateway_apiserver.client import (
     list_virtual_clusters_asyncio,
     watch_cluster_gateways,
     watch_cluster_gateways_asyncio,
+    watch_virtual_clusters_asyncio,
 )
 
 from .conftest import Hub, add_member
@@ -107,3 +108,16 @@ async def test_asyncio_package_lists_gets_and_watches(hub: Hub) -> None:
         hub.gateway.api.delete_secret("vela-system", "m2")
         await asyncio.wait_for(task, 10)
     assert seen == [("DELETED", "m2")]
+
+
+async def test_asyncio_package_watches_virtual_clusters(hub: Hub) -> None:
+    async with await async_api(hub) as api:
+        listed = await list_virtual_clusters_asyncio(api)
+        events = watch_virtual_clusters_asyncio(api, resource_version=listed.resource_version, timeout_seconds=10)
+        add_member(hub.gateway.api, "m3", "https://m3.invalid", token="t", ca_pem=hub.members["m1"].ca_pem)
+        async with asyncio.timeout(10):
+            event = await anext(events)
+            while event.object is None:  # bookmarks
+                event = await anext(events)
+        await events.aclose()
+    assert (event.type, event.object.name, event.object.endpoint) == ("ADDED", "m3", "https://m3.invalid")
