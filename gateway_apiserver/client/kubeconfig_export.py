@@ -37,10 +37,17 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The subcommand's flags (also used to check the README's commands)."""
-    p = _Parser(prog=PROG, allow_abbrev=False, description=__doc__.splitlines()[0] if __doc__ else None)
+    p = _Parser(
+        prog=PROG,
+        allow_abbrev=False,
+        description="Print a kubeconfig whose server is the hub's proxy URL of CLUSTER (or of every ClusterGateway, "
+        "one context each), with the hub context's CA and user.",
+    )
     p.add_argument("cluster", nargs="?", metavar="CLUSTER", help="the ClusterGateway to target")
-    p.add_argument("--hub-kubeconfig", type=Path, help="the hub's kubeconfig (default: $KUBECONFIG, else ~/.kube/config)")
-    p.add_argument("--context", help="the hub context to copy (default: its current-context)")
+    p.add_argument(
+        "--hub-kubeconfig", type=Path, metavar="PATH", help="the hub's kubeconfig (default: $KUBECONFIG, else ~/.kube/config)"
+    )
+    p.add_argument("--context", metavar="NAME", help="the hub context to copy (default: its current-context)")
     p.add_argument("--all", action="store_true", help="one context per ClusterGateway the hub lists")
     return p
 
