@@ -2,10 +2,11 @@
 
 A member Configuration is a copy of the hub's whose host is the cluster's proxy URL. It never carries the
 hub's `refresh_api_key_hook`: the hook `kubernetes.config.load_kube_config` installs for token users (static,
-exec and OIDC) resets `host` to the hub's server on every request, which sent member requests to the hub
-itself (404 for `/api/v1/...`). Instead the member's hook runs the hub's own hook against the hub's
-Configuration and then takes the hub's current token, so a refreshed hub credential (the official package's
-hook, or kubernetes_asyncio's `refresh_token` loop) is used by every member Configuration made from it.
+exec and OIDC) resets `host` to the hub's server before every request, so a member request became the hub's
+own `/api/v1/...` (answered by the hub: its own objects, a 404 or a 403; never the member). Instead the
+member's hook runs the hub's own hook against the hub's Configuration and then takes the hub's current
+token, so a refreshed hub credential (the official package's hook, or kubernetes_asyncio's `refresh_token`
+loop) is used by every member Configuration made from it.
 """
 
 from __future__ import annotations
