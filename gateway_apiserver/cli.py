@@ -13,9 +13,16 @@ from .process import event_loop_factory, run_workers
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse flags, run until SIGINT/SIGTERM. Exit 2 on a bad configuration."""
+    """Entry point: parse flags, run until SIGINT/SIGTERM. Exit 2 on a bad configuration.
+
+    `gateway-apiserver kubeconfig ...` prints a kubeconfig for member clusters instead (client/kubeconfig_export.py)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["kubeconfig"]:
+        from .client.kubeconfig_export import main as kubeconfig_main
+
+        return kubeconfig_main(args[1:])
     try:
-        config = parse_config(sys.argv[1:] if argv is None else argv)
+        config = parse_config(args)
     except ConfigError as exc:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
