@@ -8,6 +8,7 @@ Convention: the line before each fence is `<!-- run: NAME -->` (NAME is a runner
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -150,7 +151,21 @@ async def python_fan_out(fleet: Fleet) -> None:
     assert await run_block(the_block("python-fan-out"), fleet) == "member-1 ['member-1-cm']\nmember-2 ['member-2-cm']\n"
 
 
+async def fan_out_raw(fleet: Fleet) -> None:
+    answer = json.loads(await run_block(the_block("fan-out-raw"), fleet))
+    by_cluster = {
+        i["metadata"]["annotations"]["cluster.core.oam.dev/cluster-name"]: i["metadata"]["name"] for i in answer["items"]
+    }
+    assert by_cluster == {"member-1": "member-1-cm", "member-2": "member-2-cm"}
+    outcomes = [(c["details"]["name"], c["status"], c["message"]) for c in answer["clusters"]]
+    assert outcomes == [
+        ("member-1", "Success", 'cluster "member-1": 1 item'),
+        ("member-2", "Success", 'cluster "member-2": 1 item'),
+    ]
+
+
 RUNNERS: dict[str, Callable[[Fleet], Awaitable[None]]] = {
+    "fan-out-raw": fan_out_raw,
     "proxy-raw": proxy_raw,
     "member-kubeconfig": member_kubeconfig,
     "python-client": python_client,
