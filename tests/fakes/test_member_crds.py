@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.fakes.kube_store import status_object
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.pki import client_ssl_context
 
@@ -296,16 +297,7 @@ async def test_apply_removes_what_the_manager_stopped_applying_but_keeps_other_m
 def conflict(message: str, *causes: tuple[str, str]) -> dict[str, Any]:
     """Kube's 409 for an apply conflict: one cause per (manager as kube names it, field)."""
     details = {"causes": [{"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": f} for m, f in causes]}
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Conflict",
-        "details": details,
-        "code": 409,
-    }
+    return status_object(409, "Conflict", message, details)
 
 
 async def test_applying_another_value_to_a_field_another_manager_owns_is_a_conflict(

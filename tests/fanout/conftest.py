@@ -23,7 +23,7 @@ import pytest
 from gateway_apiserver.fanout.handler import FANOUT_SETTINGS
 from tests.fakes.hosting import SECRET_NAMESPACE, HostingGateway, hosting_gateway
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
-from tests.fakes.kube_store import PolicyRule
+from tests.fakes.kube_store import PolicyRule, status_object
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.secrets import CREDENTIAL_LABEL
 
@@ -80,25 +80,9 @@ def cluster_status(cluster: str, message: str, code: int = 200, reason: str = ""
     """The Status a fan-out reports for one cluster."""
     details = {"name": cluster, "group": GROUP, "kind": "clustergateways"}
     if code == 200:
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Success",
-            "message": f'cluster "{cluster}": {message}',
-            "code": 200,
-            "details": details,
-        }
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-        "details": details,
-    }
+        success = {"status": "Success", "message": f'cluster "{cluster}": {message}', "code": 200, "details": details}
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, **success}
+    return status_object(code, reason, message, details)
 
 
 def forbidden_message(cluster: str) -> str:
