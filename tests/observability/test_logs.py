@@ -138,12 +138,13 @@ async def test_the_command_writes_json_lines_at_the_verbosity_asked(tmp_path: Pa
         sys.executable, "-m", "gateway_apiserver", *args, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        for _ in range(150):
+        for attempt in range(150):  # each attempt its own audit ID: an early one may get 503 before the 200
+            audit_id = f"cli-readyz-{attempt}"
             try:
                 ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "apiserver.crt"))
                 async with (
                     aiohttp.ClientSession() as s,
-                    s.get(f"https://127.0.0.1:{port}/readyz", ssl=ctx, headers={"Audit-ID": "cli-readyz-1"}) as r,
+                    s.get(f"https://127.0.0.1:{port}/readyz", ssl=ctx, headers={"Audit-ID": audit_id}) as r,
                 ):
                     if r.status == 200:
                         break
@@ -158,7 +159,7 @@ async def test_the_command_writes_json_lines_at_the_verbosity_asked(tmp_path: Pa
     assert proc.returncode == 0, err.decode()
     lines = parse_json_lines(err.decode())
     assert "DEBUG" in {line["level"] for line in lines}  # -v 4 logs debug messages
-    (access,) = [line for line in lines if line["logger"] == "gateway_apiserver.access" and line["auditID"] == "cli-readyz-1"]
+    (access,) = [line for line in lines if line["logger"] == "gateway_apiserver.access" and line["auditID"] == audit_id]
     assert (access["message"], access["path"], access["status"], access["user"]) == ("request", "/readyz", 200, "standalone")
     assert lines[-1]["message"] == "shut down"
 

@@ -100,12 +100,17 @@ async def test_a_member_that_stops_answering_and_recovers_is_seen_by_watchers_an
             member.recover()
             await eventually(lambda: status(gw).get("healthy") is True)
             assert await kubectl_healthy(gw) == "true"
-            await eventually(lambda: len(events) >= 3)
+            # The first probe may land before the listing the watch starts from: then the list already shows it.
+            first_probe_listed = (listed["items"][0].get("status") or {}).get("healthy") is True
+            expected = [("MODIFIED", False, "ConnectionTimeout"), ("MODIFIED", True, None)]
+            if not first_probe_listed:
+                expected.insert(0, ("MODIFIED", True, None))
+            await eventually(lambda: len(events) >= len(expected))
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         transitions = [(e["type"], e["object"]["status"]["healthy"], e["object"]["status"].get("healthyReason")) for e in events]
-        assert transitions == [("MODIFIED", True, None), ("MODIFIED", False, "ConnectionTimeout"), ("MODIFIED", True, None)]
+        assert transitions == expected
         versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
         assert versions == sorted(set(versions)) and versions[0] > int(listed["metadata"]["resourceVersion"])
         assert all(e["object"]["status"]["lastProbeTime"].endswith("Z") for e in events)

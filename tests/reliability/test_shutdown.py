@@ -54,6 +54,8 @@ class Gateway:
         self.args = [
             "--standalone", "--secrets-dir", str(secrets_dir), "--secure-port", str(self.port),
             "--cert-dir", str(self.cert_dir), "--shutdown-delay-duration", f"{DELAY:g}s", "--shutdown-grace-period", "20s",
+            # No health probing: the held watch must see only the test's own changes, not a probe's MODIFIED.
+            "--health-probe-interval", "0s",
         ]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
         self.ctx: ssl.SSLContext | None = None
