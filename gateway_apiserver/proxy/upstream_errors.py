@@ -27,6 +27,7 @@ import python_socks
 from yarl import URL
 
 from ..base.status import StatusError
+from .konnectivity.errors import TunnelError
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) a client meets when verifying a server.
 _UNTRUSTED = frozenset({2, 4, 7, 18, 19, 20, 21, 24, 27, 28})  # unknown issuer, self-signed, bad signature, not a CA
@@ -234,6 +235,9 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
     `connecting`: `exc` was raised while dialing (aiohttp says so itself with ClientConnectorError).
     """
     cluster, where = hop.subject, hop.member
+    tunnel = exc if isinstance(exc, TunnelError) else getattr(exc, "os_error", None)
+    if isinstance(tunnel, TunnelError):  # a ClusterProxy cluster's tunnel: its message names the cause
+        return StatusError(tunnel.code, tunnel.message)
     if _is_proxy_failure(hop, exc):
         return describe_proxy_failure(hop, exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
