@@ -193,7 +193,7 @@ class ClusterTransport:
 
     def hop(self, url: URL) -> Hop:
         """Where a request to `url` goes (member and proxy), to describe a failure to reach it."""
-        return Hop(self.name, url, self._cluster.proxy_url, self._connect_timeout)
+        return Hop(self.name, url, self._cluster.proxy_url, self._connect_timeout, self._cluster.tls_server_name)
 
     def upgrade_dialer(self, url: URL, ssl_context: ssl.SSLContext | bool) -> Dialer | None:
         """How an upgrade tunnel (which bypasses the session) reaches `url` through the cluster's

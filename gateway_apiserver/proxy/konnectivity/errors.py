@@ -35,8 +35,8 @@ def unreachable(cluster: str, cause: str) -> TunnelError:
 
 def channel_failure(server: str, error: grpc.RpcError) -> str:
     """Why a Proxy stream failed before its dial was answered, from gRPC's status."""
-    code = error.code() if isinstance(error, grpc.Call) else None
-    details = (error.details() if isinstance(error, grpc.Call) else None) or ""
+    code = error.code() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
+    details = (error.details() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None) or ""
     proxy = f"the Konnectivity proxy-server {server}"
     if code == grpc.StatusCode.UNAVAILABLE:
         if any(marker in details for marker in _UNTRUSTED_SERVER):

@@ -81,6 +81,7 @@ class ProxyServerTunnels:
         except grpc.RpcError as exc:
             call.cancel()
             cause = channel_failure(server, exc)
+            log.info("dial of cluster %s through %s failed: %s %s", cluster, server, exc.code(), exc.details())
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 self.channel.failed(channel, cause)
             raise unreachable(cluster, cause) from None

@@ -8,13 +8,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
-from tests.fakes.gateway import RunningGateway
-from tests.fakes.proxying import eventually, proxied, status_of
+from tests.fakes.gateway import RunningGateway, get_json
+from tests.fakes.pki import issue_client_cert, issue_server_cert, make_ca
+from tests.fakes.proxying import eventually, proxied, status_body, status_of
 
-from .conftest import CLUSTER, ClusterProxySetup
+from .conftest import CLUSTER, ClusterProxySetup, cluster_proxy_secret
 
 pytestmark = pytest.mark.timeout(60)
 NS = "/api/v1/namespaces/default"
@@ -97,3 +99,143 @@ async def test_concurrent_requests_open_one_tunnel_each_and_kept_alive_connectio
             assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200
         assert (server.dials, server.open_connections) == (12, 12)
         assert len(cluster_proxy.member.connections) == 12  # the agent's TCP connections to the member
+
+
+# --- failures, each a Status naming its cause ----------------------------------------------------
+
+
+async def test_a_cluster_whose_agent_is_not_connected_gets_503_no_agent_available(cluster_proxy: ClusterProxySetup) -> None:
+    other = cluster_proxy_secret("c2", cluster_proxy.member)
+    async with cluster_proxy.gateway(cluster_proxy_secret(CLUSTER, cluster_proxy.member), other) as gw:
+        assert await status_of(gw, proxied("c2", "/version")) == (
+            503,
+            status_body(
+                503,
+                f'cluster "c2" unreachable: the Konnectivity proxy-server {proxy_server(cluster_proxy)} has no agent for it '
+                "(No agent available): is the cluster-proxy agent running and connected in that cluster?",
+            ),
+        )
+        assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200  # another cluster is not affected
+    assert cluster_proxy.server.no_agent == 1
+
+
+async def test_an_agent_leaving_mid_watch_ends_the_watch_and_later_requests_get_no_agent_available(
+    cluster_proxy: ClusterProxySetup,
+) -> None:
+    member = cluster_proxy.member
+    async with cluster_proxy.gateway() as gw, gw.session() as client:
+        path = proxied(CLUSTER, f"{NS}/configmaps?watch=true&resourceVersion={member.store.rv}&timeoutSeconds=30")
+        async with client.get(path) as resp:
+            assert resp.status == 200
+            member.store.create("configmaps", "default", {"metadata": {"name": "before"}, "data": {}})
+            first = json.loads(await asyncio.wait_for(resp.content.readline(), 5))
+            assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "before")
+            await cluster_proxy.agent.disconnect()
+            with pytest.raises(aiohttp.ClientPayloadError):  # cut, never a clean end that looks complete
+                await asyncio.wait_for(resp.content.read(), 5)
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            503,
+            status_body(
+                503,
+                f'cluster "c1" unreachable: the Konnectivity proxy-server {proxy_server(cluster_proxy)} has no agent for it '
+                "(No agent available): is the cluster-proxy agent running and connected in that cluster?",
+            ),
+        )
+        async with cluster_proxy.new_agent():
+            await cluster_proxy.server.wait_for_agents(1)
+            assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200
+
+
+async def test_requests_succeed_again_once_the_proxy_server_is_back(cluster_proxy: ClusterProxySetup) -> None:
+    server = cluster_proxy.server
+    async with cluster_proxy.gateway() as gw:
+        assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200
+        await server.stop()
+        await cluster_proxy.agent.disconnect()
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            503,
+            status_body(
+                503,
+                f'cluster "c1" unreachable: the Konnectivity proxy-server {proxy_server(cluster_proxy)} '
+                "cannot be reached: connection refused",
+            ),
+        )
+        await server.start()  # the same port
+        async with cluster_proxy.new_agent():
+            await server.wait_for_agents(1)
+            statuses: list[int] = []
+
+            async def answered() -> bool:
+                statuses.append((await status_of(gw, proxied(CLUSTER, "/version")))[0])
+                return statuses[-1] == 200
+
+            for _ in range(100):  # the channel is rebuilt after a short backoff
+                if await answered():
+                    break
+                await asyncio.sleep(0.1)
+            assert statuses[-1] == 200 and set(statuses) <= {503, 200}
+
+
+async def test_a_client_certificate_the_proxy_server_does_not_trust_gets_503_naming_it(cluster_proxy: ClusterProxySetup) -> None:
+    stranger = issue_client_cert(make_ca("not-the-proxy-client-ca"), "gateway")
+    async with cluster_proxy.gateway(client=stranger) as gw:
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            503,
+            status_body(
+                503,
+                f'cluster "c1" unreachable: the Konnectivity proxy-server {proxy_server(cluster_proxy)} refused the '
+                "gateway's client certificate (--proxy-cert) during the TLS handshake",
+            ),
+        )
+    assert cluster_proxy.server.dials == 0
+
+
+async def test_a_member_certificate_the_secrets_ca_did_not_sign_gets_502(cluster_proxy: ClusterProxySetup) -> None:
+    wrong_ca = cluster_proxy_secret(CLUSTER, cluster_proxy.member, ca_pem=make_ca("not-the-members-ca").cert_pem)
+    async with cluster_proxy.gateway(wrong_ca) as gw:
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            502,
+            status_body(
+                502,
+                'TLS verification of cluster "c1" at c1:443 failed: the member\'s certificate is not trusted '
+                "by the cluster's CA bundle (ca.crt in its Secret)",
+            ),
+        )
+    assert cluster_proxy.member.requests == []
+
+
+async def test_a_member_certificate_without_the_kubernetes_default_svc_name_gets_502(cluster_proxy: ClusterProxySetup) -> None:
+    member = cluster_proxy.member
+    member.serve_certificate(issue_server_cert(member.ca, dns_names=("localhost",)))
+    async with cluster_proxy.gateway() as gw:
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            502,
+            status_body(
+                502,
+                'TLS verification of cluster "c1" at c1:443 failed: the member\'s certificate is not valid for '
+                '"kubernetes.default.svc" (the server name is not in its names)',
+            ),
+        )
+    assert member.requests == []
+
+
+async def test_a_secret_without_ca_is_reached_unverified_and_its_status_says_so(cluster_proxy: ClusterProxySetup) -> None:
+    member = cluster_proxy.member
+    member.serve_certificate(issue_server_cert(make_ca("unknown-ca"), dns_names=("anything",)))
+    async with cluster_proxy.gateway(cluster_proxy_secret(CLUSTER, member, ca_pem=None)) as gw:
+        assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200
+        body = await get_json(gw, f"/apis/cluster.core.oam.dev/v1alpha1/clustergateways/{CLUSTER}")
+        assert body["spec"]["access"]["endpoint"] == {"type": "ClusterProxy"}
+        assert body["status"] == {"healthy": False, "insecure": True}
+
+
+async def test_without_a_proxy_server_configured_a_cluster_proxy_cluster_gets_503(cluster_proxy: ClusterProxySetup) -> None:
+    async with cluster_proxy.gateway(cluster_proxy_host="") as gw:
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            503,
+            status_body(
+                503,
+                'cluster "c1" is reached through OCM cluster-proxy (endpoint type ClusterProxy), but this gateway '
+                "was started without a Konnectivity proxy-server (--proxy-host)",
+            ),
+        )
