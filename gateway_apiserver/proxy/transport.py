@@ -162,7 +162,13 @@ class ClusterTransport:
         self.session = aiohttp.ClientSession(
             connector=connector,
             # No total timeout: a watch lives as long as the client wants. Connect is bounded.
-            timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout, sock_connect=settings.connect_timeout),
+            # Through a tunnel, the dial and the member's TLS are each bounded by the connect timeout (the dial's
+            # own timeout names the proxy-server), so the whole connect may take both.
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.connect_timeout * (2 if self._tunnels is not None else 1),
+                sock_connect=settings.connect_timeout,
+            ),
             auto_decompress=False,  # Content-Encoding passes through, so must the bytes
             cookie_jar=aiohttp.DummyCookieJar(),  # a member's cookies must never reach another caller
             skip_auto_headers=SKIP_AUTO_HEADERS,

@@ -21,7 +21,7 @@ ExternalName Service named after the cluster points at `kubernetes.default`).
 
 Counters (`dials`, `established`, `open_connections`, `close_requests`, `no_agent`) let tests assert how
 many tunnels were opened; `stop()`/`start()` restart the server on the same port; `FakeAgent.disconnect()`
-takes an agent away.
+takes an agent away, `FakeAgent.answering = False` leaves dials unanswered.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class FakeProxyServer:
         self.established = 0  # dials an agent answered with a connection
         self.no_agent = 0  # dials answered `No agent available`
         self.close_requests = 0  # CLOSE_REQs received from clients
+        self.withdrawn = 0  # DIAL_CLSs received from clients for dials still pending
         self.dial_addresses: list[str] = []
 
     def client_cert(self, cn: str = "gateway") -> CertKey:
@@ -186,7 +187,8 @@ class FakeProxyServer:
                     dialled.append(packet.dialRequest.random)
                     await backend.stream.send(packet)
                 elif packet.type == pb.DIAL_CLS:
-                    self._pending.pop(packet.closeDial.random, None)
+                    if self._pending.pop(packet.closeDial.random, None) is not None:
+                        self.withdrawn += 1
                 elif packet.type == pb.DATA and backend is not None:
                     await backend.stream.send(packet)
                 elif packet.type == pb.CLOSE_REQ:
@@ -270,6 +272,7 @@ class FakeAgent:
         self._call: Any = None
         self._runner: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        self.answering = True  # False: dials are received and never answered (a stuck agent)
 
     async def connect(self) -> None:
         """Connect to the server and serve its dials until disconnected."""
@@ -322,7 +325,7 @@ class FakeAgent:
     async def _serve(self) -> None:
         with contextlib.suppress(grpc.RpcError, asyncio.CancelledError):
             async for packet in self._call:
-                if packet.type == pb.DIAL_REQ:
+                if packet.type == pb.DIAL_REQ and self.answering:
                     self._spawn(self._dial(packet.dialRequest))
                 elif packet.type == pb.DATA:
                     writer = self._remotes.get(packet.data.connectID)

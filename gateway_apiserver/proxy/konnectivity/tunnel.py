@@ -71,10 +71,20 @@ class ProxyServerTunnels:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await call.write(_packet(type=pb.DIAL_REQ, dialRequest=request))
-                answer = await _dial_answer(call, random)
+            # Waited for without cancelling the read on timeout: grpc.aio cancels the whole call with it.
+            waiting = asyncio.ensure_future(_dial_answer(call, random))
+            try:
+                done, _ = await asyncio.wait((waiting,), timeout=self.connect_timeout)
+            except asyncio.CancelledError:
+                waiting.cancel()
+                raise
+            if not done:
+                await _withdraw(call, random, waiting)
+                raise TimeoutError
+            answer = waiting.result()
             answered = True
         except TimeoutError:
-            await _withdraw(call, random)
+            call.cancel()
             raise unreachable(
                 cluster, f"dialing it through the Konnectivity proxy-server {server} timed out after {self.connect_timeout:g}s"
             ) from None
@@ -126,11 +136,15 @@ async def _dial_answer(call: Any, random: int) -> pb.DialResponse | None:
             return None
 
 
-async def _withdraw(call: Any, random: int) -> None:
-    """DIAL_CLS for a dial we gave up on (best effort), then end the stream."""
+async def _withdraw(call: Any, random: int, waiting: asyncio.Future[Any]) -> None:
+    """DIAL_CLS for a dial we gave up on; the stream ends once the server saw it (best effort, 1 s)."""
     with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError, TimeoutError):
         async with asyncio.timeout(1.0):
             await call.write(_packet(type=pb.DIAL_CLS, closeDial=pb.CloseDial(random=random)))
+            await call.done_writing()
+            await asyncio.wait((waiting,))  # the server ends the stream once we stopped writing
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
     call.cancel()
 
 

@@ -176,6 +176,21 @@ async def test_requests_succeed_again_once_the_proxy_server_is_back(cluster_prox
             assert statuses[-1] == 200 and set(statuses) <= {503, 200}
 
 
+async def test_a_dial_the_agent_never_answers_times_out_with_503_and_is_withdrawn(cluster_proxy: ClusterProxySetup) -> None:
+    cluster_proxy.agent.answering = False
+    async with cluster_proxy.gateway(proxy_connect_timeout=0.5) as gw:
+        assert await status_of(gw, proxied(CLUSTER, "/version")) == (
+            503,
+            status_body(
+                503,
+                f'cluster "c1" unreachable: dialing it through the Konnectivity proxy-server {proxy_server(cluster_proxy)} '
+                "timed out after 0.5s",
+            ),
+        )
+        await eventually(lambda: cluster_proxy.server.withdrawn == 1)  # DIAL_CLS: the server forgets the dial
+    assert cluster_proxy.member.requests == []
+
+
 async def test_a_client_certificate_the_proxy_server_does_not_trust_gets_503_naming_it(cluster_proxy: ClusterProxySetup) -> None:
     stranger = issue_client_cert(make_ca("not-the-proxy-client-ca"), "gateway")
     async with cluster_proxy.gateway(client=stranger) as gw:
