@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -99,6 +100,23 @@ async def test_concurrent_requests_open_one_tunnel_each_and_kept_alive_connectio
             assert (await status_of(gw, proxied(CLUSTER, "/version")))[0] == 200
         assert (server.dials, server.open_connections) == (12, 12)
         assert len(cluster_proxy.member.connections) == 12  # the agent's TCP connections to the member
+
+
+async def test_the_health_prober_reaches_a_cluster_proxy_cluster_through_its_tunnel(cluster_proxy: ClusterProxySetup) -> None:
+    async with cluster_proxy.gateway(health_probe_interval=0.2, health_probe_timeout=2.0) as gw:
+        path = f"/apis/cluster.core.oam.dev/v1alpha1/clustergateways/{CLUSTER}"
+
+        async def status() -> dict[str, Any]:
+            body: dict[str, Any] = await get_json(gw, path)
+            return body["status"]
+
+        for _ in range(100):
+            if (await status()).get("healthy"):
+                break
+            await asyncio.sleep(0.05)
+        observed = await status()
+        assert (observed["healthy"], observed["kubernetesVersion"]) == (True, "v1.32.0-fake-member")
+    assert {r.raw_path for r in cluster_proxy.member.requests} >= {"/readyz", "/version"}
 
 
 # --- failures, each a Status naming its cause ----------------------------------------------------
