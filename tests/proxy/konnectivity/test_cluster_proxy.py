@@ -107,8 +107,8 @@ async def test_the_health_prober_reaches_a_cluster_proxy_cluster_through_its_tun
         path = f"/apis/cluster.core.oam.dev/v1alpha1/clustergateways/{CLUSTER}"
 
         async def status() -> dict[str, Any]:
-            body: dict[str, Any] = await get_json(gw, path)
-            return body["status"]
+            observed: dict[str, Any] = (await get_json(gw, path))["status"]
+            return observed
 
         for _ in range(100):
             if (await status()).get("healthy"):
