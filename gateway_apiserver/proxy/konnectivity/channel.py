@@ -11,7 +11,8 @@ GOAWAY `too_many_pings`. So pings go only while calls are open, every 6 minutes.
 
 A channel that fails to connect (UNAVAILABLE before a dial is answered) is dropped and rebuilt on
 a later dial, no sooner than an exponential backoff (0.2 s doubling to 5 s) after the last attempt;
-dials in between fail at once with the last cause.
+dials in between fail at once with the last cause. The dropped channel closes once its open streams
+end, so other clusters' working tunnels are never cut by one failed dial.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from grpc import aio
 PING_INTERVAL_MS = 6 * 60 * 1000  # > grpc-go's default EnforcementPolicy.MinTime (5 min)
 PING_TIMEOUT_MS = 20 * 1000
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+RETIRED_GRACE = 3600.0  # a channel dropped after a failed dial closes once its streams end (or after an hour)
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", PING_INTERVAL_MS),
     ("grpc.keepalive_timeout_ms", PING_TIMEOUT_MS),
@@ -76,7 +78,7 @@ class ProxyServerChannel:
         self._failures = 0
         self._retry_at = 0.0
         self._last_error: str | None = None
-        self._retired: set[asyncio.Task[None]] = set()
+        self._retired: dict[asyncio.Task[None], aio.Channel] = {}  # channels left to finish their streams
         self.built = 0  # channels built, for tests
 
     def get(self) -> aio.Channel:
@@ -102,21 +104,26 @@ class ProxyServerChannel:
         self._failures, self._last_error = 0, None
 
     def failed(self, channel: aio.Channel | None, cause: str) -> None:
-        """`channel` could not reach the proxy-server (`cause`): drop it; the next build waits out the backoff."""
+        """`channel` could not reach the proxy-server (`cause`): new dials stop using it (a new one is built after
+        the backoff). Its open tunnels, if any still work, are left to end by themselves: one failed dial never
+        cuts other clusters' tunnels."""
         self._last_error = cause
         self._retry_at = time.monotonic() + min(BACKOFF_FIRST * 2**self._failures, BACKOFF_MAX)
         self._failures += 1
         if channel is not None and channel is self._channel:
             self._channel = None
-            task = asyncio.get_running_loop().create_task(channel.close(None))
-            self._retired.add(task)
-            task.add_done_callback(self._retired.discard)
+            task = asyncio.get_running_loop().create_task(channel.close(RETIRED_GRACE))
+            self._retired[task] = channel
+            task.add_done_callback(lambda done: self._retired.pop(done, None))
 
     async def close(self) -> None:
-        """Close the channel (its streams end at once)."""
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close(None)
+        """Close the channel and any retired one (their streams end at once)."""
+        channels = [self._channel, *self._retired.values()]
+        self._channel = None
         for task in list(self._retired):
-            with contextlib.suppress(Exception):
-                await task
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        for channel in channels:
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close(None)
