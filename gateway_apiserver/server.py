@@ -29,6 +29,7 @@ from .proxy.fail_fast import FailFast
 from .proxy.handler import FAIL_FAST, IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
 from .proxy.health_probe import ProbeSettings, add_health_probing
 from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
+from .proxy.konnectivity.channel import KonnectivitySettings
 from .proxy.transport import ProxySettings
 from .registry.cache import ClusterRegistry
 from .registry.health import SecretHealthWriter
@@ -91,6 +92,20 @@ async def hosting_configuration(config: Config) -> Configuration:
         if config.kubeconfig is not None:
             raise ConfigError(f"--kubeconfig {config.kubeconfig}: {exc}") from None
         raise ConfigError(f"cannot load the hosting cluster configuration: {exc}") from None
+
+
+def konnectivity_settings(config: Config) -> KonnectivitySettings | None:
+    """The proxy-server ClusterProxy clusters are reached through (--proxy-host and its files), if any.
+    The files are read when a ClusterProxy cluster is first dialled, as the reference does."""
+    if not config.cluster_proxy_host:
+        return None
+    return KonnectivitySettings(
+        config.cluster_proxy_host,
+        config.cluster_proxy_port,
+        Path(config.cluster_proxy_ca_cert),
+        Path(config.cluster_proxy_cert),
+        Path(config.cluster_proxy_key),
+    )
 
 
 def impersonation_hook(impersonation: ClusterImpersonation) -> ImpersonationHook:
@@ -283,7 +298,11 @@ class GatewayServer:
         if hosting is not None:
             app[READY_CHECKS]["managed-clusters-synced"] = ready_check(self.managed_clusters, cfg.managed_cluster_sync_timeout)
         app[READY_CHECKS][SHUTDOWN_CHECK] = self.in_flight.ready_check
-        app[PROXY_SETTINGS] = ProxySettings(connect_timeout=cfg.proxy_connect_timeout, request_timeout=cfg.proxy_request_timeout)
+        app[PROXY_SETTINGS] = ProxySettings(
+            connect_timeout=cfg.proxy_connect_timeout,
+            request_timeout=cfg.proxy_request_timeout,
+            konnectivity=konnectivity_settings(cfg),
+        )
         add_health_probing(app, ProbeSettings(cfg.health_probe_interval, cfg.health_probe_timeout, cfg.health_probe_concurrency))
         if cfg.feature_gates["HealthinessCheck"]:
             app[FAIL_FAST] = FailFast(self.registry.health_observation, cfg.fail_fast_cool_down)

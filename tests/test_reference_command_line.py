@@ -296,7 +296,7 @@ def test_the_vela_core_chart_args_parse_with_their_meaning(tmp_path: Path) -> No
     )
 
 
-def test_the_ocm_addon_args_parse_and_warn_once_that_cluster_proxy_is_not_served(tmp_path: Path) -> None:
+def test_the_ocm_addon_args_parse_with_cluster_proxy_egress_and_no_warning(tmp_path: Path) -> None:
     config = parse_config(
         [
             "--secure-port=9443", "--secret-namespace=open-cluster-management-credentials", "--ocm-integration=true",
@@ -311,10 +311,12 @@ def test_the_ocm_addon_args_parse_and_warn_once_that_cluster_proxy_is_not_served
     )
     assert (config.cluster_proxy_host, config.cluster_proxy_port) == ("proxy-entrypoint.ocm", 8090)
     # As the reference, the files are read when a ClusterProxy cluster is first dialled, not at start.
-    assert config.warnings == (
-        "--proxy-host: ClusterProxy (Konnectivity) egress is not supported yet; "
-        "clusters whose endpoint type is ClusterProxy answer 501 NotImplemented",
+    assert (config.cluster_proxy_ca_cert, config.cluster_proxy_cert, config.cluster_proxy_key) == (
+        "/etc/ca/ca.crt",
+        "/etc/tls/tls.crt",
+        "/etc/tls/tls.key",
     )
+    assert config.warnings == ()
 
 
 async def test_the_real_command_with_the_vela_core_args_serves_and_warns_once(

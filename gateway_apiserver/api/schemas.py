@@ -214,6 +214,10 @@ _CLUSTER_TYPES: dict[str, Schema] = {
                 format="date-time",
             ),
             "kubernetesVersion": _string("KubernetesVersion is the gitVersion the cluster's /version last answered."),
+            "insecure": _bool(
+                "Insecure is true for a ClusterProxy cluster whose Secret has no ca.crt: the gateway reaches it "
+                "through the Konnectivity tunnel without verifying its serving certificate. Omitted otherwise."
+            ),
         },
     ),
     VIRTUAL_CLUSTER: _object(

@@ -37,10 +37,6 @@ __all__ = ["Config", "ConfigError", "build_parser", "parse_bool", "parse_config"
 
 # klog's -v at and above which debug messages are logged (kube's convention: 4 is debug).
 DEBUG_VERBOSITY = 4
-CLUSTER_PROXY_WARNING = (
-    "--proxy-host: ClusterProxy (Konnectivity) egress is not supported yet; "
-    "clusters whose endpoint type is ClusterProxy answer 501 NotImplemented"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +81,7 @@ class Config:
     tls_cipher_suites: tuple[str, ...] = ()
     permit_port_sharing: bool = False
     verbosity: int = 0  # klog's -v
-    # ClusterProxy (Konnectivity) egress: accepted and validated as the reference does; not used yet.
+    # ClusterProxy (Konnectivity) egress: the proxy-server ClusterProxy clusters are reached through.
     cluster_proxy_host: str = ""
     cluster_proxy_port: int = 8090
     cluster_proxy_ca_cert: str = ""
@@ -298,8 +294,8 @@ def _workers(value: str) -> int:
 
 
 def _cluster_proxy_warnings(ns: argparse.Namespace) -> list[str]:
-    """The reference's ValidateClusterProxy (with --proxy-host, the port and the three files must be given), and
-    one warning: ClusterProxy egress is not implemented yet. The files are read when first dialled, as there."""
+    """The reference's ValidateClusterProxy: with --proxy-host, the port and the three files must be given.
+    The files are read when a ClusterProxy cluster is first dialled, as there (and again when the channel is rebuilt)."""
     if not ns.proxy_host:
         return []
     if ns.proxy_port <= 0:
@@ -307,4 +303,4 @@ def _cluster_proxy_warnings(ns: argparse.Namespace) -> list[str]:
     for flag, value in (("--proxy-ca-cert", ns.proxy_ca_cert), ("--proxy-cert", ns.proxy_cert), ("--proxy-key", ns.proxy_key)):
         if not value:
             raise ConfigError(f"{flag} must be specified")
-    return [CLUSTER_PROXY_WARNING]
+    return []

@@ -60,7 +60,8 @@ class ProbeSettings:
 
 
 class HealthProber:
-    """Probes every Const-endpoint cluster of the registry, `settings.concurrency` at a time."""
+    """Probes every Const-endpoint cluster of the registry (and ClusterProxy ones when the gateway has a
+    Konnectivity proxy-server), `settings.concurrency` at a time."""
 
     def __init__(
         self,
@@ -92,7 +93,8 @@ class HealthProber:
 
     async def probe_all(self) -> None:
         """One round: every cluster probed once (bounded), each result recorded as it arrives."""
-        clusters = [c for c in self.registry.snapshot().items if c.endpoint_type is EndpointType.CONST]
+        tunnels = self.pool.settings.konnectivity is not None  # ClusterProxy clusters are reachable (--proxy-host)
+        clusters = [c for c in self.registry.snapshot().items if c.endpoint_type is EndpointType.CONST or tunnels]
         await asyncio.gather(*(self._probe_and_record(cluster) for cluster in clusters))
 
     async def _probe_and_record(self, cluster: ClusterGateway) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from ..base.status import StatusError
 from ..registry.cache import ChangeEvent
 from ..registry.model import ClusterGateway, EndpointType
 from .credentials import CredentialProvider, ResolvedCredential, credential_provider, load_client_certificate
+from .konnectivity.channel import KonnectivitySettings
+from .konnectivity.connector import KonnectivityConnector, through_tunnel, upgrade_dialer
+from .konnectivity.tunnel import ProxyServerTunnels
 from .upstream_errors import Hop, ProxyFailure
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ class ProxySettings:
     retire_grace: float = 60.0  # in-flight requests on a replaced transport get this long before it closes
     identity_headers: tuple[str, ...] = ()  # configured requestheader names to strip, besides X-Remote-*
     identity_prefixes: tuple[str, ...] = ()  # configured requestheader extra prefixes to strip
+    konnectivity: KonnectivitySettings | None = None  # the proxy-server ClusterProxy clusters are reached through
 
 
 def connection_facts(cluster: ClusterGateway) -> tuple[Any, ...]:
@@ -110,12 +115,15 @@ def _split_proxy(proxy_url: str) -> tuple[URL, dict[str, str]]:
 class ClusterTransport:
     """The session, TLS configuration and credential of one cluster."""
 
-    def __init__(self, cluster: ClusterGateway, settings: ProxySettings) -> None:
-        if cluster.endpoint_type is not EndpointType.CONST or not cluster.address:
-            raise ValueError("ClusterTransport needs a Const endpoint")
-        self.name = cluster.name
+    def __init__(self, cluster: ClusterGateway, settings: ProxySettings, tunnels: ProxyServerTunnels | None = None) -> None:
         self.facts = connection_facts(cluster)
-        self.base_url = URL(cluster.address)
+        self._tunnels = tunnels if cluster.endpoint_type is EndpointType.CLUSTER_PROXY else None
+        if cluster.endpoint_type is EndpointType.CLUSTER_PROXY and tunnels is not None:
+            cluster = through_tunnel(cluster)  # https://<name>, verified as kubernetes.default.svc
+        elif cluster.endpoint_type is not EndpointType.CONST or not cluster.address:
+            raise ValueError("ClusterTransport needs a Const endpoint, or a ClusterProxy one and the proxy-server's tunnels")
+        self.name = cluster.name
+        self.base_url = URL(cluster.address or "")
         self.is_tls = self.base_url.scheme == "https"
         self._base_ssl = server_ssl_context(cluster) if self.is_tls else None
         self._cluster = cluster
@@ -133,7 +141,9 @@ class ClusterTransport:
             "ttl_dns_cache": 10,
         }
         connector: aiohttp.TCPConnector
-        if cluster.proxy_url and URL(cluster.proxy_url).scheme in ("socks5", "socks5h"):
+        if self._tunnels is not None:
+            connector = KonnectivityConnector(self._dial, **connector_args)
+        elif cluster.proxy_url and URL(cluster.proxy_url).scheme in ("socks5", "socks5h"):
             proxy = URL(cluster.proxy_url)
             # Remote DNS (rdns) for both schemes, as Go's SOCKS5 dialer sends host names.
             connector = ProxyConnector(
@@ -152,7 +162,13 @@ class ClusterTransport:
         self.session = aiohttp.ClientSession(
             connector=connector,
             # No total timeout: a watch lives as long as the client wants. Connect is bounded.
-            timeout=aiohttp.ClientTimeout(total=None, connect=settings.connect_timeout, sock_connect=settings.connect_timeout),
+            # Through a tunnel, the dial and the member's TLS are each bounded by the connect timeout (the dial's
+            # own timeout names the proxy-server), so the whole connect may take both.
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.connect_timeout * (2 if self._tunnels is not None else 1),
+                sock_connect=settings.connect_timeout,
+            ),
             auto_decompress=False,  # Content-Encoding passes through, so must the bytes
             cookie_jar=aiohttp.DummyCookieJar(),  # a member's cookies must never reach another caller
             skip_auto_headers=SKIP_AUTO_HEADERS,
@@ -184,11 +200,13 @@ class ClusterTransport:
 
     def hop(self, url: URL) -> Hop:
         """Where a request to `url` goes (member and proxy), to describe a failure to reach it."""
-        return Hop(self.name, url, self._cluster.proxy_url, self._connect_timeout)
+        return Hop(self.name, url, self._cluster.proxy_url, self._connect_timeout, self._cluster.tls_server_name)
 
     def upgrade_dialer(self, url: URL, ssl_context: ssl.SSLContext | bool) -> Dialer | None:
         """How an upgrade tunnel (which bypasses the session) reaches `url` through the cluster's
-        proxy-url (HTTP CONNECT or SOCKS5); None when the cluster has no proxy (dial directly)."""
+        proxy-url (HTTP CONNECT or SOCKS5), or its own Konnectivity tunnel; None when the cluster has no proxy (dial directly)."""
+        if self._tunnels is not None:
+            return upgrade_dialer(self._dial, self._cluster.tls_server_name or "", ssl_context)
         if not self._cluster.proxy_url:
             return None
         proxy = URL(self._cluster.proxy_url)
@@ -213,6 +231,10 @@ class ClusterTransport:
             return stream.reader, stream.writer
 
         return dial
+
+    async def _dial(self) -> socket.socket:
+        assert self._tunnels is not None
+        return await self._tunnels.dial(self.name)
 
     def track(self) -> _InFlight:
         """Count one in-flight request (`with transport.track():`), so a retired transport closes only once idle."""
@@ -268,6 +290,7 @@ class TransportPool:
         self._transports: dict[str, ClusterTransport] = {}
         self._retiring: dict[asyncio.Task[None], ClusterTransport] = {}
         self._closed = False
+        self._tunnels: ProxyServerTunnels | None = None  # built when a ClusterProxy cluster is first used
         self.built = 0  # transports created, for tests and metrics
 
     def transports(self) -> list[ClusterTransport]:
@@ -281,25 +304,31 @@ class TransportPool:
     def get(self, cluster: ClusterGateway) -> ClusterTransport:
         """The transport for `cluster`, built on first use or when its connection facts changed.
 
-        A ClusterProxy (Konnectivity) endpoint answers 501 until that is supported.
+        A ClusterProxy (Konnectivity) endpoint answers 503 when the gateway has no proxy-server (--proxy-host).
         """
         if self._closed:
             raise StatusError(503, "the gateway is shutting down")
-        if cluster.endpoint_type is EndpointType.CLUSTER_PROXY:
-            raise StatusError(
-                501,
-                f'cluster "{cluster.name}" uses a ClusterProxy (Konnectivity) endpoint, '
-                "which this gateway-apiserver build does not support yet",
-            )
+        tunnels = self._cluster_proxy_tunnels(cluster) if cluster.endpoint_type is EndpointType.CLUSTER_PROXY else None
         current = self._transports.get(cluster.name)
         if current is not None and current.facts == connection_facts(cluster):
             return current
         if current is not None:
             self._retire(current)
-        transport = ClusterTransport(cluster, self.settings)
+        transport = ClusterTransport(cluster, self.settings, tunnels)
         self._transports[cluster.name] = transport
         self.built += 1
         return transport
+
+    def _cluster_proxy_tunnels(self, cluster: ClusterGateway) -> ProxyServerTunnels:
+        if self.settings.konnectivity is None:
+            raise StatusError(
+                503,
+                f'cluster "{cluster.name}" is reached through OCM cluster-proxy (endpoint type ClusterProxy), '
+                "but this gateway was started without a Konnectivity proxy-server (--proxy-host)",
+            )
+        if self._tunnels is None:
+            self._tunnels = ProxyServerTunnels(self.settings.konnectivity, self.settings.connect_timeout)
+        return self._tunnels
 
     def on_change(self, event: ChangeEvent[ClusterGateway]) -> None:
         """Registry listener: retire a cluster's transport when it is deleted or its facts change."""
@@ -339,3 +368,5 @@ class TransportPool:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+        if self._tunnels is not None:  # after the sessions: their tunnels send CLOSE_REQ first
+            await self._tunnels.close()

@@ -27,6 +27,7 @@ import python_socks
 from yarl import URL
 
 from ..base.status import StatusError
+from .konnectivity.errors import TunnelError
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) a client meets when verifying a server.
 _UNTRUSTED = frozenset({2, 4, 7, 18, 19, 20, 21, 24, 27, 28})  # unknown issuer, self-signed, bad signature, not a CA
@@ -67,6 +68,7 @@ class Hop:
     url: URL  # the member URL (only host and port are shown)
     proxy_url: str | None = None  # the Secret's proxy-url (its userinfo is never shown)
     connect_timeout: float = 10.0
+    server_name: str | None = None  # the name the member's certificate is checked against, when not the URL's host
 
     @property
     def subject(self) -> str:
@@ -113,7 +115,7 @@ def dns_reason(err: BaseException | None) -> str:
     return "name resolution failed"
 
 
-def tls_verification_reason(err: ssl.SSLCertVerificationError | None, host: str) -> str:
+def tls_verification_reason(err: ssl.SSLCertVerificationError | None, host: str, name_source: str = "the endpoint's host") -> str:
     """Why the member's certificate was refused, in terms of the cluster Secret."""
     code = getattr(err, "verify_code", None)
     if code == _EXPIRED:
@@ -121,7 +123,7 @@ def tls_verification_reason(err: ssl.SSLCertVerificationError | None, host: str)
     if code == _NOT_YET_VALID:
         return "the member's certificate is not valid yet (check the clocks)"
     if code in _NAME_MISMATCH:
-        return f"the member's certificate is not valid for \"{host}\" (the endpoint's host is not in its names)"
+        return f'the member\'s certificate is not valid for "{host}" ({name_source} is not in its names)'
     if code in _UNTRUSTED:
         return "the member's certificate is not trusted by the cluster's CA bundle (ca.crt in its Secret)"
     detail = getattr(err, "verify_message", None) or "unknown reason"
@@ -234,6 +236,9 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
     `connecting`: `exc` was raised while dialing (aiohttp says so itself with ClientConnectorError).
     """
     cluster, where = hop.subject, hop.member
+    tunnel = exc if isinstance(exc, TunnelError) else getattr(exc, "os_error", None)
+    if isinstance(tunnel, TunnelError):  # a ClusterProxy cluster's tunnel: its message names the cause
+        return StatusError(tunnel.code, tunnel.message)
     if _is_proxy_failure(hop, exc):
         return describe_proxy_failure(hop, exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
@@ -246,7 +251,10 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
     elif isinstance(exc, ssl.SSLCertVerificationError):
         verification = exc
     if verification is not None or isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = tls_verification_reason(verification, hop.url.host or "")
+        if hop.server_name:
+            reason = tls_verification_reason(verification, hop.server_name, "the server name")
+        else:
+            reason = tls_verification_reason(verification, hop.url.host or "")
         return StatusError(502, f"TLS verification of {cluster} at {where} failed: {reason}")
     if (ssl_error := _ssl_error_in(exc)) is not None:
         return StatusError(502, f"TLS handshake with {cluster} at {where} failed: {tls_reason(ssl_error)}")

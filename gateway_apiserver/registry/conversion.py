@@ -325,6 +325,13 @@ def secret_to_cluster_gateway(secret: Mapping[str, Any], managed_cluster: Manage
         proxy_url = _url_value(data, "proxy-url") or None
         if proxy_url:
             _check_url(proxy_url, "proxy-url", _PROXY_SCHEMES)
+    else:  # ClusterProxy: reached through a Konnectivity tunnel, verified against the Secret's CA if it has one
+        ca_key = "ca.crt" if "ca.crt" in data else "ca"
+        ca_bundle = _decode(data, ca_key) or None
+        if ca_bundle:
+            _check_certificates(ca_bundle, f"data[{ca_key!r}]")
+        else:
+            insecure = True  # as for Const endpoints: no CA, no verification (shown in status)
 
     credential = _credential(credential_type, data)
 
@@ -375,6 +382,8 @@ def _manifest(gw: ClusterGateway) -> dict[str, Any]:
             const["proxy-url"] = redact_url(gw.proxy_url)
         endpoint["const"] = const
     status: dict[str, Any] = {"healthy": gw.healthy}
+    if gw.endpoint_type is EndpointType.CLUSTER_PROXY and gw.insecure:
+        status["insecure"] = True  # its member certificate is not verified: the Secret has no ca.crt
     if gw.healthy_reason:
         status["healthyReason"] = gw.healthy_reason
     if gw.last_probe_time:

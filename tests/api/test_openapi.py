@@ -129,7 +129,7 @@ async def test_v2_object_schema_matches_what_we_serve(http: aiohttp.ClientSessio
     assert set(props("ClusterEndpointConst")) == {"address", "caBundle", "insecure", "proxy-url"}
     assert props("ClusterEndpointConst")["caBundle"]["format"] == "byte"
     assert props("ClusterAccessCredential")["type"]["enum"] == ["ServiceAccountToken", "X509Certificate", "Dynamic"]
-    assert set(props("ClusterGatewayStatus")) == {"healthy", "healthyReason", "lastProbeTime", "kubernetesVersion"}
+    assert set(props("ClusterGatewayStatus")) == {"healthy", "healthyReason", "lastProbeTime", "kubernetesVersion", "insecure"}
     assert props("ClusterGatewayStatus")["lastProbeTime"]["format"] == "date-time"
 
 

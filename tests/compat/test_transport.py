@@ -97,23 +97,23 @@ async def test_insecure_no_ca_bundle(member: FakeMemberAPIServer, tmp_path: Path
 async def test_cluster_proxy_egress(tmp_path: Path) -> None:
     """reference: transport_test.go, TestClusterRestConfigConversion/"cluster-proxy egress should work".
 
-    Deliberate difference (README, Status: "Not built yet: ... Konnectivity (`ClusterProxy`
-    endpoints answer 501)"): the reference dials `my-cluster` through its Konnectivity tunnel."""
+    The reference dials `my-cluster` through its Konnectivity tunnel (tests/proxy/konnectivity covers that);
+    a gateway started without --proxy-host says why it cannot."""
     secret = cluster_secret("my-cluster", endpoint=None, labels={ENDPOINT_LABEL: "ClusterProxy"})
     status, body = await proxied_version(tmp_path, secret)
     assert (status, body) == (
-        501,
+        503,
         {
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
             "message": (
-                'cluster "my-cluster" uses a ClusterProxy (Konnectivity) endpoint, '
-                "which this gateway-apiserver build does not support yet"
+                'cluster "my-cluster" is reached through OCM cluster-proxy (endpoint type ClusterProxy), '
+                "but this gateway was started without a Konnectivity proxy-server (--proxy-host)"
             ),
-            "reason": "NotImplemented",
-            "code": 501,
+            "reason": "ServiceUnavailable",
+            "code": 503,
         },
     )
 

@@ -408,7 +408,7 @@ async def test_unknown_cluster_and_cluster_proxy(member: FakeMemberAPIServer, tm
         code, status = await status_of(gw, proxied("nope", "/version"))
         assert code == 404 and status["reason"] == "NotFound"
         code, status = await status_of(gw, proxied("kp", "/version"))
-        assert code == 501 and "ClusterProxy" in status["message"]
+        assert code == 503 and "without a Konnectivity proxy-server (--proxy-host)" in status["message"]
 
 
 async def test_request_timeout_for_non_streaming_calls(member: FakeMemberAPIServer, tmp_path: Path) -> None:

@@ -140,6 +140,19 @@ class TestEndpoint:
         assert gw.endpoint_type is EndpointType.CLUSTER_PROXY
         assert gw.manifest["spec"]["access"]["endpoint"] == {"type": "ClusterProxy"}
 
+    def test_cluster_proxy_endpoint_is_verified_against_its_ca_crt(self) -> None:
+        labels = {"cluster.core.oam.dev/cluster-endpoint-type": "ClusterProxy"}
+        gw = secret_to_cluster_gateway(secret(token=TOKEN, ca_crt=CA.cert_pem, labels=labels))
+        assert (gw.ca_bundle, gw.insecure) == (CA.cert_pem, False)
+        assert gw.manifest["status"] == {"healthy": False}
+
+    def test_cluster_proxy_endpoint_without_ca_is_insecure_and_its_status_says_so(self) -> None:
+        labels = {"cluster.core.oam.dev/cluster-endpoint-type": "ClusterProxy"}
+        gw = secret_to_cluster_gateway(secret(token=TOKEN, labels=labels))
+        assert (gw.ca_bundle, gw.insecure) == (None, True)
+        assert gw.manifest["spec"]["access"]["endpoint"] == {"type": "ClusterProxy"}  # as the reference serves it
+        assert gw.manifest["status"] == {"healthy": False, "insecure": True}
+
 
 class TestMetadataAndStatus:
     def test_metadata_comes_from_the_secret(self) -> None:
