@@ -82,7 +82,11 @@ class FailFast:
 
 
 def _unhealthy(cluster: str, observation: Observation, retry_in: float) -> StatusError:
-    by = "last probed" if observation.source == "probe" else "reported through its health subresource"
+    by = {
+        "probe": "last probed",
+        "write": "reported through its health subresource",
+        "managed-cluster": "reported by its ManagedCluster's ManagedClusterConditionAvailable condition",
+    }[observation.source]
     reason = observation.reason or "no reason given"
     seconds = max(1, math.ceil(retry_in))
     return StatusError(
