@@ -75,8 +75,9 @@ def test_the_newest_of_three_decides_and_a_tie_goes_to_the_write_then_the_condit
     write, condition, probe = (Observation(True, "", at(5), kind) for kind in ("write", "managed-cluster", "probe"))
     assert newest(probe, condition, write) is write
     assert newest(probe, condition) is condition
-    assert newest(Observation(False, "X", at(6), "probe"), condition, write).source == "probe"
-    assert newest(Observation(False, "X", at(6), "managed-cluster"), write).source == "managed-cluster"
+    later_probe, later_condition = Observation(False, "X", at(6), "probe"), Observation(False, "X", at(6), "managed-cluster")
+    assert newest(later_probe, condition, write) is later_probe
+    assert newest(later_condition, write) is later_condition
     assert newest(None, None, None) is None
 
 
