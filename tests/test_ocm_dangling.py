@@ -76,7 +76,7 @@ def not_found(message: str, kind: str = "clustergateways") -> dict[str, Any]:
     }
 
 
-async def test_a_cluster_without_its_managed_cluster_is_not_listed_got_or_proxied(
+async def test_a_cluster_without_its_managed_cluster_is_not_listed_got_health_checked_or_proxied(
     tmp_path: Path, kube_apiserver: FakeKubeAPIServer, members: dict[str, FakeMemberAPIServer]
 ) -> None:
     hub_with_c1_dangling(kube_apiserver, members)
@@ -87,6 +87,11 @@ async def test_a_cluster_without_its_managed_cluster_is_not_listed_got_or_proxie
         assert (code, out) == (1, "")
         assert err == f'Error from server (NotFound): clustergateways.cluster.core.oam.dev "c1" not found: {WHY}\n'
         async with admin(gw) as s, s.get(f"{CLUSTERGATEWAYS}/c1/proxy/api/v1/namespaces/default/configmaps/whoami") as resp:
+            assert (resp.status, await resp.json()) == (
+                404,
+                not_found(f'no such cluster c1: clustergateways.cluster.core.oam.dev "c1" not found: {WHY}'),
+            )
+        async with admin(gw) as s, s.get(f"{CLUSTERGATEWAYS}/c1/health") as resp:
             assert (resp.status, await resp.json()) == (
                 404,
                 not_found(f'no such cluster c1: clustergateways.cluster.core.oam.dev "c1" not found: {WHY}'),
