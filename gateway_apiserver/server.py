@@ -261,7 +261,7 @@ class GatewayServer:
                 refresh_interval=cfg.managed_cluster_refresh_interval,
             )
             if cfg.ocm_integration:
-                self.registry.use_managed_clusters(self.managed_clusters)
+                self.registry.use_managed_clusters(self.managed_clusters, hide_dangling=cfg.hide_dangling_cluster_gateways)
             self._managed_cluster_task = asyncio.create_task(
                 self._supervise("ManagedCluster", lambda: managed_cluster_source.run(self.managed_clusters)),
                 name="managed-cluster-source",

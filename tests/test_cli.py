@@ -59,6 +59,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
             "--ocm-integration reads ManagedClusters from a hosting cluster; it cannot be used with --standalone",
         ),
         (["--ocm-integration=perhaps"], "argument --ocm-integration: invalid boolean value 'perhaps'"),
+        (
+            ["--hide-dangling-cluster-gateways"],
+            "--hide-dangling-cluster-gateways hides clusters without a ManagedCluster; it needs --ocm-integration",
+        ),
     ],
 )
 def test_bad_flags_print_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -131,6 +135,13 @@ def test_ocm_integration_is_off_by_default_and_a_go_style_boolean() -> None:
     installer = ["--secure-port=9443", "--secret-namespace=open-cluster-management-credentials", "--ocm-integration=true"]
     config = parse_config([*installer, "--feature-gates=HealthinessCheck=true,SecretCache=true"])
     assert (config.ocm_integration, config.feature_gates["OCMClusterCache"]) == (True, True)
+
+
+def test_hiding_dangling_cluster_gateways_is_off_by_default_and_a_go_style_boolean() -> None:
+    assert parse_config(["--ocm-integration"]).hide_dangling_cluster_gateways is False
+    assert parse_config(["--ocm-integration", "--hide-dangling-cluster-gateways"]).hide_dangling_cluster_gateways is True
+    assert parse_config(["--ocm-integration", "--hide-dangling-cluster-gateways=false"]).hide_dangling_cluster_gateways is False
+    assert parse_config(["--hide-dangling-cluster-gateways=false"]).hide_dangling_cluster_gateways is False
 
 
 def free_port() -> int:

@@ -102,6 +102,7 @@ class Config:
     fail_fast_cool_down: float = 10.0
     # OCM ManagedClusters (hosting mode): --ocm-integration, and how the ManagedCluster source paces itself.
     ocm_integration: bool = False
+    hide_dangling_cluster_gateways: bool = False  # with --ocm-integration: no ManagedCluster, no ClusterGateway
     managed_cluster_discovery_interval: float = 30.0  # how often discovery is asked while the API is absent
     managed_cluster_refresh_interval: float = 5.0  # OCMClusterCache=false: how often ManagedClusters are listed
     managed_cluster_sync_timeout: float = 10.0  # /readyz waits at most this long for the first ManagedCluster answer
@@ -180,6 +181,8 @@ def parse_config(argv: list[str]) -> Config:
         ipaddress.ip_address(bind)
     except ValueError:
         raise ConfigError(f"--bind-address {bind}: not an IP address") from None
+    if ns.hide_dangling_cluster_gateways and not ns.ocm_integration:
+        raise ConfigError("--hide-dangling-cluster-gateways hides clusters without a ManagedCluster; it needs --ocm-integration")
     ns.workers = _workers(ns.workers)
     if not (math.isfinite(ns.bookmark_interval) and ns.bookmark_interval > 0):
         raise ConfigError(f"--bookmark-interval {ns.bookmark_interval:g}: must be a positive number of seconds")
@@ -249,6 +252,7 @@ def parse_config(argv: list[str]) -> Config:
         authorize_proxy_subpath=bool(ns.authorize_proxy_subpath),
         virtual_cluster_with_control_plane=bool(ns.virtual_cluster_with_control_plane),
         ocm_integration=bool(ns.ocm_integration),
+        hide_dangling_cluster_gateways=bool(ns.hide_dangling_cluster_gateways),
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,

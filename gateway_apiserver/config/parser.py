@@ -227,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         "managedclusters, see deploy/components/ocm) (default: false)",
     )
     p.add_argument(
+        "--hide-dangling-cluster-gateways",
+        default=False,
+        **boolean,  # type: ignore[arg-type]
+        help="with --ocm-integration: serve no ClusterGateway whose ManagedCluster is missing (default: false)",
+    )
+    p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
         **boolean,  # type: ignore[arg-type]

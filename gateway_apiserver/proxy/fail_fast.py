@@ -1,10 +1,11 @@
 """Fail fast (feature gate HealthinessCheck): a cluster known to be unhealthy is answered 503 at once.
 
-A cluster is known unhealthy when the observation that decides its health (the built-in prober's
-or a `health` write, whichever is newer) says so; a cluster nobody has judged is let through. Each
-cluster is a circuit breaker: open while known unhealthy, except that one trial request is let
-through per cool-down. A trial the member answers (below 500) closes it until a newer observation;
-a trial that fails waits another cool-down. Watches and exec tunnels pass the same gate.
+A cluster is known unhealthy when the observation that decides its health (the built-in prober's,
+a `health` write or, with --ocm-integration, its ManagedCluster's condition: the newest) says so;
+a cluster nobody has judged is let through. Each cluster is a circuit breaker: open while known
+unhealthy, except that one trial request is let through per cool-down. A trial the member answers
+(below 500) closes it until a newer observation; a trial that fails waits another cool-down.
+Watches and exec tunnels pass the same gate.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ class FailFast:
 
 
 def _unhealthy(cluster: str, observation: Observation, retry_in: float) -> StatusError:
-    by = "last probed" if observation.source == "probe" else "reported through its health subresource"
+    by = {
+        "probe": "last probed",
+        "write": "reported through its health subresource",
+        "managed-cluster": "reported by its ManagedCluster's ManagedClusterConditionAvailable condition",
+    }[observation.source]
     reason = observation.reason or "no reason given"
     seconds = max(1, math.ceil(retry_in))
     return StatusError(

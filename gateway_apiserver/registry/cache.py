@@ -15,9 +15,16 @@ from datetime import UTC, datetime
 from ..base.status import initializing, not_found
 from .conversion import ConversionError, secret_to_cluster_gateway, with_manifest, with_resource_version
 from .event_lag import EventLag
-from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
+from .managed_clusters import Availability, ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ANNOTATION_HEALTHY, ANNOTATION_HEALTHY_TIME, ClusterGateway, InvalidSecret
-from .observed_health import Observation, ProbeResult, newest, parse_time, with_observed_health
+from .observed_health import (
+    Observation,
+    ProbeResult,
+    condition_observation,
+    newest,
+    parse_time,
+    with_observed_health,
+)
 from .source import Secret, WatchEventType
 from .store import ChangeEvent, ObjectStore, Snapshot, Watcher
 
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 Entry = ClusterGateway | InvalidSecret
 
 __all__ = ["ChangeEvent", "ClusterRegistry", "Entry", "Snapshot", "Watcher"]
+
+HIDE_DANGLING_FLAG = "--hide-dangling-cluster-gateways"
 
 
 class ClusterRegistry(ObjectStore[ClusterGateway]):
@@ -37,8 +46,11 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         self._invalid: dict[str, InvalidSecret] = {}
         self._secrets: dict[str, Secret] = {}  # as last delivered, to convert again when a ManagedCluster changes
         self._managed_clusters: ManagedClusterCache | None = None
+        self._hide_dangling = False  # hide a cluster whose ManagedCluster is missing
         self._probes: dict[str, ProbeResult] = {}  # the built-in prober's latest result per cluster
         self._written: dict[str, Observation] = {}  # the health written on each Secret, with its time
+        # Each cluster's ManagedCluster condition (--ocm-integration), and when this gateway first saw it so.
+        self._conditions: dict[str, tuple[Availability, Observation]] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.event_lag = EventLag()  # Secret write to applied watch event, for /metrics
 
@@ -89,9 +101,11 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
 
     # --- OCM ManagedClusters (--ocm-integration) -----------------------------------------------
 
-    def use_managed_clusters(self, managed_clusters: ManagedClusterCache) -> None:
-        """Take each cluster's endpoint and CA from the ManagedCluster of its name, following its changes."""
+    def use_managed_clusters(self, managed_clusters: ManagedClusterCache, *, hide_dangling: bool = False) -> None:
+        """Take each cluster's endpoint, CA and `ManagedClusterConditionAvailable` from the ManagedCluster of its
+        name, following its changes; with `hide_dangling`, a cluster without one is not served at all."""
         self._managed_clusters = managed_clusters
+        self._hide_dangling = hide_dangling
         managed_clusters.add_listener(self._on_managed_cluster)
 
     def _on_managed_cluster(self, change: ManagedClusterChange) -> None:
@@ -105,7 +119,7 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         old = self._entry(name)
         new = self._convert(secret, old)
         if new is old:
-            return  # nothing a client sees changed (e.g. only the ManagedCluster's status)
+            return  # nothing a client sees changed (e.g. only the ManagedCluster's version or lease)
         self._invalid.pop(name, None)
         if isinstance(new, InvalidSecret):
             self._invalid[name] = new
@@ -124,34 +138,59 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         self.reconvert(name, self._rv)
 
     def health_observation(self, name: str) -> Observation | None:
-        """The observation that decides the health of `name` (the newer of the prober's and a write), if any."""
+        """The observation that decides the health of `name` (the newest of the prober's, a write and the
+        ManagedCluster's condition), if any."""
         probe = self._probes.get(name)
-        return newest(self._written.get(name), probe.observation() if probe is not None else None)
+        condition = self._conditions.get(name)
+        return newest(
+            self._written.get(name),
+            condition[1] if condition is not None else None,
+            probe.observation() if probe is not None else None,
+        )
 
     def _forget_health(self, gone: Callable[[str], bool]) -> None:
-        for table in (self._probes, self._written):
+        for table in (self._probes, self._written, self._conditions):
             for name in [name for name in table if gone(name)]:
                 del table[name]
 
     def _observed(self, secret: Secret, gateway: ClusterGateway) -> ClusterGateway:
-        """`gateway` showing the newer of its written health and the prober's (registry/observed_health.py)."""
+        """`gateway` showing the newest of its written health, its ManagedCluster's condition and the prober's
+        (registry/observed_health.py); remembers the first two for the next decision."""
         written = self._written_observation(secret, gateway)
+        condition = self._condition_observation(gateway.name)
         if written is None:
             self._written.pop(gateway.name, None)
         else:
             self._written[gateway.name] = written
+        if condition is None:
+            self._conditions.pop(gateway.name, None)
+        else:
+            self._conditions[gateway.name] = condition
+        return self._showing(gateway, written, condition[1] if condition is not None else None)
+
+    def _showing(self, gateway: ClusterGateway, written: Observation | None, condition: Observation | None) -> ClusterGateway:
         probe = self._probes.get(gateway.name)
-        return gateway if probe is None else with_manifest(with_observed_health(gateway, written, probe))
+        if probe is None and condition is None:
+            return gateway
+        return with_manifest(with_observed_health(gateway, written, probe, condition))
 
     def shown_for(self, secret: Secret) -> ClusterGateway:
         """The ClusterGateway this registry will show for `secret` once its watch event arrives (changing nothing
-        now): converted with its ManagedCluster, showing the newer of its written health and the prober's, with
-        the prober's lastProbeTime and kubernetesVersion. A health write answers it. Raises ConversionError."""
+        now): converted with its ManagedCluster, showing the newest of its written health, the ManagedCluster's
+        condition and the prober's, with the prober's lastProbeTime and kubernetesVersion. A health write
+        answers it. Raises ConversionError."""
         gateway = secret_to_cluster_gateway(secret, self._managed_cluster(_name(secret)))
-        probe = self._probes.get(gateway.name)
-        if probe is None:
-            return gateway
-        return with_manifest(with_observed_health(gateway, self._written_observation(secret, gateway), probe))
+        condition = self._condition_observation(gateway.name)
+        return self._showing(gateway, self._written_observation(secret, gateway), condition[1] if condition else None)
+
+    def _condition_observation(self, name: str) -> tuple[Availability, Observation] | None:
+        """With --ocm-integration, the ManagedCluster's Available condition and its observation (changing nothing)."""
+        managed = self._managed_cluster(name)
+        if managed is None or managed.available is None:
+            return None
+        seen = self._conditions.get(name)
+        first_seen = seen[1].at if seen is not None and seen[0] == managed.available else self.clock()
+        return managed.available, condition_observation(managed.available, first_seen)
 
     def _written_observation(self, secret: Secret, gateway: ClusterGateway) -> Observation | None:
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
@@ -173,19 +212,32 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
         gw = self._objects.get(name)
         if gw is not None:
             return gw
-        invalid = self._invalid.get(name)
-        if invalid is not None:
-            raise not_found(
-                name,
-                f'clustergateways.cluster.core.oam.dev "{name}" not found: '
-                f"Secret {self.namespace}/{name} cannot be converted: {invalid.reason}",
-            )
+        why = self.not_found_reason(name)
+        if why is not None:
+            raise not_found(name, f'clustergateways.cluster.core.oam.dev "{name}" not found: {why}')
         raise not_found(name)
 
-    def invalid_reason(self, name: str) -> str | None:
-        """Why the Secret `name` is not a cluster, when it is a labelled Secret that cannot be converted."""
+    def not_found_reason(self, name: str) -> str | None:
+        """Why the labelled Secret `name` is no cluster: it cannot be converted, or it is hidden as dangling."""
         invalid = self._invalid.get(name)
-        return None if invalid is None else invalid.reason
+        if invalid is None:
+            return None
+        if invalid.dangling:
+            return self._dangling_reason(name)
+        return f"Secret {self.namespace}/{name} cannot be converted: {invalid.reason}"
+
+    def _dangling_reason(self, name: str) -> str:
+        managed = self._managed_clusters
+        if managed is not None and not managed.synced.is_set():
+            missing = "the ManagedClusters are not listed yet"
+        elif managed is not None and not managed.available:
+            missing = (
+                "this gateway cannot read ManagedClusters (the hosting cluster does not serve "
+                "managedclusters.cluster.open-cluster-management.io, or refuses them to it)"
+            )
+        else:
+            missing = f'there is no ManagedCluster "{name}"'
+        return f"{missing}, and {HIDE_DANGLING_FLAG} hides a cluster without one"
 
     # --- internals --------------------------------------------------------------------------
 
@@ -215,6 +267,13 @@ class ClusterRegistry(ObjectStore[ClusterGateway]):
     def _convert(self, secret: Secret, old: Entry | None) -> Entry:
         name = _name(secret)
         rv = str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        if self._hide_dangling and self._managed_cluster(name) is None:
+            if isinstance(old, InvalidSecret) and old.dangling and old.resource_version == rv:
+                return old
+            synced = self._managed_clusters is not None and self._managed_clusters.synced.is_set()
+            if synced and not (isinstance(old, InvalidSecret) and old.dangling):  # not every Secret at start-up
+                log.info("hiding cluster %s: it has no ManagedCluster (%s)", name, HIDE_DANGLING_FLAG)
+            return InvalidSecret(name, rv, "", dangling=True)
         try:
             gateway = secret_to_cluster_gateway(secret, self._managed_cluster(name))
         except ConversionError as exc:

@@ -44,11 +44,20 @@ AVAILABLE_CONDITION = "ManagedClusterConditionAvailable"  # set by the hub from 
 
 @dataclass(frozen=True, slots=True)
 class Availability:
-    """The `ManagedClusterConditionAvailable` condition of a ManagedCluster: its status and reason only
-    (its message and times are left out, so that only a verdict change is a change)."""
+    """The `ManagedClusterConditionAvailable` condition of a ManagedCluster: its status, reason and
+    lastTransitionTime (its message is left out, so that only a verdict change is a change)."""
 
     status: str  # "True", "False" or "Unknown"
     reason: str
+    # As written (RFC 3339); it moves only when the status does, not on the klusterlet's lease renewals.
+    last_transition_time: str | None = None
+
+    def verdict(self) -> tuple[bool, str]:
+        """(healthy, reason) as ClusterGateway and VirtualCluster show it: healthy when "True"; otherwise
+        the condition's reason (OCM's reasons name themselves, e.g. `ManagedClusterLeaseUpdateStopped`)."""
+        if self.status == "True":
+            return True, ""
+        return False, self.reason or f"{AVAILABLE_CONDITION} is {self.status}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +106,12 @@ def _availability(status: Any) -> Availability | None:
     conditions = status.get("conditions") if isinstance(status, Mapping) else None
     for condition in conditions if isinstance(conditions, list) else ():
         if isinstance(condition, Mapping) and condition.get("type") == AVAILABLE_CONDITION:
-            value, reason = condition.get("status"), condition.get("reason")
-            return Availability(value if isinstance(value, str) else "Unknown", reason if isinstance(reason, str) else "")
+            value, reason, since = condition.get("status"), condition.get("reason"), condition.get("lastTransitionTime")
+            return Availability(
+                value if isinstance(value, str) else "Unknown",
+                reason if isinstance(reason, str) else "",
+                since if isinstance(since, str) else None,
+            )
     return None
 
 

@@ -98,11 +98,14 @@ class ClusterGateway:
 
 @dataclass(frozen=True, slots=True)
 class InvalidSecret:
-    """A labelled Secret that could not be converted; GET names the reason, LIST skips it."""
+    """A labelled Secret that could not be converted, or is hidden as dangling; GET names why, LIST skips it."""
 
     name: str
     resource_version: str
     reason: str
+    # Hidden by --hide-dangling-cluster-gateways (no ManagedCluster of its name); `reason` is then empty,
+    # as why depends on the ManagedCluster cache's state when asked.
+    dangling: bool = False
 
 
 def encode(obj: Any) -> bytes:

@@ -25,7 +25,7 @@ from typing import Any
 from ..base.api_group import GROUP_VERSION
 from ..base.status import initializing, not_found
 from .cache import ClusterRegistry
-from .managed_clusters import AVAILABLE_CONDITION, ManagedCluster, ManagedClusterCache, ManagedClusterChange
+from .managed_clusters import ManagedCluster, ManagedClusterCache, ManagedClusterChange
 from .model import ClusterGateway, EndpointType, encode
 from .store import ChangeEvent, ObjectStore
 
@@ -146,9 +146,7 @@ def virtual_cluster_from_managed_cluster(mc: ManagedCluster, resource_version: s
     """The VirtualCluster of an OCM ManagedCluster; None when it has no client config (not a usable cluster)."""
     if mc.client_config is None:
         return None
-    available = mc.available
-    healthy = None if available is None else available.status == "True"
-    reason = "" if available is None or healthy else available.reason or f"{AVAILABLE_CONDITION} is {available.status}"
+    healthy, reason = (None, "") if mc.available is None else mc.available.verdict()
     return _finish(
         VirtualCluster(
             name=mc.name,
@@ -212,9 +210,9 @@ class VirtualClusterRegistry(ObjectStore[VirtualCluster]):
             return vc
         what = f'{RESOURCE}.cluster.core.oam.dev "{name}" not found'
         reasons = []
-        secret_problem = self._clusters.invalid_reason(name)
+        secret_problem = self._clusters.not_found_reason(name)
         if secret_problem is not None:
-            reasons.append(f"Secret {self._clusters.namespace}/{name} cannot be converted: {secret_problem}")
+            reasons.append(secret_problem)
         managed = self._managed.get(name)
         if managed is not None and managed.client_config is None:
             reasons.append(f"ManagedCluster {name}: {NO_CLIENT_CONFIG}")

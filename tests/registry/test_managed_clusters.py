@@ -38,18 +38,28 @@ def test_a_ca_bundle_that_is_not_base64_is_named_not_raised() -> None:
     assert config.ca_bundle_problem == "spec.managedClusterClientConfigs[0].caBundle is not valid base64"
 
 
-def test_the_available_condition_is_read_by_its_status_and_reason_only() -> None:
+def test_the_available_condition_is_read_by_its_status_reason_and_transition_time_only() -> None:
     def available(*conditions: object) -> Availability | None:
         return managed_cluster_from_object({**managed_cluster("east", "5"), "status": {"conditions": list(conditions)}}).available
 
     joined = {"type": "ManagedClusterJoined", "status": "True", "reason": "ManagedClusterJoined"}
     lost = {"type": "ManagedClusterConditionAvailable", "status": "Unknown", "reason": "ManagedClusterLeaseUpdateStopped"}
     assert available(joined, {**lost, "message": "no lease for 5m", "lastTransitionTime": "2026-12-03T10:00:00Z"}) == (
-        Availability("Unknown", "ManagedClusterLeaseUpdateStopped")
+        Availability("Unknown", "ManagedClusterLeaseUpdateStopped", "2026-12-03T10:00:00Z")
     )
     assert available(joined) is None
     assert available({"type": "ManagedClusterConditionAvailable", "status": 1, "reason": None}) == Availability("Unknown", "")
     assert managed_cluster_from_object({**managed_cluster("east", "5"), "status": "garbage"}).available is None
+
+
+def test_the_verdict_is_healthy_only_when_true_and_otherwise_names_the_reason_or_the_status() -> None:
+    assert Availability("True", "ManagedClusterAvailable").verdict() == (True, "")
+    assert Availability("False", "ManagedClusterKubeAPIServerUnavailable").verdict() == (
+        False,
+        "ManagedClusterKubeAPIServerUnavailable",
+    )
+    assert Availability("Unknown", "ManagedClusterLeaseUpdateStopped").verdict() == (False, "ManagedClusterLeaseUpdateStopped")
+    assert Availability("Unknown", "").verdict() == (False, "ManagedClusterConditionAvailable is Unknown")
 
 
 def test_no_client_config_and_no_acceptance_read_as_absent() -> None:
