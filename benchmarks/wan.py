@@ -1,0 +1,102 @@
+"""A member behind a real network delay, for the suite's `wan` section (issue 18).
+
+A network namespace holds the member; a veth pair joins it to this machine's namespace over a
+private /30 (10.213.x.y, never routed anywhere else), and `tc netem` delays every packet on both
+ends, so each round trip (TCP handshake, TLS handshake, request) pays twice the delay, as over a WAN.
+Building it needs root, `ip` and `tc` (Debian: iproute2) and the kernel's netem qdisc (sch_netem);
+without them the section is skipped with the reason. The link is always torn down on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+
+class LinkUnavailable(Exception):
+    """The delayed link could not be built here (said in words a reader can act on)."""
+
+
+def why_not(euid: Callable[[], int] = os.geteuid, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """Why this machine cannot build the delayed link, or None when it may (netem itself is tried while building)."""
+    if euid() != 0:
+        return "needs root: it builds a network namespace, a veth pair and tc netem queues (run ./dev bench as root)"
+    missing = [tool for tool in ("ip", "tc") if which(tool) is None]
+    if missing:
+        return f"needs {' and '.join(missing)} (Debian: apt-get install iproute2)"
+    return None
+
+
+def _run(argv: Sequence[str]) -> None:
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise LinkUnavailable(f"`{' '.join(argv)}` failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+class DelayedLink:
+    """The namespace, veth pair and netem queues, named after this process so parallel runs do not collide."""
+
+    def __init__(self, delay_ms: float, tag: int | None = None) -> None:
+        tag = os.getpid() if tag is None else tag
+        self.delay_ms = delay_ms
+        self.netns = f"gwbench-{tag}"
+        self.host_if, self.member_if = f"gwb{tag % 10**8}h", f"gwb{tag % 10**8}m"  # at most 15 characters
+        block = (tag % 16384) * 4  # one /30 of 10.213.0.0/16 per process
+        prefix = f"10.213.{block // 256}.{block % 256}"
+        self.host_ip, self.member_ip = f"10.213.{block // 256}.{block % 256 + 1}", f"10.213.{block // 256}.{block % 256 + 2}"
+        self.subnet = prefix + "/30"
+        self.exec_prefix = ("ip", "netns", "exec", self.netns)
+        self.built = False
+
+    def build(self) -> None:
+        """Namespace, veth pair, addresses, netem on both ends; torn down again when any step fails."""
+        in_ns = self.exec_prefix
+        delay = f"{self.delay_ms:g}ms"
+        steps: list[Sequence[str]] = [
+            ("ip", "netns", "add", self.netns),
+            ("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.member_if),
+            ("ip", "link", "set", self.member_if, "netns", self.netns),
+            ("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if),
+            ("ip", "link", "set", self.host_if, "up"),
+            (*in_ns, "ip", "addr", "add", f"{self.member_ip}/30", "dev", self.member_if),
+            (*in_ns, "ip", "link", "set", self.member_if, "up"),
+            (*in_ns, "ip", "link", "set", "lo", "up"),
+            ("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", delay),
+            (*in_ns, "tc", "qdisc", "add", "dev", self.member_if, "root", "netem", "delay", delay),
+        ]
+        self.built = True
+        try:
+            for step in steps:
+                try:
+                    _run(step)
+                except LinkUnavailable as e:
+                    if "netem" in step and "unknown" in str(e):
+                        raise LinkUnavailable(f"the kernel has no netem qdisc (sch_netem; CONFIG_NET_SCH_NETEM): {e}") from None
+                    raise
+        except BaseException:
+            self.tear_down()
+            raise
+
+    def tear_down(self) -> None:
+        """Remove the namespace and the veth pair (deleting either end removes both); quiet when already gone."""
+        if not self.built:
+            return
+        for argv in (("ip", "netns", "del", self.netns), ("ip", "link", "del", self.host_if)):
+            subprocess.run(argv, capture_output=True, timeout=30, check=False)
+        self.built = False
+
+    def __enter__(self) -> DelayedLink:
+        self.build()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.tear_down()
+
+
+def namespaces() -> list[str]:
+    """The network namespaces `ip netns` knows (a test checks that none of the benchmark's is left behind)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30, check=False).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.strip()]
