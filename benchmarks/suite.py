@@ -492,7 +492,7 @@ async def wan_section(work: Path, event_loop: str, quick: bool, delay_ms: float,
         return {"skipped": str(e)}
     return {
         "delay_ms_each_way": delay_ms,
-        "link": f"veth pair into a network namespace, tc netem delay {delay_ms:g} ms on both ends",
+        "link": link.description,
         "tcp_connect_ms": connect_ms,
         **cases,
     }

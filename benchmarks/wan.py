@@ -3,8 +3,10 @@
 A network namespace holds the member; a veth pair joins it to this machine's namespace over a
 private /30 (10.213.x.y, never routed anywhere else), and `tc netem` delays every packet on both
 ends, so each round trip (TCP handshake, TLS handshake, request) pays twice the delay, as over a WAN.
-Building it needs root, `ip` and `tc` (Debian: iproute2) and the kernel's netem qdisc (sch_netem);
-without them the section is skipped with the reason. The link is always torn down on the way out.
+Where the kernel has no netem qdisc (sch_netem), a TUN pair joined by benchmarks/delay_relay.py, which
+holds every packet for the delay in user space, takes the veth pair's place; the results say which.
+Building it needs root and `ip` and `tc` (Debian: iproute2); without them the section is skipped with
+the reason. The link is always torn down on the way out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 
 
@@ -50,40 +54,84 @@ class DelayedLink:
         self.subnet = prefix + "/30"
         self.exec_prefix = ("ip", "netns", "exec", self.netns)
         self.built = False
+        self.relay: subprocess.Popen[str] | None = None
+        self.description = ""
 
     def build(self) -> None:
-        """Namespace, veth pair, addresses, netem on both ends; torn down again when any step fails."""
+        """Namespace, veth pair, addresses, netem on both ends (or the TUN relay without netem); torn down on failure."""
+        self.built = True
+        try:
+            try:
+                self._build_with_netem()
+            except LinkUnavailable as e:
+                if "netem" not in str(e) or "unknown" not in str(e):
+                    raise
+                self.tear_down()
+                self.built = True
+                self._build_with_relay("this kernel has no netem qdisc")
+        except BaseException:
+            self.tear_down()
+            raise
+
+    def _addresses(self) -> list[Sequence[str]]:
         in_ns = self.exec_prefix
-        delay = f"{self.delay_ms:g}ms"
-        steps: list[Sequence[str]] = [
-            ("ip", "netns", "add", self.netns),
-            ("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.member_if),
-            ("ip", "link", "set", self.member_if, "netns", self.netns),
+        return [
             ("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if),
             ("ip", "link", "set", self.host_if, "up"),
             (*in_ns, "ip", "addr", "add", f"{self.member_ip}/30", "dev", self.member_if),
             (*in_ns, "ip", "link", "set", self.member_if, "up"),
             (*in_ns, "ip", "link", "set", "lo", "up"),
-            ("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", delay),
-            (*in_ns, "tc", "qdisc", "add", "dev", self.member_if, "root", "netem", "delay", delay),
         ]
-        self.built = True
-        try:
-            for step in steps:
-                try:
-                    _run(step)
-                except LinkUnavailable as e:
-                    if "netem" in step and "unknown" in str(e):
-                        raise LinkUnavailable(f"the kernel has no netem qdisc (sch_netem; CONFIG_NET_SCH_NETEM): {e}") from None
-                    raise
-        except BaseException:
-            self.tear_down()
-            raise
+
+    def _build_with_netem(self) -> None:
+        delay = f"{self.delay_ms:g}ms"
+        steps: list[Sequence[str]] = [
+            ("ip", "netns", "add", self.netns),
+            ("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.member_if),
+            ("ip", "link", "set", self.member_if, "netns", self.netns),
+            *self._addresses(),
+            ("tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", delay),
+            (*self.exec_prefix, "tc", "qdisc", "add", "dev", self.member_if, "root", "netem", "delay", delay),
+        ]
+        for step in steps:
+            _run(step)
+        self.description = f"a veth pair into a network namespace, tc netem delay {self.delay_ms:g} ms on both ends"
+
+    def _build_with_relay(self, why: str) -> None:
+        _run(("ip", "netns", "add", self.netns))
+        relay = Path(__file__).with_name("delay_relay.py")
+        self.relay = subprocess.Popen(
+            [sys.executable, str(relay), self.host_if, self.member_if, self.netns, f"{self.delay_ms:g}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.relay.stdout is not None
+        if self.relay.stdout.readline().strip() != "ready":
+            self.relay.wait(10)
+            raise LinkUnavailable(
+                f"the delay relay did not start: {self.relay.stderr.read().strip() if self.relay.stderr else ''}"
+            )
+        for step in self._addresses():
+            _run(step)
+        self.description = (
+            f"a TUN pair into a network namespace, every packet held {self.delay_ms:g} ms each way in user space by "
+            f"benchmarks/delay_relay.py ({why})"
+        )
 
     def tear_down(self) -> None:
-        """Remove the namespace and the veth pair (deleting either end removes both); quiet when already gone."""
+        """Stop the relay, remove the namespace and the host-side device (removing a veth end removes both);
+        quiet about what is already gone."""
         if not self.built:
             return
+        if self.relay is not None:
+            self.relay.terminate()
+            try:
+                self.relay.wait(10)
+            except subprocess.TimeoutExpired:
+                self.relay.kill()
+                self.relay.wait()
+            self.relay = None
         for argv in (("ip", "netns", "del", self.netns), ("ip", "link", "del", self.host_if)):
             subprocess.run(argv, capture_output=True, timeout=30, check=False)
         self.built = False
