@@ -306,7 +306,7 @@ async def streaming(member: Member, proxies: Proxies, quick: bool) -> dict[str, 
                             )
                         times[name].append(t)
             d, g = statistics.median(d_times), statistics.median(times["gateway"])
-            result = {
+            result: dict[str, Any] = {
                 "direct_s": round(d, 3),
                 "gateway_s": round(g, 3),
                 "throughput_ratio": round(d / g, 3),
@@ -318,6 +318,9 @@ async def streaming(member: Member, proxies: Proxies, quick: bool) -> dict[str, 
                     if name != "gateway"
                 },
             }
+            if "go_peer" in result["peers"]:
+                go = result["peers"]["go_peer"]
+                result["gateway_vs_go_peer"] = {"throughput": ratio(result["throughput_ratio"], go["throughput_ratio"])}
             if case == "list":
                 result.update(gateway_rss_peak_tenth_size_mb=round(small.peak, 1))
                 result.update(

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -24,11 +24,11 @@ class LinkUnavailable(Exception):
     """The delayed link could not be built here (said in words a reader can act on)."""
 
 
-def why_not(euid: Callable[[], int] = os.geteuid, which: Callable[[str], str | None] = shutil.which) -> str | None:
+def why_not() -> str | None:
     """Why this machine cannot build the delayed link, or None when it may (netem itself is tried while building)."""
-    if euid() != 0:
+    if os.geteuid() != 0:
         return "needs root: it builds a network namespace, a veth pair and tc netem queues (run ./dev bench as root)"
-    missing = [tool for tool in ("ip", "tc") if which(tool) is None]
+    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
     if missing:
         return f"needs {' and '.join(missing)} (Debian: apt-get install iproute2)"
     return None
