@@ -76,7 +76,11 @@ async def relay(host_fd: int, member_fd: int, delay: float) -> None:
 
 def main() -> int:
     host_if, member_if, netns, delay_ms = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    host_fd, member_fd = open_tun(host_if), open_tun(member_if)
+    try:
+        host_fd, member_fd = open_tun(host_if), open_tun(member_if)
+    except OSError as e:
+        print(f"delay_relay: no TUN device (/dev/net/tun): {e}", file=sys.stderr)
+        return 1
     moved = subprocess.run(["ip", "link", "set", member_if, "netns", netns], capture_output=True, text=True, check=False)
     if moved.returncode != 0:
         print(f"delay_relay: moving {member_if} into {netns}: {moved.stderr.strip()}", file=sys.stderr)

@@ -137,7 +137,8 @@ class DelayedLink:
         self.built = False
 
     def __enter__(self) -> DelayedLink:
-        self.build()
+        if not self.built:
+            self.build()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
