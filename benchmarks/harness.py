@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import yaml
@@ -162,23 +162,20 @@ def member_from_kubeconfig(path: Path) -> Member:
 
 
 class LocalMember:
-    """benchmarks/member.py in its own process."""
+    """benchmarks/member.py in its own process: on loopback, or on `host` run through `prefix`
+    (`ip netns exec NS`: the WAN section's member behind a delayed link)."""
 
-    def __init__(self, work: Path, latency_ms: float = 0.0) -> None:
-        self.latency_ms = latency_ms
+    def __init__(self, work: Path, latency_ms: float = 0.0, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
+        self.latency_ms, self.host, self.prefix = latency_ms, host, tuple(prefix)
         self.state = work / "member"
         self.state.mkdir(parents=True, exist_ok=True)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> Member:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "benchmarks" / "member.py"),
-            "--state",
-            str(self.state),
-            "--latency-ms",
-            str(self.latency_ms),
-        )
+            *self.prefix, sys.executable, str(ROOT / "benchmarks" / "member.py"), "--state", str(self.state),
+            "--latency-ms", str(self.latency_ms), "--host", self.host,
+        )  # fmt: skip
         info_file = self.state / "member.json"
         for _ in range(400):
             if info_file.exists():
@@ -258,51 +255,32 @@ class GatewayProcess:
             await self.proc.wait()
 
 
-class MinimalProxyProcess:
-    """benchmarks/minimal_proxy.py for the same member: what throughput() and sessions() need of a gateway."""
+class ProxyProcess(Protocol):
+    """What the measurements need of a proxy under test: the gateway, or a peer (benchmarks/peers.py)."""
 
-    workers = 1
+    workers: int
+    proxy: str  # the URL a member path is appended to
+    ssl: ssl.SSLContext
 
-    def __init__(self, member_state: Path, gateway: GatewayProcess) -> None:
-        self.member_state, self.ssl, self.certs = member_state, gateway.ssl, gateway.work / "certs"
-        self.port = free_port()
-        self.proxy = f"https://127.0.0.1:{self.port}/p"
-        self.proc: asyncio.subprocess.Process | None = None
+    def pids(self) -> list[int]: ...
 
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "benchmarks" / "minimal_proxy.py"), str(self.member_state / "member.json"),
-            str(self.port), str(self.certs / "apiserver.crt"), str(self.certs / "apiserver.key"),
-        )  # fmt: skip
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl)) as s:
-            for _ in range(400):
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with s.get(self.proxy + "/api/v1/namespaces/default") as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("the minimal proxy did not start")
 
-    def pids(self) -> list[int]:
-        assert self.proc is not None
-        return [self.proc.pid]
+def direct_session(member: Member, limit: int = 100) -> aiohttp.ClientSession:
+    """A keep-alive session straight to the member, with its credential."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=member.ssl_context(), limit=limit), headers=member.headers())
 
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
+
+def proxy_session(proxy: ProxyProcess, limit: int = 100) -> aiohttp.ClientSession:
+    """A keep-alive session to a proxy under test (standalone gateway, peers: no client credential)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=proxy.ssl, limit=limit))
 
 
 @contextlib.asynccontextmanager
 async def sessions(
-    member: Member, gateway: GatewayProcess | MinimalProxyProcess, limit: int = 100
+    member: Member, gateway: ProxyProcess, limit: int = 100
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
-    """A keep-alive session direct to the member and one to the gateway (standalone: no client credential)."""
-    direct = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=member.ssl_context(), limit=limit), headers=member.headers()
-    )
-    through = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=gateway.ssl, limit=limit))
-    async with direct, through:
+    """A keep-alive session direct to the member and one to the gateway."""
+    async with direct_session(member, limit) as direct, proxy_session(gateway, limit) as through:
         yield direct, through
 
 

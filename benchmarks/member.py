@@ -15,7 +15,8 @@ pre-encoded answers. It speaks just what the benchmarks ask:
 With --latency-ms, every non-streaming answer waits that long first: a stand-in for a real
 cluster's own processing time (etcd writes, admission), as the reference's benchmark measured it.
 
-Run: python benchmarks/member.py --state DIR [--latency-ms 1.9]   (writes DIR/member.json: url, token, CA; then serves)
+Run: python benchmarks/member.py --state DIR [--latency-ms 1.9] [--host 127.0.0.1]
+     (writes DIR/member.json: url, token, CA; then serves)
 """
 
 from __future__ import annotations
@@ -174,10 +175,10 @@ class BenchMember:
         return resp
 
 
-async def serve(state: Path, latency: float) -> None:
-    """Serve on a random loopback port; write state/member.json once listening."""
+async def serve(state: Path, latency: float, host: str = "127.0.0.1") -> None:
+    """Serve on a random port of `host` (loopback, or the WAN link's address); write state/member.json once listening."""
     ca = make_ca("bench-member-ca")
-    serving = issue_server_cert(ca, dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    serving = issue_server_cert(ca, dns_names=("localhost",), ip_addresses=(host,))
     (state / "member.crt").write_bytes(serving.cert_pem)
     (state / "member.key").write_bytes(serving.key_pem)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -187,9 +188,9 @@ async def serve(state: Path, latency: float) -> None:
     member = BenchMember(token, latency)
     server = web.Server(member.handle, access_log=None, handler_cancellation=True)
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, "127.0.0.1", 0, ssl=ctx, backlog=2048)
+    listener = await loop.create_server(server, host, 0, ssl=ctx, backlog=2048)
     port = listener.sockets[0].getsockname()[1]
-    info = {"url": f"https://127.0.0.1:{port}", "token": token, "ca": ca.cert_pem.decode()}
+    info = {"url": f"https://{host}:{port}", "token": token, "ca": ca.cert_pem.decode()}
     (state / "member.json.tmp").write_text(json.dumps(info))
     (state / "member.json.tmp").replace(state / "member.json")
     stop = asyncio.Event()
@@ -204,14 +205,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to serve on (the WAN section's link address)")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.state, args.latency_ms / 1000))
+        asyncio.run(serve(args.state, args.latency_ms / 1000, args.host))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(args.state, args.latency_ms / 1000))
+            runner.run(serve(args.state, args.latency_ms / 1000, args.host))
 
 
 if __name__ == "__main__":

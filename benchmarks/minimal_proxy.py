@@ -1,8 +1,8 @@
-"""The floor of this stack: the least an aiohttp reverse proxy can do, for the `floor` section.
+"""The floor of this stack: the least an aiohttp reverse proxy can do, measured beside the gateway (benchmarks/peers.py).
 
 No authentication, header rules, audit IDs, timeouts or error mapping: the member's token is
-added, the request forwarded on one pooled session and the answer streamed back. What the
-gateway costs beyond this is what its features cost.
+added, the request (its body read whole) forwarded on one pooled session and the answer streamed
+back. What the gateway costs beyond this is what its features cost.
 
 Run: python benchmarks/minimal_proxy.py MEMBER_JSON PORT CERT KEY   (serves /p/<path> until killed)
 """
@@ -25,7 +25,10 @@ async def serve(member: dict[str, str], port: int, cert: Path, key: Path) -> Non
     base, auth = member["url"], {"Authorization": "Bearer " + member["token"]}
 
     async def forward(request: web.Request) -> web.StreamResponse:
-        async with session.request(request.method, f"{base}/{request.match_info['tail']}", headers=auth) as upstream:
+        body = await request.read() if request.body_exists else None  # small bodies: the CRUD loop's objects
+        headers = {**auth, "Content-Type": request.content_type} if body is not None else auth
+        url = f"{base}/{request.match_info['tail']}"
+        async with session.request(request.method, url, params=request.query, headers=headers, data=body) as upstream:
             response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.content_type})
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length

@@ -5,12 +5,17 @@ figures live in `./dev bench`."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from benchmarks import readme_tables
+import pytest
+
+from benchmarks import peers, readme_tables, suite, wan
 from benchmarks.recording import reproducing_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,11 +81,11 @@ def test_the_registry_benchmark_times_the_products_list_handler(tmp_path: Path) 
 def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/suite.py", "--quick", "--json", str(out)],
+        [sys.executable, "benchmarks/suite.py", "--quick", "--wan-delay-ms", "5", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -95,14 +100,126 @@ def test_the_quick_suite_measures_every_section(tmp_path: Path) -> None:
     w = r["watches"]
     assert w["watches"] == 200 and w["gateway_fds"]["held"] >= w["gateway_fds"]["before"] + 200
     assert w["gateway_fds"]["after_close"] <= w["gateway_fds"]["before"] + 2  # every watch's sockets were closed
-    floor = r["floor"]
-    assert floor["throughput_minimal"]["gateway_cpu_s_per_1000"] > 0 and floor["get_namespace"]["minimal"]["n"] == 200
+    assert_peers_beside_the_gateway(r, go=peers.build_go_peer().binary is not None)
+    assert_wan_measured_or_skipped(r["wan"], delay_ms=5)
     assert r["workers"]["workers_2"]["workers"] == 2 and r["workers"]["workers_2"]["gateway_rps"] > 0
     costs = r["costs"]
     assert set(costs["in_process_us"]) == set(costs["in_process_percent_of_a_request"]) == {"metrics", "log_context", "fail_fast"}
     assert set(costs["end_to_end"]["cpu_s_per_1000"]) == {"full", "without_metrics", "without_log_context", "fail_fast_gate_on"}
     assert all(len(rounds) == 3 for rounds in costs["end_to_end"]["cpu_s_per_1000_each_round"].values())
     assert "gateway vs direct" in proc.stdout
+
+
+GO_REASON = "Go is not installed"
+
+
+def assert_peers_beside_the_gateway(r: dict[str, Any], *, go: bool) -> None:
+    """Every direct-vs-gateway measurement has the peers' columns: the Go ones only when Go built the peer, and
+    otherwise the run says why they are missing."""
+    expected = {"go_peer", "go_peer_per_request", "minimal"} if go else {"minimal"}
+    measured = [r["reference"][case] for case in ("crud", "get_namespace", "list_namespaces")]
+    measured += [r["throughput"], r["streaming"]["list"], r["streaming"]["watch"], r["watches"]]
+    for x in measured:
+        assert set(x["peers"]) == expected, x
+        assert ("gateway_vs_go_peer" in x) == go
+    for case in ("crud", "get_namespace", "list_namespaces"):
+        for p in r["reference"][case]["peers"].values():
+            assert p["ms"]["p50"] > 0 and p["total_s"] > 0
+    for p in r["throughput"]["peers"].values():
+        assert p["rps"] > 0 and p["cpu_s_per_1000"] > 0
+    for p in r["watches"]["peers"].values():  # every peer closed its sockets once the watches went
+        assert p["watches"] == 200 and p["fds"]["held"] >= p["fds"]["before"] + 200
+        assert p["fds"]["after_close"] <= p["fds"]["before"] + 2
+    if go:
+        assert r["peers"]["go_version"].startswith("go1.") and r["peers"]["unavailable"] == {}
+    else:
+        assert r["peers"]["go_version"] is None
+        assert set(r["peers"]["unavailable"]) == {"go_peer", "go_peer_per_request"}
+
+
+def assert_wan_measured_or_skipped(w: dict[str, Any], *, delay_ms: float) -> None:
+    """Where the link can be built, it really delays (a TCP connect is a round trip), and a transport per request
+    pays its extra round trips; elsewhere the section says why it did not run."""
+    if (why := wan.why_not()) is not None:
+        assert w == {"skipped": why}
+        return
+    if "skipped" in w:  # root, but no network namespaces here (a container without NET_ADMIN, no netem and no TUN)
+        assert w["skipped"].startswith(("`ip ", "`tc ", "the delay relay did not start: delay_relay: ")), w
+        return
+    assert w["delay_ms_each_way"] == delay_ms and w["tcp_connect_ms"] >= 2 * delay_ms
+    direct, per_request = w["get_namespace"]["direct_ms"]["p50"], w["get_namespace"]["peers"]["minimal"]["ms"]["p50"]
+    assert direct >= 2 * delay_ms and per_request >= 2 * delay_ms  # one round trip at least, pooled
+    if "go_peer_per_request" in w["get_namespace"]["peers"]:  # plus a TCP and a TLS handshake: a round trip each
+        assert w["get_namespace"]["peers"]["go_peer_per_request"]["ms"]["p50"] >= direct + 2 * delay_ms
+    assert w["crud"]["n"] == 5 and w["crud"]["gateway_ms"]["p50"] >= 3 * 2 * delay_ms
+    assert not [ns for ns in wan.namespaces() if ns.startswith("gwbench-")]  # torn down
+
+
+def test_without_go_the_go_peer_columns_are_left_out_and_the_run_says_why(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/suite.py", "--quick", "--sections", "reference", "--go-peer", "off", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["peers"] == {
+        "go_version": None,
+        "go_peer_cores": 1,
+        "unavailable": {"go_peer": "turned off (--go-peer off)", "go_peer_per_request": "turned off (--go-peer off)"},
+    }
+    for case in ("crud", "get_namespace", "list_namespaces"):
+        assert set(r["reference"][case]["peers"]) == {"minimal"} and "gateway_vs_go_peer" not in r["reference"][case]
+    assert "the Go peer columns are left out: turned off (--go-peer off)" in proc.stderr
+    assert "Go peer: left out, turned off (--go-peer off)" in proc.stdout
+    # The README's table shows a dash in each Go column and the reason under it.
+    assert readme_tables.latency_row("GET", r["reference"]["get_namespace"]).count(readme_tables.NOT_RUN) == 3
+    assert "Go peer: not in this run, turned off (--go-peer off)." in readme_tables.left_out(r)
+
+
+def test_without_go_on_the_path_the_go_peer_is_not_built_and_says_why(tmp_path: Path) -> None:
+    build = peers.build_go_peer(go=str(tmp_path / "no-go-here"), binary=tmp_path / "go-peer")
+    assert build.binary is None and not (tmp_path / "go-peer").exists()
+    assert (
+        build.unavailable
+        == f"{GO_REASON} ({str(tmp_path / 'no-go-here')!r} is not on the PATH; Debian: apt-get install golang-go)"
+    )
+
+
+async def test_without_root_the_wan_section_is_skipped_and_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = wan.namespaces() if shutil.which("ip") else []
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    result = await suite.wan_section(tmp_path, "auto", True, 10, peers.GoPeerBuild(None, unavailable="not needed"))
+    assert result == {
+        "skipped": "needs root: it builds a network namespace, a veth pair and tc netem queues (run ./dev bench as root)"
+    }
+    assert not any(os.scandir(tmp_path))  # no member, gateway or peer was started
+    if shutil.which("ip"):
+        assert wan.namespaces() == before
+
+
+@pytest.mark.skipif(wan.why_not() is not None, reason=f"the delayed link needs root, ip and tc: {wan.why_not()}")
+def test_the_delayed_link_is_torn_down_when_the_run_fails_inside_it() -> None:
+    link = wan.DelayedLink(5, tag=os.getpid() + 1)
+    try:
+        link.build()
+    except wan.LinkUnavailable as e:
+        assert link.netns not in wan.namespaces()  # a failed build leaves nothing behind either
+        pytest.skip(f"no delayed link on this machine: {e}")
+    with pytest.raises(KeyboardInterrupt), link:
+        assert link.netns in wan.namespaces()
+        assert link.description  # netem, or the TUN relay where the kernel has none
+        raise KeyboardInterrupt
+    assert link.netns not in wan.namespaces()
+    gone = subprocess.run(["ip", "link", "show", link.host_if], capture_output=True, text=True, check=False)
+    assert gone.returncode != 0 and "does not exist" in gone.stderr
+    assert link.relay is None
 
 
 async def test_member_kubeconfig_points_the_suite_at_another_member(tmp_path: Path) -> None:

@@ -1,0 +1,3 @@
+module gateway-apiserver/benchmarks/go_peer
+
+go 1.19
