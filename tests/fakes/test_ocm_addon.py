@@ -25,7 +25,7 @@ def hub_api(kube_apiserver: FakeKubeAPIServer) -> FakeKubeAPIServer:
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.body)
+    body: dict[str, Any] = json.loads(exc.body or b"{}")
     return body
 
 
@@ -114,7 +114,7 @@ async def test_a_watch_sees_the_deletion_mark_then_the_deletion(hub_api: FakeKub
     )
     await custom.delete_namespaced_custom_object(*MSAS[:2], "c1", MSAS[2], "gw")
     hub_api.store.merge_patch(MSAS[2], "c1", "gw", {"metadata": {"finalizers": None}})
-    events = []
+    events: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
         while len(events) < 2:
             line = await resp.content.readline()
