@@ -155,10 +155,13 @@ def plan(
             cert_pair = issue_serving_cert(ca_pair, hosts, now=now, validity=lifetimes.serving)
             cert, issued_at = cert_pair.certificate, now
             events.append("issued a new serving certificate")
-        else:
+            next_check = min(next_check, cert.not_valid_after_utc - lifetimes.serving / 3)
+        else:  # the kept certificate is due already: the next step is the reissue
             next_check = min(next_check, ca_since + lifetimes.propagation)
+    else:
+        assert cert is not None
+        next_check = min(next_check, cert.not_valid_after_utc - lifetimes.serving / 3)
     assert cert is not None
-    next_check = min(next_check, cert.not_valid_after_utc - lifetimes.serving / 3)
     if len(trusted) > 1 and signed_by(cert, ca):
         settled = now >= issued_at + lifetimes.overlap and gateway_serves_current is not False
         if settled:

@@ -33,6 +33,29 @@ class Hub:
     api: FakeKubeAPIServer
     kubeconfig: Path
     manager_user: str
+    gateway_user: str = ""  # set by apply_installed_rbac
+
+    def apply_installed_rbac(self) -> str:
+        """Authorize from now on by the RBAC the manager installed too (as a hub does); a token of the
+        gateway's ServiceAccount `cluster-gateway`, which the manager created."""
+        kinds = {
+            "roles": "Role",
+            "rolebindings": "RoleBinding",
+            "clusterroles": "ClusterRole",
+            "clusterrolebindings": "ClusterRoleBinding",
+        }
+        installed = [
+            {"kind": kind, **obj} for resource, kind in kinds.items() for obj in self.api.store.objects[resource].values()
+        ]
+        self.api.rbac = deploy_rbac([*deploy_documents(), *manager_documents(), *installed])
+        [account] = [
+            obj for obj in self.api.store.objects["serviceaccounts"].values() if obj["metadata"]["name"] == "cluster-gateway"
+        ]
+        user = service_account_user(account["metadata"]["namespace"], "cluster-gateway")
+        token = secrets.token_urlsafe(24)
+        self.api.users[token] = {"username": user.name, "uid": "gateway-uid", "groups": list(user.groups)}
+        self.gateway_user = user.name
+        return token
 
     async def config(self) -> Configuration:
         """A kubernetes-asyncio configuration acting as the manager."""
@@ -51,12 +74,13 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     api.users[token] = {"username": user.name, "uid": "manager-uid", "groups": list(user.groups)}
     install_addon_manager_kinds(api)
     await api.start()
+    hub = Hub(api, api.write_kubeconfig(tmp_path / "manager.kubeconfig", token=token), user.name)
     try:
-        yield Hub(api, api.write_kubeconfig(tmp_path / "manager.kubeconfig", token=token), user.name)
+        yield hub
     finally:
         await api.stop()
-    refused = [m for m in api.forbidden if f'User "{user.name}"' in m]
-    assert not refused, f"the hub refused the add-on manager: {refused}"
+    refused = [m for m in api.forbidden if f'User "{user.name}"' in m or (hub.gateway_user and f'User "{hub.gateway_user}"' in m)]
+    assert not refused, f"the hub refused the add-on manager or the gateway it installed: {refused}"
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""A signer-CA change under traffic: every request through the APIService's trust succeeds.
+
+The manager runs with certificates that live six seconds (rotation at four), so a whole CA
+change happens during the test: the new CA joins the APIService `caBundle`, the serving
+certificate is reissued by it, the gateway reloads its mounted files, the old CA leaves the
+bundle once the gateway is seen serving the new certificate. A client that re-reads the
+`caBundle` before each request (as the aggregator follows its APIService) opens a new TLS
+connection to the gateway for every request, verifying the Service's name; none may fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from gateway_apiserver.addon.certificates import Lifetimes, split_pems
+from gateway_apiserver.addon.kube import Kube
+from gateway_apiserver.addon.manager import AddonManager, ManagerSettings
+from gateway_apiserver.addon.probe import serving_probe
+from gateway_apiserver.addon.spec import GatewaySpec
+from gateway_apiserver.config import Config
+from gateway_apiserver.server import GatewayServer
+from tests.addon.conftest import Hub
+from tests.addon.test_install import INSTALL_NS, SECRET_NS
+from tests.fakes.ocm_addon import CLUSTER_GATEWAY_CONFIGURATIONS, cluster_gateway_configuration
+from tests.fakes.pki import make_ca
+from tests.fakes.proxying import eventually
+
+SERVICE_NAME = f"cluster-gateway.{INSTALL_NS}.svc"  # the name the aggregator verifies
+LIFETIMES = Lifetimes(
+    ca=dt.timedelta(seconds=6),
+    serving=dt.timedelta(seconds=6),
+    propagation=dt.timedelta(seconds=0.5),
+    overlap=dt.timedelta(seconds=0.5),
+)
+
+
+def mounted(hub: Hub, directory: Path) -> bool:
+    """Copy the serving Secret into files, as the kubelet refreshes a Secret volume; whether it changed them."""
+    secret = hub.api.store.objects["secrets"].get((INSTALL_NS, "cluster-gateway-tls-cert"))
+    if secret is None:
+        return False
+    cert, key = (base64.b64decode(secret["data"][k]) for k in ("tls.crt", "tls.key"))
+    if (directory / "tls.crt").exists() and (directory / "tls.crt").read_bytes() == cert:
+        return False
+    for name, content in (("tls.key", key), ("tls.crt", cert)):
+        (directory / f".{name}").write_bytes(content)
+        (directory / f".{name}").replace(directory / name)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def serving_gateway(hub: Hub, tmp_path: Path, mounts: Path) -> AsyncIterator[GatewayServer]:
+    """A hosting-mode gateway serving the mounted certificate files, reloading them every 50 ms."""
+    hub.api.set_authentication_configmap(client_ca_pem=make_ca("client-ca").cert_pem)
+    config = Config(
+        secure_port=0,
+        bind_address="127.0.0.1",
+        cert_dir=tmp_path / "certs",
+        secret_namespace=SECRET_NS,
+        kubeconfig=hub.api.write_kubeconfig(tmp_path / "gateway.kubeconfig", token=hub.apply_installed_rbac()),
+        ocm_integration=True,
+        tls_cert_file=mounts / "tls.crt",
+        tls_private_key_file=mounts / "tls.key",
+        tls_reload_interval=0.05,
+        health_probe_interval=0.0,
+    )
+    server = GatewayServer(config)
+    await server.start()
+    try:
+        context = ssl.create_default_context(cadata=ca_bundle(hub).decode())
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            async with asyncio.timeout(10):
+                while True:  # ready once its Secrets and trust are loaded
+                    async with session.get(f"https://127.0.0.1:{server.port}/readyz", server_hostname=SERVICE_NAME) as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+        yield server
+    finally:
+        await server.stop()
+
+
+def ca_bundle(hub: Hub) -> bytes:
+    return base64.b64decode(hub.api.store.get("apiservices", "", "v1alpha1.cluster.core.oam.dev")["spec"]["caBundle"])
+
+
+async def test_zero_failed_requests_across_a_signer_ca_change(hub: Hub, manager_kube: Kube, tmp_path: Path) -> None:
+    hub.api.store.create(CLUSTER_GATEWAY_CONFIGURATIONS.resource, "", cluster_gateway_configuration())
+    mounts = tmp_path / "tls"
+    mounts.mkdir()
+    port: list[int] = []
+
+    def address(spec: GatewaySpec) -> tuple[str, int]:
+        return "127.0.0.1", port[0]
+
+    settings = ManagerSettings(resync=0.1, lifetimes=LIFETIMES, probe=serving_probe(address))
+    manager = AddonManager(manager_kube, None, settings)
+    await manager.reconcile()
+    mounted(hub, mounts)
+    first_bundle = split_pems(ca_bundle(hub))
+    async with serving_gateway(hub, tmp_path, mounts) as gateway:
+        port.append(gateway.port)
+        ok, failures, bundles = 0, [], set()
+
+        async def kubelet() -> None:
+            while True:
+                mounted(hub, mounts)
+                await asyncio.sleep(0.2)  # a Secret volume lags its Secret
+
+        async def aggregator() -> None:
+            nonlocal ok
+            while True:
+                bundle = ca_bundle(hub)
+                bundles.add(bundle)
+                context = ssl.create_default_context(cadata=bundle.decode())
+                connector = aiohttp.TCPConnector(ssl=context, force_close=True)
+                async with aiohttp.ClientSession(connector=connector) as session:
+                    try:
+                        async with session.get(f"https://127.0.0.1:{gateway.port}/readyz", server_hostname=SERVICE_NAME) as resp:
+                            assert resp.status == 200, resp.status
+                            ok += 1
+                    except (aiohttp.ClientError, AssertionError) as exc:
+                        failures.append(repr(exc))
+                await asyncio.sleep(0.01)
+
+        tasks = [asyncio.create_task(manager.run(None)), asyncio.create_task(kubelet()), asyncio.create_task(aggregator())]
+        try:
+            rotated = lambda: (
+                len(bundles) >= 3 and len(split_pems(ca_bundle(hub))) == 1 and split_pems(ca_bundle(hub)) != first_bundle
+            )
+            await eventually(rotated, timeout=15)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert failures == []
+    assert ok > 50
+    # The bundle went old CA -> old and new CA -> new CA only.
+    assert any(len(split_pems(b)) == 2 for b in bundles)
