@@ -133,9 +133,11 @@ async def test_zero_failed_requests_across_a_signer_ca_change(hub: Hub, manager_
 
         tasks = [asyncio.create_task(manager.run(None)), asyncio.create_task(kubelet()), asyncio.create_task(aggregator())]
         try:
-            rotated = lambda: (
-                len(bundles) >= 3 and len(split_pems(ca_bundle(hub))) == 1 and split_pems(ca_bundle(hub)) != first_bundle
-            )
+
+            def rotated() -> bool:  # a new CA alone in the bundle, after a bundle with both
+                now = split_pems(ca_bundle(hub))
+                return len(bundles) >= 3 and len(now) == 1 and now != first_bundle
+
             await eventually(rotated, timeout=15)
         finally:
             for task in tasks:
