@@ -3,22 +3,33 @@ the workload kinds, authorizing the manager with exactly deploy/addon-manager/rb
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from gateway_apiserver.addon.kube import Kube
+from gateway_apiserver.config import Config
 from gateway_apiserver.registry.informer import load_hosting_config
+from gateway_apiserver.server import GatewayServer
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_rbac import deploy_documents, deploy_rbac, service_account_user
 from tests.fakes.ocm_addon import install_addon_manager_kinds
+from tests.fakes.pki import make_ca
 
 MANAGER_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "addon-manager" / "rbac.yaml"
+INSTALL_NS = "open-cluster-management-cluster-gateway"  # the default configuration's namespaces
+SECRET_NS = "open-cluster-management-credentials"
+SERVICE_NAME = f"cluster-gateway.{INSTALL_NS}.svc"  # the name the aggregator verifies
 
 
 def manager_documents() -> list[dict[str, object]]:
@@ -88,3 +99,53 @@ async def manager_kube(hub: Hub) -> AsyncIterator[Kube]:
     """The manager's client of the hub."""
     async with ApiClient(await hub.config()) as api_client:
         yield Kube(api_client)
+
+
+def mounted(hub: Hub, directory: Path) -> bool:
+    """Copy the serving Secret into files, as the kubelet refreshes a Secret volume; whether it changed them."""
+    secret = hub.api.store.objects["secrets"].get((INSTALL_NS, "cluster-gateway-tls-cert"))
+    if secret is None:
+        return False
+    cert, key = (base64.b64decode(secret["data"][k]) for k in ("tls.crt", "tls.key"))
+    if (directory / "tls.crt").exists() and (directory / "tls.crt").read_bytes() == cert:
+        return False
+    for name, content in (("tls.key", key), ("tls.crt", cert)):
+        (directory / f".{name}").write_bytes(content)
+        (directory / f".{name}").replace(directory / name)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def serving_gateway(hub: Hub, tmp_path: Path, mounts: Path) -> AsyncIterator[GatewayServer]:
+    """A hosting-mode gateway serving the mounted certificate files, reloading them every 50 ms."""
+    hub.api.set_authentication_configmap(client_ca_pem=make_ca("client-ca").cert_pem)
+    config = Config(
+        secure_port=0,
+        bind_address="127.0.0.1",
+        cert_dir=tmp_path / "certs",
+        secret_namespace=SECRET_NS,
+        kubeconfig=hub.api.write_kubeconfig(tmp_path / "gateway.kubeconfig", token=hub.apply_installed_rbac()),
+        ocm_integration=True,
+        tls_cert_file=mounts / "tls.crt",
+        tls_private_key_file=mounts / "tls.key",
+        tls_reload_interval=0.05,
+        health_probe_interval=0.0,
+    )
+    server = GatewayServer(config)
+    await server.start()
+    try:
+        context = ssl.create_default_context(cadata=ca_bundle(hub).decode())
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            async with asyncio.timeout(10):
+                while True:  # ready once its Secrets and trust are loaded
+                    async with session.get(f"https://127.0.0.1:{server.port}/readyz", server_hostname=SERVICE_NAME) as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+        yield server
+    finally:
+        await server.stop()
+
+
+def ca_bundle(hub: Hub) -> bytes:
+    return base64.b64decode(hub.api.store.get("apiservices", "", "v1alpha1.cluster.core.oam.dev")["spec"]["caBundle"])

@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway_apiserver.addon.kube import Kube
 from gateway_apiserver.addon.manager import AddonManager, ManagerSettings
-from tests.addon.conftest import Hub
-from tests.addon.test_install import SECRET_NS, running, stored
+from tests.addon.conftest import SECRET_NS, Hub
+from tests.addon.test_install import running, stored
 from tests.fakes.ocm import MANAGED_CLUSTERS
 from tests.fakes.ocm_addon import (
     CLUSTER_GATEWAY_CONFIGURATIONS,

@@ -13,7 +13,7 @@ import pytest
 from gateway_apiserver.addon.certificates import split_pems
 from gateway_apiserver.addon.kube import Kube
 from gateway_apiserver.addon.manager import AddonManager, ManagerSettings
-from tests.addon.conftest import Hub
+from tests.addon.conftest import INSTALL_NS, SECRET_NS, Hub
 from tests.fakes.ocm_addon import (
     CLUSTER_GATEWAY_CONFIGURATIONS,
     cluster_gateway_configuration,
@@ -21,8 +21,6 @@ from tests.fakes.ocm_addon import (
 )
 from tests.fakes.proxying import eventually
 
-INSTALL_NS = "open-cluster-management-cluster-gateway"
-SECRET_NS = "open-cluster-management-credentials"
 CONFIGS = CLUSTER_GATEWAY_CONFIGURATIONS.resource
 
 
