@@ -14,8 +14,13 @@ from .process import event_loop_factory, run_workers
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse flags, run until SIGINT/SIGTERM. Exit 2 on a bad configuration."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["addon-manager"]:  # the OCM add-on manager, a subcommand with its own flags
+        from .addon.main import main as addon_manager
+
+        return addon_manager(argv[1:])
     try:
-        config = parse_config(sys.argv[1:] if argv is None else argv)
+        config = parse_config(argv)
     except ConfigError as exc:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
