@@ -65,9 +65,9 @@ def parse_spec(obj: dict[str, Any]) -> GatewaySpec:
         raise SpecError("spec: Required value")
     management = spec.get("secretManagement") or {}
     msa: str | None = None
-    kind = management.get("type", "Manual")
+    kind = management.get("type", "ManagedServiceAccount")  # the CRD's defaults: ManagedServiceAccount "cluster-gateway"
     if kind == "ManagedServiceAccount":
-        msa = _text(management.get("managedServiceAccount") or {}, "name", "spec.secretManagement.managedServiceAccount")
+        msa = str((management.get("managedServiceAccount") or {}).get("name") or ADDON_NAME)
     elif kind != "Manual":
         raise SpecError(
             f'spec.secretManagement.type: Unsupported value: "{kind}": supported values: "Manual", "ManagedServiceAccount"'
