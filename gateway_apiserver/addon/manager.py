@@ -186,8 +186,10 @@ class AddonManager:
                     next_check = None
                 if next_check is not None:
                     delay = min(delay, max(0.05, (next_check - self.settings.clock()).total_seconds()))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
         finally:
             for task in watches:
                 task.cancel()

@@ -212,3 +212,22 @@ async def test_a_manager_restarted_mid_pass_converges_without_a_second_ca(hub: H
     before = hub.api.resource_version
     await second.reconcile()
     assert hub.api.resource_version == before
+
+
+async def test_the_loop_stops_when_cancelled_as_a_wake_up_arrives(hub: Hub, manager_kube: Kube) -> None:
+    # On Python 3.11 asyncio.wait_for could swallow a cancel racing its inner wait: the loop never stopped.
+    manager = AddonManager(manager_kube, None, ManagerSettings(resync=30.0))
+
+    async def quick_pass() -> None:
+        return None
+
+    manager.reconcile = quick_pass  # type: ignore[method-assign,assignment]
+    for _ in range(200):
+        task = asyncio.create_task(manager.run(None))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        manager.wake.set()
+        task.cancel()
+        async with asyncio.timeout(2):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

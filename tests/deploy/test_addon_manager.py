@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -122,3 +123,11 @@ def test_the_deployment_runs_the_subcommand_as_the_service_account_the_rbac_bind
 def test_no_rule_uses_a_wildcard(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
     rules = rendered[("ClusterRole", "open-cluster-management:cluster-gateway:addon-manager")]["rules"]
     assert all("*" not in value for rule in rules for key in ("apiGroups", "resources", "verbs") for value in rule[key])
+
+
+def test_the_readme_flag_table_lists_exactly_the_subcommands_flags() -> None:
+    text = (ADDON_MANAGER / "README.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("| `--")]
+    documented = {flag for line in table for flag in re.findall(r"`(--[a-z-]+)`", line.split("|")[1])}
+    known = {o for a in build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+    assert documented == known
