@@ -221,7 +221,7 @@ async def test_the_loop_stops_when_cancelled_as_a_wake_up_arrives(hub: Hub, mana
     async def quick_pass() -> None:
         return None
 
-    manager.reconcile = quick_pass  # type: ignore[method-assign,assignment]
+    manager.reconcile = quick_pass  # type: ignore[method-assign]
     for _ in range(200):
         task = asyncio.create_task(manager.run(None))
         await asyncio.sleep(0)
