@@ -148,10 +148,13 @@ class AddonManager:
             installed = await install(self.kube, spec, now, self.settings.lifetimes, self.settings.probe)
             for event in installed.events:
                 log.info("%s: %s", name, event)
-            enabled = await clusters.enabled_clusters(self.kube)
-            problems = await clusters.feed(self.kube, spec, enabled)
-            if self.gateway is not None and installed.status == "True":
-                await health.report(self.kube, self.gateway, enabled, now)
+            try:  # the installation's condition is reported even when OCM's add-on APIs fail
+                enabled = await clusters.enabled_clusters(self.kube)
+                problems = await clusters.feed(self.kube, spec, enabled)
+                if self.gateway is not None and installed.status == "True":
+                    await health.report(self.kube, self.gateway, enabled, now)
+            except Exception as exc:
+                problems.append(f"reading the clusters that enable the add-on failed: {describe(exc)}")
         conditions = _conditions(config, installed, problems, now)
         generation = (config.get("metadata") or {}).get("generation")
         status = dict(config.get("status") or {})

@@ -8,7 +8,7 @@ from typing import Any
 from gateway_apiserver.addon.kube import Kube
 from gateway_apiserver.addon.manager import AddonManager, ManagerSettings
 from tests.addon.conftest import SECRET_NS, Hub
-from tests.addon.test_install import running, stored
+from tests.addon.test_install import condition, running, stored
 from tests.fakes.ocm import MANAGED_CLUSTERS
 from tests.fakes.ocm_addon import (
     CLUSTER_GATEWAY_CONFIGURATIONS,
@@ -125,3 +125,17 @@ async def test_manual_secret_management_creates_no_managed_service_accounts(hub:
     await AddonManager(manager_kube, None, ManagerSettings()).reconcile()
     assert hub.api.store.objects[MANAGED_SERVICE_ACCOUNTS.resource] == {}
     assert hub.api.store.objects[MANAGED_CLUSTERS.resource]
+
+
+async def test_without_ocm_addon_apis_the_installation_is_still_reported(hub: Hub, manager_kube: Kube) -> None:
+    hub.api.store.create(CLUSTER_GATEWAY_CONFIGURATIONS.resource, "", cluster_gateway_configuration())
+    hub.api.uninstall_crd(MANAGED_CLUSTER_ADDONS.resource)
+    await AddonManager(manager_kube, None, ManagerSettings()).reconcile()
+    config = stored(hub, CLUSTER_GATEWAY_CONFIGURATIONS.resource, "", "cluster-gateway")
+    assert condition(config, "ClusterGatewayDeployed")["status"] == "True"
+    assert condition(config, "ClusterSecretsSynced") == {
+        "type": "ClusterSecretsSynced",
+        "status": "False",
+        "reason": "SyncFailed",
+        "message": "reading the clusters that enable the add-on failed: 404 the server could not find the requested resource",
+    }
