@@ -27,10 +27,12 @@ def contains(live: Any, wanted: Any) -> bool:
 
 
 def merged(live: Obj, wanted: Obj) -> Obj:
-    """`live` with `wanted`'s top-level fields and labels put back, ready to replace (keeps resourceVersion)."""
+    """`live` with `wanted`'s top-level fields, labels and annotations put back, ready to replace (keeps resourceVersion)."""
     meta = {**(live.get("metadata") or {})}
     wanted_meta = wanted.get("metadata") or {}
-    meta["labels"] = {**(meta.get("labels") or {}), **(wanted_meta.get("labels") or {})}
+    for key in ("labels", "annotations"):
+        if wanted_meta.get(key):
+            meta[key] = {**(meta.get(key) or {}), **wanted_meta[key]}
     out = {**live, **{k: v for k, v in wanted.items() if k != "metadata"}, "metadata": meta}
     out.pop("status", None)
     return out

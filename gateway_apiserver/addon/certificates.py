@@ -170,10 +170,15 @@ def plan(
         else:
             next_check = min(next_check, max(issued_at + lifetimes.overlap, now + dt.timedelta(seconds=1)))
     bundle = b"".join(c.public_bytes(Encoding.PEM) for c in trusted)
+    issuer = next((c for c in [ca, *live] if signed_by(cert, c)), ca)  # the serving Secret's ca.crt: its own issuer
     return Plan(
         signer={"ca.crt": _b64(ca_pair.cert_pem), "ca.key": _b64(ca_pair.key_pem), "ca-bundle.crt": _b64(bundle)},
         signer_annotations={CA_SINCE: ca_since.isoformat()},
-        serving={"tls.crt": _b64(cert_pair.cert_pem), "tls.key": _b64(cert_pair.key_pem), "ca.crt": _b64(ca_pair.cert_pem)},
+        serving={
+            "tls.crt": _b64(cert_pair.cert_pem),
+            "tls.key": _b64(cert_pair.key_pem),
+            "ca.crt": _b64(issuer.public_bytes(Encoding.PEM)),
+        },
         serving_annotations={ISSUED_AT: issued_at.isoformat()},
         bundle=bundle,
         next_check=next_check,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from . import render
 from .apply import ensure, ensure_namespace
-from .certificates import Lifetimes, plan
+from .certificates import Lifetimes, plan, split_pems
 from .kube import Kube, Obj, Ref, describe
 from .spec import GatewaySpec
 
@@ -76,6 +76,10 @@ async def _certificates(
     def annotations(obj: Obj) -> dict[str, str]:
         return dict((obj.get("metadata") or {}).get("annotations") or {})
 
+    serves_current: bool | None = None
+    trusted = split_pems(base64.b64decode((signer.get("data") or {}).get("ca-bundle.crt", "")))
+    if probe is not None and len(trusted) > 1:  # a CA change in progress: which certificate does the gateway serve?
+        serves_current = await probe(spec, base64.b64decode((signer.get("data") or {}).get("ca.crt", "")))
     first = plan(
         signer.get("data"),
         annotations(signer),
@@ -84,14 +88,8 @@ async def _certificates(
         render.service_hosts(spec),
         now,
         lifetimes,
+        gateway_serves_current=serves_current,
     )
-    serves_current: bool | None = None
-    if probe is not None and len(first.bundle.split(b"-----END CERTIFICATE-----")) > 2:
-        serves_current = await probe(spec, base64.b64decode(first.signer["ca.crt"]))
-        first = plan(
-            signer.get("data"), annotations(signer), serving.get("data"), annotations(serving), render.service_hosts(spec),
-            now, lifetimes, gateway_serves_current=serves_current,
-        )  # fmt: skip
     # The signer (and so the bundle's new CA) first, then the APIService, then the serving certificate.
     await ensure(kube, _secret_body(ns, render.SIGNER_SECRET, first.signer, first.signer_annotations, "Opaque"))
     await ensure(kube, render.api_service(spec, first.bundle))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from gateway_apiserver.addon.certificates import split_pems
 from gateway_apiserver.addon.kube import Kube
@@ -231,3 +233,46 @@ async def test_the_loop_stops_when_cancelled_as_a_wake_up_arrives(hub: Hub, mana
         async with asyncio.timeout(2):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_a_ca_change_waits_for_propagation_across_passes(hub: Hub, manager_kube: Kube) -> None:
+    hub.api.store.create(CONFIGS, "", cluster_gateway_configuration())
+    now = [dt.datetime(2027, 1, 1, tzinfo=dt.UTC)]
+    manager = AddonManager(manager_kube, None, ManagerSettings(clock=lambda: now[0]))
+
+    def serving_issuer() -> str:
+        serving = stored(hub, "secrets", INSTALL_NS, "cluster-gateway-tls-cert")
+        assert serving is not None
+        return x509.load_pem_x509_certificate(base64.b64decode(serving["data"]["tls.crt"])).issuer.rfc4514_string()
+
+    def signer_ca() -> bytes:
+        signer = stored(hub, "secrets", INSTALL_NS, "cluster-gateway-signer")
+        assert signer is not None
+        return base64.b64decode(signer["data"]["ca.crt"])
+
+    def trusted() -> list[bytes]:
+        api_service = stored(hub, "apiservices", "", "v1alpha1.cluster.core.oam.dev")
+        assert api_service is not None
+        return split_pems(base64.b64decode(api_service["spec"]["caBundle"]))
+
+    await manager.reconcile()
+    now[0] += dt.timedelta(days=121)
+    await manager.reconcile()  # the serving certificate renewed at two thirds, by the same CA
+    old_ca, old_serving = signer_ca(), stored(hub, "secrets", INSTALL_NS, "cluster-gateway-tls-cert")
+    now[0] += dt.timedelta(days=123)  # day 244: the CA is past two thirds of its 365 days
+    await manager.reconcile()
+    assert signer_ca() != old_ca
+    assert len(trusted()) == 2
+    now[0] += dt.timedelta(seconds=10)
+    await manager.reconcile()  # 10 s later: the new bundle may not have reached the aggregator yet
+    assert stored(hub, "secrets", INSTALL_NS, "cluster-gateway-tls-cert") == old_serving
+    now[0] += dt.timedelta(seconds=21)
+    await manager.reconcile()
+    assert stored(hub, "secrets", INSTALL_NS, "cluster-gateway-tls-cert") != old_serving
+    assert serving_issuer() == "CN=cluster-gateway-signer"
+    now[0] += dt.timedelta(minutes=5)
+    await manager.reconcile()  # within the 10-minute overlap the old CA stays trusted
+    assert len(trusted()) == 2
+    now[0] += dt.timedelta(minutes=6)
+    await manager.reconcile()
+    assert trusted() == [signer_ca()]
