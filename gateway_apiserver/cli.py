@@ -15,12 +15,17 @@ from .process import event_loop_factory, run_workers
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse flags, run until SIGINT/SIGTERM. Exit 2 on a bad configuration.
 
-    `gateway-apiserver kubeconfig ...` prints a kubeconfig for member clusters instead (client/kubeconfig_export.py)."""
+    Two subcommands have their own flags: `kubeconfig` prints a kubeconfig for member clusters
+    (client/kubeconfig_export.py), `addon-manager` runs the OCM add-on manager (addon/main.py)."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["kubeconfig"]:
         from .client.kubeconfig_export import main as kubeconfig_main
 
         return kubeconfig_main(args[1:])
+    if args[:1] == ["addon-manager"]:
+        from .addon.main import main as addon_manager
+
+        return addon_manager(args[1:])
     try:
         config = parse_config(args)
     except ConfigError as exc:

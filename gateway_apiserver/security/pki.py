@@ -35,11 +35,13 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-def new_ca(common_name: str, days: int = 3650) -> KeyPair:
-    """A self-signed CA."""
+def new_ca(
+    common_name: str, days: int = 3650, *, now: dt.datetime | None = None, validity: dt.timedelta | None = None
+) -> KeyPair:
+    """A self-signed CA, valid for `validity` (default `days`) from `now` (default: the current time)."""
     key = _key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -47,7 +49,7 @@ def new_ca(common_name: str, days: int = 3650) -> KeyPair:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(now + (validity or dt.timedelta(days=days)))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -79,8 +81,16 @@ def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def issue_serving_cert(ca: KeyPair, hosts: Sequence[str], days: int = 365) -> KeyPair:
-    """A TLS server certificate for `hosts` (DNS names or IPs), signed by `ca`."""
+def issue_serving_cert(
+    ca: KeyPair,
+    hosts: Sequence[str],
+    days: int = 365,
+    *,
+    now: dt.datetime | None = None,
+    validity: dt.timedelta | None = None,
+) -> KeyPair:
+    """A TLS server certificate for `hosts` (DNS names or IPs), signed by `ca`, valid for `validity`
+    (default `days`) from `now` (default: the current time)."""
     if not hosts:
         raise ValueError("a serving certificate needs at least one host")
     ca_cert = ca.certificate
@@ -88,7 +98,7 @@ def issue_serving_cert(ca: KeyPair, hosts: Sequence[str], days: int = 365) -> Ke
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key must be an EC key")
     key = _key()
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
@@ -96,7 +106,7 @@ def issue_serving_cert(ca: KeyPair, hosts: Sequence[str], days: int = 365) -> Ke
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(now + (validity or dt.timedelta(days=days)))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

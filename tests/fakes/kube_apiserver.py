@@ -193,6 +193,22 @@ class FakeKubeAPIServer:
         self.add_route("PUT", "/apis/{group}/{version}/{resource}/{name}", self._update)
         self.add_route("PATCH", "/apis/{group}/{version}/{resource}/{name}", self._patch)
         self.add_route("DELETE", "/apis/{group}/{version}/{resource}/{name}", self._delete)
+        # Namespaced resources of other groups (Deployments, RBAC Roles, OCM add-ons), and cluster-scoped core ones.
+        self.add_route("POST", "/api/v1/{resource}", self._create)
+        self.add_route("GET", "/api/v1/{resource}/{name}", self._get)
+        self.add_route("PUT", "/api/v1/{resource}/{name}", self._update)
+        self.add_route("DELETE", "/api/v1/{resource}/{name}", self._delete)
+        self.add_route("GET", "/apis/{group}/{version}/namespaces/{namespace}/{resource}", self._collection_get)
+        self.add_route("POST", "/apis/{group}/{version}/namespaces/{namespace}/{resource}", self._create)
+        self.add_route("GET", "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", self._get)
+        self.add_route("PUT", "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", self._update)
+        self.add_route("PATCH", "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", self._patch)
+        self.add_route("DELETE", "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}", self._delete)
+        # The status subresource of kinds that have one (KindInfo.status_subresource).
+        for prefix in ("/apis/{group}/{version}", "/apis/{group}/{version}/namespaces/{namespace}"):
+            self.add_route("GET", prefix + "/{resource}/{name}/status", self._get_status)
+            self.add_route("PUT", prefix + "/{resource}/{name}/status", self._update_status)
+            self.add_route("PATCH", prefix + "/{resource}/{name}/status", self._patch_status)
 
     def authenticate(self, request: web.Request) -> dict[str, Any] | None:
         """The user behind a request's bearer token, or None."""
@@ -538,6 +554,38 @@ class FakeKubeAPIServer:
         info = self._kind(request)
         return _json(typed(info, self.store.get(info.resource, m.get("namespace", ""), m["name"])))
 
+    def _status_kind(self, request: web.Request) -> KindInfo:
+        """The kind of a `/status` path; 404 unless it has a status subresource."""
+        info = self._kind(request)
+        if not info.status_subresource:
+            raise web.HTTPNotFound()
+        return info
+
+    async def _get_status(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self._status_kind(request)
+        return _json(typed(info, self.store.get(info.resource, m.get("namespace", ""), m["name"])))
+
+    async def _update_status(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self._status_kind(request)
+        body = await self._body(request)
+        updated = self.store.update(
+            info.resource, m.get("namespace", ""), m["name"], body, manager=request_manager(request), subresource="status"
+        )
+        return _json(typed(info, updated))
+
+    async def _patch_status(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        info = self._status_kind(request)
+        if request.content_type != "application/merge-patch+json":
+            raise StatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+        body = await self._body(request)
+        patched = self.store.merge_patch(
+            info.resource, m.get("namespace", ""), m["name"], body, manager=request_manager(request), subresource="status"
+        )
+        return _json(typed(info, patched))
+
     async def _create(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         info = self._kind(request)
@@ -571,6 +619,8 @@ class FakeKubeAPIServer:
         m = request.match_info
         info = self._kind(request)
         deleted = self.store.delete(info.resource, m.get("namespace", ""), m["name"])
+        if deleted["metadata"].get("deletionTimestamp") and deleted["metadata"].get("finalizers"):
+            return _json(typed(info, deleted))  # kept until its finalizers are removed: kube answers the object
         details = {"name": m["name"], "kind": info.resource, "uid": deleted["metadata"]["uid"]}
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 

@@ -62,6 +62,8 @@ class KindInfo:
     namespaced: bool = True
     # Top-level fields whose changes leave metadata.generation alone (None: no generation, as core kinds).
     generation_ignores: tuple[str, ...] | None = None
+    # With a `/status` subresource, writes to the object keep its status and status writes keep the rest.
+    status_subresource: bool = False
 
     @property
     def api_version(self) -> str:
@@ -100,7 +102,15 @@ def normalize_secret(obj: Obj) -> None:
 SECRETS = KindInfo("secrets", "Secret", fields=("type",), normalize=normalize_secret)
 CONFIGMAPS = KindInfo("configmaps", "ConfigMap")
 
-_SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink")
+_SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+)
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -221,9 +231,13 @@ class KubeStore:
         meta["managedFields"] = managed_fields(None, obj, manager, info.api_version)
         return self._commit(resource, "ADDED", obj, None)
 
-    def update(self, resource: str, namespace: str, name: str, body: Obj, *, manager: str = TEST_MANAGER) -> Obj:
+    def update(
+        self, resource: str, namespace: str, name: str, body: Obj, *, manager: str = TEST_MANAGER, subresource: str = ""
+    ) -> Obj:
         """Replace as field manager `manager`; 404 if missing, 409 Conflict on a stale metadata.resourceVersion.
-        No-ops keep the RV (and the managedFields)."""
+        No-ops keep the RV (and the managedFields). For a kind with a status subresource, `subresource="status"`
+        writes only the status and a plain update leaves the status alone. An object being deleted whose last
+        finalizer is removed is deleted."""
         info = self.kind(resource)
         body_meta = body.get("metadata") or {}
         if body_meta.get("name", name) != name:
@@ -242,18 +256,30 @@ class KubeStore:
             )
         obj = self._sanitize(info, body, namespace)
         obj["metadata"]["name"] = name
-        for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields"):
+        for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields", "deletionTimestamp"):
             if key in old["metadata"]:
                 obj["metadata"][key] = old["metadata"][key]
+        if subresource == "status":
+            obj = {**copy.deepcopy(old), "status": obj.get("status")}
+            if obj["status"] is None:
+                del obj["status"]
+        elif info.status_subresource:
+            obj.pop("status", None)
+            if "status" in old:
+                obj["status"] = copy.deepcopy(old["status"])
         if (ignored := info.generation_ignores) is not None:
             changed = any(obj.get(k) != old.get(k) for k in {*obj, *old} if k not in ignored)
             obj["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + changed
         if obj == old:  # as the real registry: a no-op update writes nothing and keeps the RV
             return copy.deepcopy(old)
         obj["metadata"]["managedFields"] = managed_fields(old, obj, manager, info.api_version)
+        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+            return self._commit(resource, "DELETED", obj, old)  # the last finalizer is gone: now it goes
         return self._commit(resource, "MODIFIED", obj, old)
 
-    def merge_patch(self, resource: str, namespace: str, name: str, patch: Obj, *, manager: str = TEST_MANAGER) -> Obj:
+    def merge_patch(
+        self, resource: str, namespace: str, name: str, patch: Obj, *, manager: str = TEST_MANAGER, subresource: str = ""
+    ) -> Obj:
         """Apply an RFC 7386 merge patch as field manager `manager`; 404 if missing. A no-op keeps the RV, as in kube."""
         old = self.get(resource, namespace, name)
         merged = _merge(copy.deepcopy(old), patch)
@@ -263,11 +289,19 @@ class KubeStore:
         for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion"):
             if key in old["metadata"]:
                 meta[key] = old["metadata"][key]
-        return self.update(resource, namespace, name, merged, manager=manager)
+        return self.update(resource, namespace, name, merged, manager=manager, subresource=subresource)
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj:
-        """Delete; 404 if missing. Returns the deleted object at the deletion RV."""
+        """Delete; 404 if missing. Returns the deleted object at the deletion RV. An object with finalizers
+        is only marked (metadata.deletionTimestamp, a MODIFIED event) and returned as it stays, as kube does;
+        it goes when an update removes its last finalizer."""
         old = self.get(resource, namespace, name)
+        if old["metadata"].get("finalizers"):
+            if old["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(old)
+            marked = copy.deepcopy(old)
+            marked["metadata"]["deletionTimestamp"] = _now()
+            return self._commit(resource, "MODIFIED", marked, old)
         return self._commit(resource, "DELETED", old, old)
 
     def compact(self) -> None:
