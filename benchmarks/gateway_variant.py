@@ -49,7 +49,7 @@ def leave_out(parts: set[str]) -> None:
     if "metrics" in parts:
         handler.instrument = lambda app, handler, cluster_of: handler  # type: ignore[attr-defined]
     if "tunnel-reuse" in parts:
-        transport_module.KonnectivityConnector = TunnelPerRequestConnector  # type: ignore[misc]
+        transport_module.KonnectivityConnector = TunnelPerRequestConnector  # type: ignore[attr-defined]
     build_app: Callable[..., web.Application] = server_module.build_app  # type: ignore[attr-defined]
 
     def built(*args: Any, **kwargs: Any) -> web.Application:

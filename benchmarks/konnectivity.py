@@ -14,7 +14,8 @@ Four lines, measured in the same run, alternating request by request:
 Processes: the member (benchmarks/member.py, with --latency-ms of processing per answer), the proxy-server
 and its agent (benchmarks/konnectivity_fake.py), and the two gateways, each on its own. The proxy-server and
 agent are the Python fake from tests/fakes/konnectivity.py: a real ANP proxy-server and agent are Go, so the
-absolute cost of a tunnel is overstated here. The tunnels each line dialled are read from the fake's counters.
+absolute cost of a tunnel is overstated here. The tunnels each line dialled are read from the fake's counters
+(health probing is off in both gateways, so they count the timed requests' tunnels alone).
 
 Usage: ./dev bench konnectivity [--crud 100] [--gets 1000] [--latency-ms 1.9] [--json FILE] [--note TEXT]
 """
@@ -77,6 +78,7 @@ class FakeKonnectivity:
         return [
             "--proxy-host", "127.0.0.1", "--proxy-port", str(i["port"]),
             "--proxy-ca-cert", i["ca"], "--proxy-cert", i["cert"], "--proxy-key", i["key"],
+            "--health-probe-interval", "0s",  # no probes: the tunnels counted are the timed requests' alone
         ]  # fmt: skip
 
     async def counters(self) -> dict[str, Any]:

@@ -51,8 +51,12 @@ async def serve(state: Path, member: tuple[str, int], clusters: tuple[str, ...])
         routes = {f"{name}:{MEMBER_PORT}": member for name in clusters}
         async with FakeAgent(server, "bench-agent", clusters, routes):
             await server.wait_for_agents(1)
+
+            async def answer_counters(_: web.Request) -> web.Response:
+                return web.json_response(counters(server))
+
             app = web.Application()
-            app.router.add_get("/counters", lambda _: web.json_response(counters(server)))
+            app.router.add_get("/counters", answer_counters)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)

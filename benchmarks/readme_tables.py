@@ -252,7 +252,8 @@ def konnectivity_block() -> str:
         )
     notes = [
         "Ratios are of the totals, each line against direct, alternating request by request in one run; the member "
-        f"waits {r['member_latency_ms']:g} ms per answer. The proxy-server and agent are the Python fake "
+        f"waits {r['member_latency_ms']:g} ms per answer; health probing is off, so the tunnels counted are the "
+        "timed requests' alone. The proxy-server and agent are the Python fake "
         "(`benchmarks/konnectivity_fake.py`, in its own process); a real ANP proxy-server and agent are Go, so the "
         "absolute cost of a tunnel is overstated here.",
         "",
