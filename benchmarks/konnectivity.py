@@ -36,7 +36,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.harness import PROXY, ROOT, GatewayProcess, LocalMember, Member, percentiles, timed
+from benchmarks.harness import PROXY, ROOT, GatewayProcess, LocalMember, Member, cpu_seconds, percentiles, timed
 from benchmarks.recording import provenance, reproducing_command
 from benchmarks.suite import crud_loop
 
@@ -135,6 +135,22 @@ async def alternating(n: int, measure: dict[str, Callable[[int], Awaitable[float
     return out
 
 
+async def cpu_per_1000(
+    session: aiohttp.ClientSession, url: str, n: int, gateway: GatewayProcess, fake: FakeKonnectivity
+) -> dict[str, float]:
+    """n GETs of one line back to back: CPU-seconds per 1,000 of the gateway and of the fake proxy-server + agent."""
+    assert fake.proc is not None
+    pids = gateway.pids()
+    gateway_cpu, fake_cpu = cpu_seconds(pids), cpu_seconds([fake.proc.pid])
+    for _ in range(n):
+        await timed(session, "GET", url + GET)
+    per = 1000 / n
+    return {
+        "gateway": round((cpu_seconds(pids) - gateway_cpu) * per, 3),
+        "fake_proxy_server_and_agent": round((cpu_seconds([fake.proc.pid]) - fake_cpu) * per, 3),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="konnectivity-bench-") as tmp:
         work = Path(tmp)
@@ -180,6 +196,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 crud_result = await alternating(args.crud, {line: crud(line) for line in LINES})
                 get_result = await alternating(args.gets, {line: get(line) for line in LINES})
+                serving = {"direct_endpoint": pooled, "cluster_proxy_pooled": pooled}
+                serving["cluster_proxy_tunnel_per_request"] = per_request
+                cpu = {line: await cpu_per_1000(session[line], urls[line], args.gets, gw, fake) for line, gw in serving.items()}
                 after = await fake.counters()
                 pooled_ever = after["dials_by_address"].get(f"{POOLED}:443", 0)
                 for _ in range(50):  # until the per-request tunnels have closed (at most the pooled ones stay open)
@@ -192,13 +211,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await gateway.stop()
             await fake.stop()
             await local.stop()
-    requests = args.crud * 3 + args.gets  # per line, timed
+    requests = args.crud * 3 + args.gets * 2  # per line: the timed rounds and the CPU measurement
     return {
         "run": provenance(reproducing_command("./dev bench konnectivity", sys.argv[1:]), args.note),
         "member_latency_ms": args.latency_ms,
         "proxy_server": FAKE,
         "crud": crud_result,
         "get_namespace": get_result,
+        "cpu_s_per_1000_gets": cpu,  # each line alone, after the timed rounds: its tunnels are counted too
         "tunnels": {
             "requests_per_line": requests,
             "cluster_proxy_pooled": dialled(before, after, POOLED),
@@ -223,6 +243,9 @@ def report(r: dict[str, Any]) -> None:
         print(f"{title} x{x['n']} (p50; ratio of the totals to direct):")
         for line, name in names.items():
             print(f"  {name}: {x[line]['ms']['p50']:g} ms, {x[line]['ratio']:g}x")
+    print("CPU-s per 1,000 GETs, each line alone (gateway; the fake proxy-server and agent):")
+    for line, cpu in r["cpu_s_per_1000_gets"].items():
+        print(f"  {names[line]}: {cpu['gateway']:g}; {cpu['fake_proxy_server_and_agent']:g}")
     print(
         f"tunnels dialled for {t['requests_per_line']} requests: pooled {t['cluster_proxy_pooled']}, "
         f"a tunnel per request {t['cluster_proxy_tunnel_per_request']} (cluster-gateway's README: 2.43x for ClusterProxy, "

@@ -232,7 +232,7 @@ def load_block() -> str:
 def konnectivity_block() -> str:
     """ClusterProxy (`./dev bench konnectivity`): four lines in one run, each against direct."""
     r = load("konnectivity.json")
-    crud, get, t = r["crud"], r["get_namespace"], r["tunnels"]
+    crud, get, t, cpu = r["crud"], r["get_namespace"], r["tunnels"], r["cpu_s_per_1000_gets"]
     lines = (
         ("direct_endpoint", "Through the gateway, direct endpoint", "cluster-gateway: 1.46" + X + "¹"),
         ("cluster_proxy_pooled", "Through the gateway, ClusterProxy (pooled tunnels)", "cluster-gateway: 2.43" + X + "¹"),
@@ -240,15 +240,16 @@ def konnectivity_block() -> str:
     )
     rows = [
         f"| | CRUD loop {X}{crud['n']}, p50 | ratio | GET {X}{get['n']:,}, p50 | ratio | Tunnels dialled for "
-        f"{t['requests_per_line']:,} requests | Reference |",
-        "|---|---|---|---|---|---|---|",
-        f"| Direct | {ms(crud['direct']['ms']['p50'])} | 1{X} | {ms(get['direct']['ms']['p50'])} | 1{X} | | |",
+        f"{t['requests_per_line']:,} requests | CPU-s per 1,000 GETs: gateway; fake proxy-server + agent³ | Reference |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| Direct | {ms(crud['direct']['ms']['p50'])} | 1{X} | {ms(get['direct']['ms']['p50'])} | 1{X} | | | |",
     ]
     for key, label, reference in lines:
         tunnels = f"{t[key]:,}" if key in t else ""
         rows.append(
             f"| {label} | {ms(crud[key]['ms']['p50'])} | **{crud[key]['ratio']:g}{X}** | {ms(get[key]['ms']['p50'])} "
-            f"| {get[key]['ratio']:g}{X} | {tunnels} | {reference} |"
+            f"| {get[key]['ratio']:g}{X} | {tunnels} | {cpu[key]['gateway']:g}; {cpu[key]['fake_proxy_server_and_agent']:g} "
+            f"| {reference} |"
         )
     notes = [
         "Ratios are of the totals, each line against direct, alternating request by request in one run; the member "
@@ -261,6 +262,7 @@ def konnectivity_block() -> str:
         "² `benchmarks/gateway_variant.py --without tunnel-reuse`: no keep-alive to the member, so every request "
         "dials a tunnel and does a TLS handshake; its gRPC channel stays shared (cluster-gateway also opens a new "
         "gRPC connection per request, so this line understates its cost).",
+        f"³ Each line alone, {get['n']:,} GETs back to back after the timed rounds (its tunnels are in the count).",
         "",
         "Source: " + source("konnectivity.json", r),
     ]
