@@ -33,6 +33,7 @@ def test_every_recorded_result_says_where_it_came_from_and_is_quoted() -> None:
     readme = (REPO / "README.md").read_text()
     recorded = sorted(RECORDED.glob("*.json"))
     assert [f.name for f in recorded] == [
+        "konnectivity.json",
         "load.json",
         "proxy-asyncio.json",
         "proxy-member-latency.json",
