@@ -212,8 +212,8 @@ def test_the_konnectivity_benchmark_dials_a_tunnel_per_request_only_for_the_refe
     assert t["requests_per_line"] == 3 * 3 + 10 * 2  # the timed rounds, then the CPU measurement
     cpu = r["cpu_s_per_1000_gets"]
     assert set(cpu) == lines - {"direct"} and cpu["direct_endpoint"]["fake_proxy_server_and_agent"] >= 0
-    assert t["cluster_proxy_tunnel_per_request"] == t["requests_per_line"]  # one new tunnel for every request
-    assert t["cluster_proxy_pooled"] == 0  # the requests, one after another, rode the tunnel dialled in the warm-up
-    assert t["cluster_proxy_pooled_in_warmup"] == 1
-    assert t["open_at_the_end"] == 1  # that one: every per-request tunnel was closed after its request
+    assert t["cluster_proxy_tunnel_per_request"] == t["requests_per_line"], t  # one new tunnel for every request
+    assert t["cluster_proxy_pooled"] == 0, t  # the requests, one after another, rode the tunnel dialled in the warm-up
+    assert t["cluster_proxy_pooled_in_warmup"] == 1, t
+    assert t["open_at_the_end"] == 1, t  # that one: every per-request tunnel was closed after its request
     assert "Python fake" in r["proxy_server"] and "NOTE: the proxy-server and agent are the Python fake" in proc.stdout
