@@ -7,6 +7,9 @@ Parts (benchmark-only: the product has no switch for them):
   metrics      the proxy handler is not instrumented and responses are not remembered for their byte counts
                (observability/metrics.py); /metrics is still served
   log-context  no request_context middleware (observability/logs.py): log lines would not name the request
+  tunnel-reuse ClusterProxy connections are not kept alive (force_close): every request dials a new tunnel and
+               does a new TLS handshake with the member, as cluster-gateway does (for `./dev bench konnectivity`;
+               the gRPC channel to the proxy-server stays shared)
 
 Runs the gateway in this process (so --workers 1 only: spawned workers would import the product afresh).
 """
@@ -27,14 +30,26 @@ import gateway_apiserver.server as server_module
 from gateway_apiserver import cli
 from gateway_apiserver.observability import logs, metrics
 from gateway_apiserver.proxy import handler
+from gateway_apiserver.proxy import transport as transport_module
+from gateway_apiserver.proxy.konnectivity.connector import KonnectivityConnector
 
-PARTS = ("metrics", "log-context")
+PARTS = ("metrics", "log-context", "tunnel-reuse")
+
+
+class TunnelPerRequestConnector(KonnectivityConnector):
+    """The ClusterProxy connector without keep-alive: each request's connection (and tunnel) is closed after it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.pop("keepalive_timeout", None)  # aiohttp refuses it together with force_close
+        super().__init__(*args, force_close=True, **kwargs)
 
 
 def leave_out(parts: set[str]) -> None:
     """Rewire the product before it builds its application."""
     if "metrics" in parts:
         handler.instrument = lambda app, handler, cluster_of: handler  # type: ignore[attr-defined]
+    if "tunnel-reuse" in parts:
+        transport_module.KonnectivityConnector = TunnelPerRequestConnector  # type: ignore[attr-defined]
     build_app: Callable[..., web.Application] = server_module.build_app  # type: ignore[attr-defined]
 
     def built(*args: Any, **kwargs: Any) -> web.Application:

@@ -336,11 +336,52 @@ def load_block() -> str:
     return "\n".join(rows) + "\n\n" + totals + "\n\n" + "\n".join(foot) + "\n\nSource: " + source("load.json", r)
 
 
+def konnectivity_block() -> str:
+    """ClusterProxy (`./dev bench konnectivity`): four lines in one run, each against direct."""
+    r = load("konnectivity.json")
+    crud, get, t, cpu = r["crud"], r["get_namespace"], r["tunnels"], r["cpu_s_per_1000_gets"]
+    lines = (
+        ("direct_endpoint", "Through the gateway, direct endpoint", "cluster-gateway: 1.46" + X + "¹"),
+        ("cluster_proxy_pooled", "Through the gateway, ClusterProxy (pooled tunnels)", "cluster-gateway: 2.43" + X + "¹"),
+        ("cluster_proxy_tunnel_per_request", "The same, a new tunnel per request (cluster-gateway's design)²", ""),
+    )
+    rows = [
+        f"| | CRUD loop {X}{crud['n']}, p50 | ratio | GET {X}{get['n']:,}, p50 | ratio | Tunnels dialled for "
+        f"{t['requests_per_line']:,} requests | CPU-s per 1,000 GETs: gateway; fake proxy-server + agent³ | Reference |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| Direct | {ms(crud['direct']['ms']['p50'])} | 1{X} | {ms(get['direct']['ms']['p50'])} | 1{X} | | | |",
+    ]
+    for key, label, reference in lines:
+        tunnels = f"{t[key]:,}" if key in t else ""
+        rows.append(
+            f"| {label} | {ms(crud[key]['ms']['p50'])} | **{crud[key]['ratio']:g}{X}** | {ms(get[key]['ms']['p50'])} "
+            f"| {get[key]['ratio']:g}{X} | {tunnels} | {cpu[key]['gateway']:g}; {cpu[key]['fake_proxy_server_and_agent']:g} "
+            f"| {reference} |"
+        )
+    notes = [
+        "Ratios are of the totals, each line against direct, alternating request by request in one run; the member "
+        f"waits {r['member_latency_ms']:g} ms per answer; health probing is off, so the tunnels counted are the "
+        "timed requests' alone. The proxy-server and agent are the Python fake "
+        "(`benchmarks/konnectivity_fake.py`, in its own process); a real ANP proxy-server and agent are Go, so the "
+        "absolute cost of a tunnel is overstated here.",
+        "",
+        "¹ cluster-gateway's README, for its CRUD loop against a real cluster, on another machine; not measured here.",
+        "² `benchmarks/gateway_variant.py --without tunnel-reuse`: no keep-alive to the member, so every request "
+        "dials a tunnel and does a TLS handshake; its gRPC channel stays shared (cluster-gateway also opens a new "
+        "gRPC connection per request, so this line understates its cost).",
+        f"³ Each line alone, {get['n']:,} GETs back to back after the timed rounds (its tunnels are in the count).",
+        "",
+        "Source: " + source("konnectivity.json", r),
+    ]
+    return "\n".join(rows) + "\n\n" + "\n".join(notes)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "registry": registry_block,
     "proxy": proxy_block,
     "event-loops": event_loops_block,
     "load": load_block,
+    "konnectivity": konnectivity_block,
 }
 
 

@@ -38,6 +38,7 @@ def test_every_recorded_result_says_where_it_came_from_and_is_quoted() -> None:
     readme = (REPO / "README.md").read_text()
     recorded = sorted(RECORDED.glob("*.json"))
     assert [f.name for f in recorded] == [
+        "konnectivity.json",
         "load.json",
         "proxy-asyncio.json",
         "proxy-member-latency.json",
@@ -303,3 +304,33 @@ async def test_the_cost_variant_without_metrics_really_counts_nothing(tmp_path: 
         await local.stop()
     assert "# TYPE ocm_proxy_proxied_requests_by_cluster_total counter" in text
     assert "ocm_proxy_proxied_requests_by_cluster_total{" not in text
+
+
+def test_the_konnectivity_benchmark_dials_a_tunnel_per_request_only_for_the_reference_design(tmp_path: Path) -> None:
+    """Four lines in one run; the fake proxy-server (its own process) counts the tunnels each gateway dialled."""
+    out = tmp_path / "konnectivity.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/konnectivity.py", "--crud", "3", "--gets", "10", "--warmup", "2", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["run"]["command"] == "./dev bench konnectivity --crud 3 --gets 10 --warmup 2"
+    lines = {"direct", "direct_endpoint", "cluster_proxy_pooled", "cluster_proxy_tunnel_per_request"}
+    for case, n in (("crud", 3), ("get_namespace", 10)):
+        assert r[case]["n"] == n and set(r[case]) == {"n"} | lines
+        assert all(r[case][line]["ms"]["p50"] > 0 for line in lines)
+        assert r[case]["direct"]["ratio"] == 1.0
+    t = r["tunnels"]
+    assert t["requests_per_line"] == 3 * 3 + 10 * 2  # the timed rounds, then the CPU measurement
+    cpu = r["cpu_s_per_1000_gets"]
+    assert set(cpu) == lines - {"direct"} and cpu["direct_endpoint"]["fake_proxy_server_and_agent"] >= 0
+    assert t["cluster_proxy_tunnel_per_request"] == t["requests_per_line"], t  # one new tunnel for every request
+    assert t["cluster_proxy_pooled"] == 0, t  # the requests, one after another, rode the tunnel dialled in the warm-up
+    assert t["cluster_proxy_pooled_in_warmup"] == 1, t
+    assert t["open_at_the_end"] == 1, t  # that one: every per-request tunnel was closed after its request
+    assert "Python fake" in r["proxy_server"] and "NOTE: the proxy-server and agent are the Python fake" in proc.stdout
