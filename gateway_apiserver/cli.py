@@ -10,6 +10,7 @@ import sys
 from .config import Config, ConfigError, parse_config
 from .observability.logs import configure_logging
 from .process import event_loop_factory, run_workers
+from .serving import gc_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,7 @@ def serve(config: Config) -> int:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).debug("event loop: %s", loop_name)
+    gc_policy.collect_less_often()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_run(config))
@@ -92,7 +94,7 @@ async def _run(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await serve_forever(config, stop)
+        await serve_forever(config, stop, started=gc_policy.freeze_startup_objects)
     except asyncio.CancelledError:
         logging.getLogger(__name__).info("stopped at once on a second signal")
     else:
