@@ -252,16 +252,6 @@ async def open_upstream(method: str, call: UpstreamCall, data: object = None) ->
     return upstream
 
 
-class _WholeAnswer(web.StreamResponse):
-    """A streamed answer whose head waits for its first body bytes (or its end), then leaves with them.
-
-    Only for a fixed-length answer the member has sent whole: nothing is held back from the client,
-    it just takes one write instead of two. A stream (a watch) keeps sending its head at once.
-    """
-
-    _send_headers_immediately = False  # aiohttp's switch (web.Response's); older aiohttp ignores it
-
-
 async def _forward(request: web.Request, call: UpstreamCall, timeout: float | None) -> web.StreamResponse:
     transport, headers = call.transport, call.headers
     data = request.content if request.body_exists else None
@@ -273,9 +263,7 @@ async def _forward(request: web.Request, call: UpstreamCall, timeout: float | No
     try:
         async with asyncio.timeout(timeout):
             upstream = await open_upstream(request.method, call, data)
-            # A fixed-length answer already here whole: its head and body leave in one write (one TLS record).
-            whole = upstream.content_length is not None and upstream.content.is_eof()
-            response = (_WholeAnswer if whole else web.StreamResponse)(
+            response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
             )
             if upstream.content_length is not None:
