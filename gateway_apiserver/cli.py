@@ -94,7 +94,7 @@ async def _run(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        await serve_forever(config, stop, started=gc_policy.freeze_startup_objects)
+        await serve_forever(config, stop)
     except asyncio.CancelledError:
         logging.getLogger(__name__).info("stopped at once on a second signal")
     else:

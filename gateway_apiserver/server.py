@@ -377,15 +377,10 @@ class GatewayServer:
         self._source_task = self._managed_cluster_task = None
 
 
-async def serve_forever(config: Config, stop: asyncio.Event | None = None, started: Callable[[], None] | None = None) -> None:
-    """Run until `stop` is set (then shut down gracefully), or until cancelled (then stop at once).
-
-    `started` is called once the server has started (the command freezes start-up objects for the GC there).
-    """
+async def serve_forever(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (then shut down gracefully), or until cancelled (then stop at once)."""
     server = GatewayServer(config)
     await server.start()
-    if started is not None:
-        started()
     try:
         await (stop or asyncio.Event()).wait()
     except asyncio.CancelledError:
