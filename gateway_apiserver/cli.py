@@ -10,6 +10,7 @@ import sys
 from .config import Config, ConfigError, parse_config
 from .observability.logs import configure_logging
 from .process import event_loop_factory, run_workers
+from .serving import gc_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +65,7 @@ def serve(config: Config) -> int:
         print(f"gateway-apiserver: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).debug("event loop: %s", loop_name)
+    gc_policy.collect_less_often()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(_run(config))
