@@ -117,13 +117,13 @@ async def prepare_call(
 ) -> UpstreamCall:
     """The member request for `request` proxied to `cluster` at `remainder` (the path after /proxy).
 
-    Everything a proxied request goes through before it is sent: the transport (501 for a
-    ClusterProxy endpoint), the path check (400), the credential (503 when unusable), the
+    Everything a proxied request goes through before it is sent: the transport (503 for a
+    ClusterProxy endpoint without --proxy-host), the path check (400), the credential (503 when unusable), the
     forwarded headers and the impersonation hook. The server-side fan-out calls it once per member.
     """
     pool = request.app[TRANSPORT_POOL]
     settings = pool.settings
-    transport = pool.get(cluster)  # 501 for ClusterProxy endpoints
+    transport = pool.get(cluster)  # 503 for a ClusterProxy endpoint without --proxy-host
     target = proxy_target(transport.base_url, remainder, raw_query)  # 400 on traversal
     try:
         credential, ssl_context = await transport.authenticate()
