@@ -73,6 +73,22 @@ async def run_kubectl(gw: RunningGateway, *args: str, timeout: float = 30) -> tu
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def kubectl_with(kubeconfig: Path, *args: str, stdin: bytes | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    """Run the kubectl binary with `kubeconfig` (its cache beside it), feeding `stdin`; code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        f"--cache-dir={kubeconfig.parent / 'kube-cache'}",
+        "--request-timeout=20s",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
 async def start_kubectl(gw: RunningGateway, *args: str) -> asyncio.subprocess.Process:
     """Start kubectl against the gateway with piped output (for `-w`); the caller kills it."""
     env = {**os.environ, "KUBECONFIG": str(gw.kubeconfig), "HOME": str(gw.kubeconfig.parent)}

@@ -21,6 +21,7 @@ import yaml
 from yarl import URL
 
 from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
+from tests.fakes.gateway import kubectl_with
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 from tests.fakes.proxying import PROXY, eventually, exec_secret, gateway, pool, proxied, status_of, token_secret
 from tests.fakes.secrets import cluster_secret
@@ -54,19 +55,7 @@ def open_fds() -> int:
 
 
 async def kubectl(kubeconfig: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    cache = kubeconfig.parent / "kube-cache"
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        f"--kubeconfig={kubeconfig}",
-        f"--cache-dir={cache}",
-        "--request-timeout=20s",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await kubectl_with(kubeconfig, *args, stdin=stdin)
 
 
 async def test_kubectl_through_the_proxy(member: FakeMemberAPIServer, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.fakes.gateway import RunningGateway, get_json
+from tests.fakes.gateway import RunningGateway, get_json, kubectl_with
 from tests.fakes.pki import issue_client_cert, issue_server_cert, make_ca
 from tests.fakes.proxying import eventually, proxied, status_body, status_of
 
@@ -42,18 +42,7 @@ async def kubectl(gw: RunningGateway, tmp_path: Path, *args: str, stdin: bytes |
     }
     kubeconfig = tmp_path / "c1.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
-    proc = await asyncio.create_subprocess_exec(
-        "kubectl",
-        f"--kubeconfig={kubeconfig}",
-        f"--cache-dir={tmp_path / 'kube-cache'}",
-        "--request-timeout=20s",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await kubectl_with(kubeconfig, *args, stdin=stdin)
 
 
 async def test_kubectl_get_apply_and_logs_reach_the_member_through_its_agent(
