@@ -4,6 +4,7 @@
   go_peer_per_request     the same binary with -transport-per-request: a connection and TLS handshake per
                           request to the member, as cluster-gateway builds a transport per request
   minimal                 benchmarks/minimal_proxy.py: the least an aiohttp proxy can do
+  raw                     benchmarks/raw_proxy.py: the least a Python proxy can do (asyncio protocols, httptools)
 
 The Go peer is built from source with the `go` on the PATH (Debian's golang-go: `./dev bench` installs it
 when it can); without Go, its columns are left out and the results say why.
@@ -31,7 +32,7 @@ from benchmarks.harness import PROXY, ROOT, GatewayProcess, Member, free_port
 GO_PEER_SOURCE = ROOT / "benchmarks" / "go_peer"
 GO_PEER_BINARY = GO_PEER_SOURCE / "go-peer"  # git-ignored
 # The peers in the order every section measures them, after direct and before the gateway.
-PEERS = ("go_peer", "go_peer_per_request", "minimal")
+PEERS = ("go_peer", "go_peer_per_request", "minimal", "raw")
 GO_PEERS = ("go_peer", "go_peer_per_request")
 # The Go peer gets one core, as the gateway's one worker has (GOMAXPROCS; the runtime's own threads aside).
 GO_PEER_CORES = 1
@@ -135,12 +136,12 @@ def go_peer(binary: Path, member_json: Path, gateway: GatewayProcess, *, per_req
     return PeerProcess(name, argv + (["-transport-per-request"] if per_request else []), url, gateway.ssl, env)
 
 
-def minimal_proxy(member_json: Path, gateway: GatewayProcess) -> PeerProcess:
-    """benchmarks/minimal_proxy.py on the gateway's serving certificate (it serves /p/<path>)."""
+def python_floor(name: str, script: str, member_json: Path, gateway: GatewayProcess) -> PeerProcess:
+    """A benchmarks/ floor proxy (minimal_proxy.py, raw_proxy.py) on the gateway's serving certificate (it serves /p/<path>)."""
     port, certs = free_port(), gateway.work / "certs"
-    argv = [sys.executable, str(ROOT / "benchmarks" / "minimal_proxy.py"), str(member_json), str(port)]
+    argv = [sys.executable, str(ROOT / "benchmarks" / script), str(member_json), str(port)]
     argv += [str(certs / "apiserver.crt"), str(certs / "apiserver.key")]
-    return PeerProcess("minimal", argv, f"https://127.0.0.1:{port}/p", gateway.ssl)
+    return PeerProcess(name, argv, f"https://127.0.0.1:{port}/p", gateway.ssl)
 
 
 @contextlib.asynccontextmanager
@@ -157,7 +158,8 @@ async def started_peers(
     if build.binary is not None:
         peers["go_peer"] = go_peer(build.binary, member_json, gateway, per_request=False)
         peers["go_peer_per_request"] = go_peer(build.binary, member_json, gateway, per_request=True)
-    peers["minimal"] = minimal_proxy(member_json, gateway)
+    peers["minimal"] = python_floor("minimal", "minimal_proxy.py", member_json, gateway)
+    peers["raw"] = python_floor("raw", "raw_proxy.py", member_json, gateway)
     try:
         await asyncio.gather(*(p.start() for p in peers.values()))
         yield peers

@@ -197,8 +197,8 @@ async def load(session: aiohttp.ClientSession, url: str, concurrency: int, secon
 
 
 async def profiled(gw: GatewayProcess, output: Path, seconds: float) -> None:
-    """py-spy records the gateway for `seconds` (a flame graph SVG, or speedscope JSON for a .json output)."""
-    fmt = "speedscope" if output.suffix == ".json" else "flamegraph"
+    """py-spy records the gateway for `seconds` (a flame graph SVG, speedscope JSON for .json, collapsed stacks for .txt)."""
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(output.suffix, "flamegraph")
     beside = Path(sys.executable).parent / "py-spy"  # in the venv, which ./dev bench does not put on PATH
     spy = await asyncio.create_subprocess_exec(
         str(beside) if beside.exists() else "py-spy", "record",
@@ -570,7 +570,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-LABELS = {"go_peer": "Go peer", "go_peer_per_request": "Go, transport/request", "minimal": "minimal aiohttp"}
+LABELS = {"go_peer": "Go peer", "go_peer_per_request": "Go, transport/request", "minimal": "minimal aiohttp", "raw": "raw Python"}
 
 
 def _beside(x: dict[str, Any], unit: str = "ms") -> str:
