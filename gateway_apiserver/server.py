@@ -26,7 +26,8 @@ from .config import Config, ConfigError
 from .observability.access_log import ACCESS_LOGGER, AccessLogger
 from .observability.metrics import METRICS
 from .proxy.fail_fast import FailFast
-from .proxy.handler import FAIL_FAST, IMPERSONATE_REQUESTED, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
+from .proxy.fast_path import FastProxy
+from .proxy.handler import FAIL_FAST, IMPERSONATION, PROXY_SETTINGS, ImpersonationHook
 from .proxy.health_probe import ProbeSettings, add_health_probing
 from .proxy.impersonation import EMPTY, ClusterImpersonation, load_proxy_config_file
 from .proxy.konnectivity.channel import KonnectivitySettings
@@ -42,7 +43,7 @@ from .registry.standalone import FileSecretSource
 from .registry.virtual_clusters import VirtualClusterRegistry
 from .security.authorization import Authorizer, PathAllowList
 from .security.delegation import DelegatedSecurity, Security, standalone_security
-from .security.identity import request_user
+from .security.identity import ANONYMOUS, UserInfo
 from .security.middleware import RequestAuthenticator, security_middleware
 from .security.tls import ServingCert, ServingPairError, TLSServing, ensure_self_signed, peer_certificate
 from .security.tls_policy import tls_policy
@@ -111,9 +112,8 @@ def konnectivity_settings(config: Config) -> KonnectivitySettings | None:
 def impersonation_hook(impersonation: ClusterImpersonation) -> ImpersonationHook:
     """The proxy's impersonation hook: the caller (or the rule's target) as Impersonate-* headers."""
 
-    def hook(request: web.Request, cluster: ClusterGateway) -> list[tuple[str, str]]:
-        requested = request.get(IMPERSONATE_REQUESTED, False)
-        return impersonation.headers(cluster, request_user(request), requested=requested)
+    def hook(user: UserInfo | None, cluster: ClusterGateway, requested: bool) -> list[tuple[str, str]]:
+        return impersonation.headers(cluster, user or ANONYMOUS, requested=requested)
 
     return hook
 
@@ -319,6 +319,7 @@ class GatewayServer:
             ConnectionTimeouts(read_header=cfg.read_header_timeout, idle=cfg.idle_timeout),
             access_log_class=AccessLogger,
             access_log=logging.getLogger(ACCESS_LOGGER),
+            fast_handler=self._fast_proxy(app, authenticator, authorizer) if cfg.proxy_fast_path else None,
         )
         log.info(
             "serving on https://%s:%d (%s mode)",
@@ -330,6 +331,17 @@ class GatewayServer:
             path = kubeconfig_path(Path(cfg.cert_dir), self.port)
             self.kubeconfig = write_local_kubeconfig(path, cfg.bind_address, self.port, self.cert)
             log.info("try: kubectl --kubeconfig %s get clustergateways", self.kubeconfig)
+
+    def _fast_proxy(self, app: web.Application, authenticator: RequestAuthenticator, authorizer: Authorizer) -> FastProxy:
+        """The fast lane's proxy, with the same security, settings and tracking as the application's."""
+        return FastProxy(
+            app,
+            authenticator,
+            authorizer,
+            authorize_proxy_subpath=self.config.authorize_proxy_subpath,
+            in_flight=self.in_flight,
+            access_log=logging.getLogger(ACCESS_LOGGER),
+        )
 
     async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         delay = 0.5

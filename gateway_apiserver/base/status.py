@@ -72,10 +72,14 @@ def status_object(code: int, message: str, *, reason: str | None = None, details
     return status
 
 
+def status_body(error: StatusError) -> bytes:
+    """The JSON body of the answer to `error`."""
+    return json.dumps(error.to_status(), separators=(",", ":")).encode()
+
+
 def status_response(error: StatusError) -> web.Response:
     """Render a StatusError as an aiohttp response."""
-    body = json.dumps(error.to_status(), separators=(",", ":")).encode()
-    return web.Response(status=error.code, body=body, content_type="application/json", headers=error.headers)
+    return web.Response(status=error.code, body=status_body(error), content_type="application/json", headers=error.headers)
 
 
 def not_found(name: str, message: str | None = None, *, resource: str = RESOURCE) -> StatusError:

@@ -103,6 +103,7 @@ class Config:
     # OCM ManagedClusters (hosting mode): --ocm-integration, and how the ManagedCluster source paces itself.
     ocm_integration: bool = False
     hide_dangling_cluster_gateways: bool = False  # with --ocm-integration: no ManagedCluster, no ClusterGateway
+    proxy_fast_path: bool = True  # plain proxied requests on the fast lane (serving/fast_lane.py, proxy/fast_path.py)
     managed_cluster_discovery_interval: float = 30.0  # how often discovery is asked while the API is absent
     managed_cluster_refresh_interval: float = 5.0  # OCMClusterCache=false: how often ManagedClusters are listed
     managed_cluster_sync_timeout: float = 10.0  # /readyz waits at most this long for the first ManagedCluster answer
@@ -253,6 +254,7 @@ def parse_config(argv: list[str]) -> Config:
         virtual_cluster_with_control_plane=bool(ns.virtual_cluster_with_control_plane),
         ocm_integration=bool(ns.ocm_integration),
         hide_dangling_cluster_gateways=bool(ns.hide_dangling_cluster_gateways),
+        proxy_fast_path=bool(ns.proxy_fast_path),
         cluster_gateway_proxy_config=ns.cluster_gateway_proxy_config,
         proxy_connect_timeout=ns.proxy_connect_timeout,
         proxy_request_timeout=ns.proxy_request_timeout,

@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --ocm-integration: serve no ClusterGateway whose ManagedCluster is missing (default: false)",
     )
     p.add_argument(
+        "--proxy-fast-path",
+        default=True,
+        **boolean,  # type: ignore[arg-type]
+        help="serve plain proxied requests on the fast lane (raw HTTP/1.1 on both legs); false: aiohttp serves "
+        "every request (default: true)",
+    )
+    p.add_argument(
         "--authorize-proxy-subpath",
         default=False,
         **boolean,  # type: ignore[arg-type]

@@ -122,10 +122,13 @@ def audit_id(request: web.BaseRequest) -> str:
     existing = request.get(AUDIT_ID_KEY)
     if isinstance(existing, str):
         return existing
-    given = request.headers.get("Audit-ID", "")
-    value = given if given and _AUDIT_ID.match(given) else new_audit_id()
-    request[AUDIT_ID_KEY] = value
+    value = request[AUDIT_ID_KEY] = audit_id_for(request.headers.get("Audit-ID", ""))
     return value
+
+
+def audit_id_for(given: str) -> str:
+    """The Audit-ID of a request whose Audit-ID header is `given` (empty when absent): it if well-formed, else a new one."""
+    return given if given and _AUDIT_ID.match(given) else new_audit_id()
 
 
 # Our name without a version: aiohttp's default header names Python's and its own versions.
@@ -182,18 +185,50 @@ def _write(logger: logging.Logger, request: web.BaseRequest, status: int, ended:
     verb = "" if rejected else request.method.lower()
     if isinstance(attrs, RequestAttributes):
         verb = attrs.verb
+    write_access_line(
+        logger,
+        user=authenticated_name(request),  # "" when authentication refused the caller (401) or never ran
+        verb=verb,
+        method="" if rejected else request.method,
+        path="" if rejected else request.path,
+        cluster=request_cluster(request),
+        status=status,
+        body_bytes=counter.count if isinstance(counter, BodyBytes) else 0,
+        ended=ended,
+        seconds=_duration(request, loop_time),
+        audit=audit_id(request),
+        remote=request.remote,
+    )
+
+
+def write_access_line(
+    logger: logging.Logger,
+    *,
+    user: str,
+    verb: str,
+    method: str,
+    path: str,
+    cluster: str,
+    status: int,
+    body_bytes: int,
+    ended: str,
+    seconds: float,
+    audit: str,
+    remote: str | None,
+) -> None:
+    """One request's access line (the fields of the module docstring), at INFO."""
     record: dict[str, Any] = {
-        "user": authenticated_name(request),  # "" when authentication refused the caller (401) or never ran
+        "user": user,
         "verb": verb,
-        "method": "" if rejected else request.method,
-        "path": "" if rejected else request.path,
-        "cluster": request_cluster(request),
+        "method": method,
+        "path": path,
+        "cluster": cluster,
         "status": status,
-        "bytes": counter.count if isinstance(counter, BodyBytes) else 0,
+        "bytes": body_bytes,
         "ended": ended,
-        "durationMs": round(_duration(request, loop_time) * 1000, 2),
-        "auditID": audit_id(request),
-        "remote": request.remote,
+        "durationMs": round(seconds * 1000, 2),
+        "auditID": audit,
+        "remote": remote,
     }
     # Text lines show the compact JSON; JSON lines carry the fields as keys of their own.
     logger.info(json.dumps(record, separators=(",", ":")), extra=structured("request", record))

@@ -23,7 +23,7 @@ import logging
 import re
 import sys
 import time
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -37,7 +37,17 @@ JSON = "json"
 # The request fields, in the order lines show them (the access log uses the same names).
 REQUEST_FIELDS = ("auditID", "cluster", "user")
 
-_current_request: contextvars.ContextVar[web.BaseRequest | None] = contextvars.ContextVar("gateway_request", default=None)
+
+class LoggedRequest(Protocol):
+    """A request served outside aiohttp's request objects (the fast lane's) that log lines can name."""
+
+    def log_fields(self) -> dict[str, str]:
+        """auditID, cluster and user as known now."""
+
+
+_current_request: contextvars.ContextVar[web.BaseRequest | LoggedRequest | None] = contextvars.ContextVar(
+    "gateway_request", default=None
+)
 
 
 @web.middleware
@@ -48,6 +58,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     finally:
         _current_request.reset(token)
+
+
+def enter_request(request: LoggedRequest) -> contextvars.Token[web.BaseRequest | LoggedRequest | None]:
+    """Make `request` the one that log lines written by the current task concern (the fast lane's request_context)."""
+    return _current_request.set(request)
+
+
+def leave_request(token: contextvars.Token[web.BaseRequest | LoggedRequest | None]) -> None:
+    """Undo `enter_request`."""
+    _current_request.reset(token)
 
 
 def request_fields(request: web.BaseRequest) -> dict[str, str]:
@@ -62,8 +82,10 @@ class RequestFields(logging.Filter):
         """Never drops a record; only annotates it."""
         if not hasattr(record, FIELDS_ATTR):
             request = _current_request.get()
-            if request is not None:
+            if isinstance(request, web.BaseRequest):
                 setattr(record, FIELDS_ATTR, request_fields(request))
+            elif request is not None:
+                setattr(record, FIELDS_ATTR, request.log_fields())
         return True
 
 

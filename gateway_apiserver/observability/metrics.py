@@ -195,6 +195,20 @@ class GatewayMetrics:
             merged.register(collector)
         return prometheus_client.generate_latest(merged)
 
+    def start_proxied(
+        self, cluster: str, method: str, inner_path: str, verb: str, *, watching: bool, tunnel: bool
+    ) -> ProxiedRequest:
+        """Count a proxied request as in flight (and as an open watch or tunnel); `end()` counts its outcome.
+
+        `inner_path` is the path after /proxy without its leading slash; `verb` the authorized verb ("" to read it
+        from the method)."""
+        resource, watch_path = _inner_resource(method, inner_path)
+        gauge: Gauge | None = self.open_tunnels if tunnel else self.open_watches if watching or watch_path else None
+        self.in_flight.inc()
+        if gauge is not None:
+            gauge.labels(cluster).inc()
+        return ProxiedRequest(self, cluster, resource, verb or _METHOD_VERBS.get(method, ""), gauge)
+
     def instrument_proxy(self, handler: Handler, cluster_of: Callable[[web.Request], str | None]) -> Handler:
         """`handler` (the proxy) counted in every series; `cluster_of` names a served cluster, else None (not counted)."""
 
@@ -202,20 +216,20 @@ class GatewayMetrics:
             cluster = cluster_of(request)
             if cluster is None:  # no such cluster: the reference counts nothing, and names stay bounded
                 return await handler(request)
-            started = time.perf_counter()
-            resource, watching = _inner_resource(request.method, request.match_info.get("path", ""))
             attrs = request.get(ATTRIBUTES_KEY)
-            verb = attrs.verb if attrs is not None else _METHOD_VERBS.get(request.method, "")
-            watching = watching or query_bool(request.query.get("watch"))
+            upgrade = "Upgrade" in request.headers
+            watching = query_bool(request.query.get("watch"))
+            counted = self.start_proxied(
+                cluster,
+                request.method,
+                request.match_info.get("path", ""),
+                attrs.verb if attrs is not None else "",
+                watching=watching,
+                tunnel=upgrade,
+            )
             tunnel: TunnelBytes | None = None
-            if "Upgrade" in request.headers:
-                gauge: Gauge | None = self.open_tunnels
+            if upgrade:
                 tunnel = request[TUNNEL_BYTES] = TunnelBytes(self.bytes_in.labels(cluster), self.bytes_out.labels(cluster))
-            else:
-                gauge = self.open_watches if watching else None
-            self.in_flight.inc()
-            if gauge is not None:
-                gauge.labels(cluster).inc()
             code = CLIENT_CLOSED_REQUEST
             try:
                 response = await handler(request)
@@ -233,19 +247,10 @@ class GatewayMetrics:
                 code = prepared.status if prepared is not None else CLIENT_CLOSED_REQUEST
                 raise
             finally:
-                self.in_flight.dec()
-                if gauge is not None:
-                    gauge.labels(cluster).dec()
-                counted = self._counted(resource, verb, cluster, code)
-                counted.by_resource.inc()
-                counted.by_cluster.inc()
-                counted.duration.observe(time.perf_counter() - started)
-                if request.body_exists:
-                    counted.bytes_in.inc(request.content.total_bytes)
                 prepared = request.get(PREPARED_RESPONSE)
-                if prepared is not None:
-                    # A tunnel's bytes to the client went through this response too, and were counted as they passed.
-                    counted.bytes_out.inc(_bytes_sent(prepared) - (tunnel.to_client if tunnel is not None else 0))
+                # A tunnel's bytes to the client went through this response too, and were counted as they passed.
+                sent = _bytes_sent(prepared) - (tunnel.to_client if tunnel is not None else 0) if prepared is not None else 0
+                counted.end(code, request.content.total_bytes if request.body_exists else 0, sent)
 
         return instrumented
 
@@ -263,6 +268,35 @@ class GatewayMetrics:
                 self.bytes_out.labels(cluster),
             )
         return children
+
+
+class ProxiedRequest:
+    """One proxied request being counted (GatewayMetrics.start_proxied)."""
+
+    __slots__ = ("_cluster", "_gauge", "_metrics", "_resource", "_started", "_verb")
+
+    def __init__(self, metrics: GatewayMetrics, cluster: str, resource: str, verb: str, gauge: Gauge | None) -> None:
+        self._metrics = metrics
+        self._cluster = cluster
+        self._resource = resource
+        self._verb = verb
+        self._gauge = gauge
+        self._started = time.perf_counter()
+
+    def end(self, code: int, bytes_in: int, bytes_out: int) -> None:
+        """Its outcome: the answer's code (499 when the client left first) and the bytes each way."""
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        if self._gauge is not None:
+            self._gauge.labels(self._cluster).dec()
+        counted = metrics._counted(self._resource, self._verb, self._cluster, code)
+        counted.by_resource.inc()
+        counted.by_cluster.inc()
+        counted.duration.observe(time.perf_counter() - self._started)
+        if bytes_in:
+            counted.bytes_in.inc(bytes_in)
+        if bytes_out > 0:
+            counted.bytes_out.inc(bytes_out)
 
 
 class _Children(NamedTuple):

@@ -6,7 +6,6 @@ timeouts, and `app[IMPERSONATION]` to add impersonation headers.
 """
 
 from .handler import (
-    IMPERSONATE_REQUESTED,
     IMPERSONATION,
     PROXY_SETTINGS,
     TRANSPORT_POOL,
@@ -17,7 +16,6 @@ from .handler import (
 from .transport import ProxySettings, TransportPool
 
 __all__ = [
-    "IMPERSONATE_REQUESTED",
     "IMPERSONATION",
     "PROXY_SETTINGS",
     "TRANSPORT_POOL",

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..app_keys import REGISTRY
@@ -27,6 +27,7 @@ from ..base.status import StatusError, no_such_cluster
 from ..observability.access_log import TIMEOUT, UPSTREAM_DISCONNECT, audit_id, mark_ended
 from ..observability.metrics import METRICS, TUNNEL_BYTES, instrument
 from ..registry.model import ClusterGateway
+from ..security.identity import USER_KEY, UserInfo
 from .connection_metrics import UpstreamConnectionsCollector
 from .credential_metrics import ExecCredentialExpiryCollector
 from .credentials import CredentialError, ResolvedCredential
@@ -48,19 +49,22 @@ ImpersonationResult = Mapping[str, HeaderValues] | Iterable[tuple[str, str]]
 
 
 class ImpersonationHook(Protocol):
-    """Adds the impersonation headers for a request to a cluster (Impersonate-User, -Group, -Extra-*).
+    """Adds the impersonation headers for a request of `user` (None before authentication) to a cluster
+    (Impersonate-User, -Group, -Extra-*).
 
     Return a mapping of header name to a value or a sequence of values (repeated headers),
-    or (name, value) pairs, or an awaitable of either. `request[IMPERSONATE_REQUESTED]` tells
-    whether the query asked for `impersonate=true` (already stripped from the forwarded query).
+    or (name, value) pairs, or an awaitable of either. `requested` tells whether the query asked
+    for `impersonate=true` (already stripped from the forwarded query).
     Raise a StatusError to refuse the request (e.g. a bad rule).
     """
 
-    def __call__(self, request: web.Request, cluster: ClusterGateway) -> ImpersonationResult | Awaitable[ImpersonationResult]:
+    def __call__(
+        self, user: UserInfo | None, cluster: ClusterGateway, requested: bool
+    ) -> ImpersonationResult | Awaitable[ImpersonationResult]:
         """The headers to add."""
 
 
-def no_impersonation(request: web.Request, cluster: ClusterGateway) -> ImpersonationResult:
+def no_impersonation(user: UserInfo | None, cluster: ClusterGateway, requested: bool) -> ImpersonationResult:
     """The default hook: requests reach the member as the gateway's own identity."""
     return {}
 
@@ -70,7 +74,6 @@ TRANSPORT_POOL = web.AppKey("proxy_transport_pool", TransportPool)
 IMPERSONATION = web.AppKey("proxy_impersonation", ImpersonationHook)
 FAIL_FAST = web.AppKey("proxy_fail_fast", FailFast)  # set under the HealthinessCheck feature gate
 FAIL_FAST_TRIAL = web.RequestKey("proxy_fail_fast_trial", Trial)
-IMPERSONATE_REQUESTED = web.RequestKey("proxy_impersonate_requested", bool)
 
 
 def _cluster(request: web.Request) -> ClusterGateway:
@@ -112,16 +115,36 @@ class UpstreamCall:
     credential: ResolvedCredential
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, and from where: what a member request is prepared from besides its cluster and path."""
+
+    headers: CIMultiDictProxy[str] | CIMultiDict[str]
+    client_ip: str | None
+    audit_id: str
+    user: UserInfo | None
+    scheme: str = "https"
+
+
 async def prepare_call(
     request: web.Request, cluster: ClusterGateway, remainder: str, raw_query: str, *, upgrade: bool = False
 ) -> UpstreamCall:
-    """The member request for `request` proxied to `cluster` at `remainder` (the path after /proxy).
+    """The member request for `request` proxied to `cluster` at `remainder` (the path after /proxy): see
+    prepare_member_call. The server-side fan-out calls it once per member."""
+    caller = Caller(request.headers, request.remote, audit_id(request), request.get(USER_KEY), request.scheme)
+    return await prepare_member_call(request.app, cluster, remainder, raw_query, caller, upgrade=upgrade)
+
+
+async def prepare_member_call(
+    app: web.Application, cluster: ClusterGateway, remainder: str, raw_query: str, caller: Caller, *, upgrade: bool = False
+) -> UpstreamCall:
+    """The member request of `caller` proxied to `cluster` at `remainder` (the path after /proxy).
 
     Everything a proxied request goes through before it is sent: the transport (503 for a
     ClusterProxy endpoint without --proxy-host), the path check (400), the credential (503 when unusable), the
-    forwarded headers and the impersonation hook. The server-side fan-out calls it once per member.
+    forwarded headers and the impersonation hook. The aiohttp path and the fast lane (fast_path.py) share it.
     """
-    pool = request.app[TRANSPORT_POOL]
+    pool = app[TRANSPORT_POOL]
     settings = pool.settings
     transport = pool.get(cluster)  # 503 for a ClusterProxy endpoint without --proxy-host
     target = proxy_target(transport.base_url, remainder, raw_query)  # 400 on traversal
@@ -130,18 +153,17 @@ async def prepare_call(
     except CredentialError as exc:
         raise StatusError(503, f'cluster "{cluster.name}" has no usable credential: {exc}') from None
     headers = request_headers(
-        request.headers,
-        client_ip=request.remote,
-        scheme=request.scheme,
-        audit_id=audit_id(request),
+        caller.headers,
+        client_ip=caller.client_ip,
+        scheme=caller.scheme,
+        audit_id=caller.audit_id,
         identity_headers=settings.identity_headers,
         identity_prefixes=settings.identity_prefixes,
         keep_upgrade=upgrade,
     )
     set_headers(headers, credential.headers())
-    request[IMPERSONATE_REQUESTED] = target.impersonate_requested
-    hook = request.app.get(IMPERSONATION, no_impersonation)
-    extra = hook(request, cluster)
+    hook = app.get(IMPERSONATION, no_impersonation)
+    extra = hook(caller.user, cluster, target.impersonate_requested)
     if inspect.isawaitable(extra):
         extra = await extra
     set_headers(headers, extra)
@@ -216,10 +238,11 @@ async def _send(
         raise describe_failure(transport.hop(url), exc) from None
 
 
-async def _retry_with_fresh_credential(
-    method: str, transport: ClusterTransport, url: URL, headers: CIMultiDict[str], stale: ResolvedCredential
-) -> aiohttp.ClientResponse | None:
-    """The member's answer with a fresh credential; None when there is none (a Secret's own, or a failing plugin)."""
+async def fresh_credential(
+    transport: ClusterTransport, stale: ResolvedCredential, headers: CIMultiDict[str]
+) -> ssl.SSLContext | bool | None:
+    """After a member's 401: a fresh credential set in `headers`, and the TLS to send with; None when there is
+    none (a Secret's own, or a failing plugin), so a retry would only repeat the 401."""
     try:
         fresh, ssl_context = await transport.authenticate()
     except CredentialError:
@@ -228,6 +251,16 @@ async def _retry_with_fresh_credential(
         return None  # the same credential again: a retry would only repeat the 401
     headers.popall("Authorization", None)
     set_headers(headers, fresh.headers())
+    return ssl_context
+
+
+async def _retry_with_fresh_credential(
+    method: str, transport: ClusterTransport, url: URL, headers: CIMultiDict[str], stale: ResolvedCredential
+) -> aiohttp.ClientResponse | None:
+    """The member's answer with a fresh credential; None when there is none."""
+    ssl_context = await fresh_credential(transport, stale, headers)
+    if ssl_context is None:
+        return None
     return await _send(method, transport, url, headers, None, ssl_context)
 
 

@@ -176,6 +176,8 @@ class ClusterTransport:
             max_field_size=64 * 1024,
             max_line_size=64 * 1024,
         )
+        # Reached without a proxy-url proxy or a ClusterProxy tunnel: what the fast path's raw pools can dial.
+        self.direct = self._tunnels is None and not cluster.proxy_url
         self._active = 0
         self.tunnels = 0  # upgrade tunnels (exec, attach, port-forward) open now: each holds its own member connection
         self._idle = asyncio.Event()

@@ -8,9 +8,10 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
+from multidict import MultiMapping
 
 from ..observability.access_log import ATTRIBUTES_KEY
-from .authorization import Authorizer, PathAllowList, always_allowed, forbidden, request_attributes
+from .authorization import Authorizer, PathAllowList, RequestAttributes, always_allowed, forbidden, request_attributes
 from .identity import USER_KEY, UserInfo
 
 
@@ -66,15 +67,23 @@ def security_middleware(
             request[USER_KEY] = user
             request[ATTRIBUTES_KEY] = attrs
         if not always_allowed(request.path) and not always_allow_paths.allows(attrs):
-            decision = await authorizer.authorize(attrs)
-            if not decision.allowed:
-                raise forbidden(attrs, decision.reason)
-            inner = proxied_path(request.path) if authorize_proxy_subpath and attrs.subresource == "proxy" else None
-            if inner is not None:
-                inner_attrs = request_attributes(request.method, inner, request.query, user)
-                inner_decision = await authorizer.authorize(inner_attrs)
-                if not inner_decision.allowed:
-                    raise forbidden(inner_attrs, inner_decision.reason)
+            await authorize(authorizer, attrs, request.method, request.query, authorize_proxy_subpath=authorize_proxy_subpath)
         return await handler(request)
 
     return secure
+
+
+async def authorize(
+    authorizer: Authorizer, attrs: RequestAttributes, method: str, query: MultiMapping[str], *, authorize_proxy_subpath: bool
+) -> None:
+    """Raise a 403 StatusError unless `attrs` are allowed (and, with `authorize_proxy_subpath`, a proxied
+    request's inner path as if it were made to the hosting cluster itself)."""
+    decision = await authorizer.authorize(attrs)
+    if not decision.allowed:
+        raise forbidden(attrs, decision.reason)
+    inner = proxied_path(attrs.path) if authorize_proxy_subpath and attrs.subresource == "proxy" else None
+    if inner is not None:
+        inner_attrs = request_attributes(method, inner, query, attrs.user)
+        inner_decision = await authorizer.authorize(inner_attrs)
+        if not inner_decision.allowed:
+            raise forbidden(inner_attrs, inner_decision.reason)

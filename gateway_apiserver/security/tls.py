@@ -307,12 +307,16 @@ _peer_certs: weakref.WeakKeyDictionary[ssl.SSLObject | ssl.SSLSocket, x509.Certi
 
 
 def peer_certificate(request: web.BaseRequest) -> x509.Certificate | None:
-    """The client certificate of this request's TLS connection, or None.
+    """The client certificate of this request's TLS connection, or None (see transport_peer_certificate)."""
+    return transport_peer_certificate(request.transport)
+
+
+def transport_peer_certificate(transport: asyncio.BaseTransport | None) -> x509.Certificate | None:
+    """The client certificate of this TLS connection, or None.
 
     It verified, at handshake time, against the client CAs then in force, which are the union of
     the front-proxy and client CAs: callers must still check which of them issued it.
     """
-    transport = request.transport
     if transport is None:
         return None
     ssl_object = transport.get_extra_info("ssl_object")

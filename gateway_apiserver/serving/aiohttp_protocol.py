@@ -14,8 +14,12 @@ This module is the ONLY place in the serving layer that relies on aiohttp intern
   escaped every middleware (500, 504). Overridden to return a Status object.
 * `RequestHandler.force_close()`: ends the connection and aiohttp's request loop now;
   `RequestHandler.close()`: ends it once the current answer is written (idle: now).
-* `connection_made` / `data_received` / `connection_lost`: asyncio's Protocol API, extended
-  (always calling aiohttp's) to run the header deadline.
+* `connection_made` / `data_received` / `connection_lost` / `pause_writing` / `resume_writing`:
+  asyncio's Protocol API, extended (always calling aiohttp's) to run the header deadline and the fast lane.
+* The fast lane (serving/fast_lane.py) answers some requests itself between aiohttp's: it hands aiohttp
+  only whole requests, learns that aiohttp answered one by wrapping `_handle_request(request, start_time,
+  request_handler)`, and keeps aiohttp's idle timer (`_keepalive_handle`, `_next_keepalive_close_time`,
+  `_keepalive_timeout`, `_process_keepalive()`) from closing a connection while its own request runs.
 
 The deadline starts when a connection is made (after the TLS handshake, which the listener
 bounds separately) and again on the first byte received while no request is being handled;
@@ -33,9 +37,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from ..base.status import status_response
 from ..observability.access_log import REJECTED_KEY, SERVER_HEADER, audit_id, count_body_bytes
+from .fast_lane import FastHandler, FastLane, HeadLimits
 from .protocol_errors import handler_error_status, parse_error_status
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,19 @@ CHECKED_AIOHTTP_VERSIONS = ("3.14",)
 class GatewayRequestHandler(RequestHandler):
     """aiohttp's HTTP/1.1 protocol with a header-read deadline and Status answers to parse errors."""
 
-    __slots__ = ("_active", "_draining", "_event_loop", "_header_timeout", "_header_timer", "_pending_bytes")
+    __slots__ = ("_active", "_draining", "_event_loop", "_header_timeout", "_header_timer", "_lane", "_pending_bytes")
 
-    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop, header_timeout: float, **kwargs: Any) -> None:
-        """`header_timeout` seconds (0: none) for each request's headers; the rest is RequestHandler's."""
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        header_timeout: float,
+        fast_handler: FastHandler | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`header_timeout` seconds (0: none) for each request's headers; `fast_handler` serves the requests
+        it accepts on the fast lane (None: aiohttp serves all); the rest is RequestHandler's."""
         super().__init__(manager, loop=loop, **kwargs)
         self._event_loop = loop
         self._header_timeout = header_timeout
@@ -58,6 +74,10 @@ class GatewayRequestHandler(RequestHandler):
         self._active = 0  # requests of this connection whose handler runs
         self._pending_bytes = False  # bytes of a next request arrived while a handler ran
         self._draining = False
+        self._lane: FastLane | None = None
+        if fast_handler is not None:
+            limits = HeadLimits(kwargs["max_line_size"], kwargs["max_field_size"], kwargs["max_headers"])
+            self._lane = FastLane(self, fast_handler, limits)
 
     # -- asyncio Protocol API --
 
@@ -73,12 +93,67 @@ class GatewayRequestHandler(RequestHandler):
                 self._pending_bytes = True
             elif self._header_timer is None:
                 self._arm()
-        super().data_received(data)
+        if self._lane is None:
+            super().data_received(data)
+        elif not (self._force_close or self._close):
+            self._lane.data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        """Stop the deadline with the connection."""
+        """Stop the deadline and the fast lane's request with the connection."""
         self._disarm()
+        if self._lane is not None:
+            self._lane.connection_lost()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client reads slowly: the fast lane's relay pauses too."""
+        super().pause_writing()
+        if self._lane is not None:
+            self._lane.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The client caught up."""
+        super().resume_writing()
+        if self._lane is not None:
+            self._lane.resume_writing()
+
+    # -- the fast lane's host (serving/fast_lane.py) --
+
+    def to_aiohttp(self, data: bytes) -> None:
+        """aiohttp parses and serves `data` (whole requests, from the fast lane)."""
+        super().data_received(data)
+
+    def fast_request_started(self) -> None:
+        """The lane answers a request: no header deadline, and aiohttp's idle timer must not close the connection."""
+        self.request_started()
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+
+    def fast_request_finished(self, keep_alive: bool) -> None:
+        """The lane's request was answered: idle from now (aiohttp's timer), or the connection ends."""
+        if not keep_alive:
+            self.force_close()  # the answer is written: closing the transport flushes it first
+        elif self._keepalive_timeout > 0 and self._keepalive_handle is None:
+            close_time = self._event_loop.time() + self._keepalive_timeout
+            self._next_keepalive_close_time = close_time
+            self._keepalive_handle = self._event_loop.call_at(close_time, self._process_keepalive)
+        self.request_finished()
+
+    def _process_keepalive(self) -> None:
+        if self._lane is not None and self._lane.busy:
+            self._keepalive_handle = None  # re-armed when the lane's request ends
+            return
+        super()._process_keepalive()
+
+    async def _handle_request(
+        self, request: BaseRequest, start_time: float | None, request_handler: Any
+    ) -> tuple[StreamResponse, bool]:
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            if self._lane is not None:
+                self._lane.aiohttp_answered()
 
     # -- called by the serving middleware --
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .aiohttp_protocol import GatewayRequestHandler
+from .fast_lane import FastHandler
 
 # Header limits, named here so error messages can state them. The aggregator sends one
 # X-Remote-Group line per group, so aiohttp's default of 128 fields would refuse a user in
@@ -38,11 +39,13 @@ async def listen(
     *,
     access_log_class: type[AbstractAccessLogger],
     access_log: logging.Logger,
+    fast_handler: FastHandler | None = None,
 ) -> asyncio.Server:
     """Serve `runner`'s application on the bound `sock`; close the returned server to stop accepting.
 
     Call after `runner.setup()`. Connections are tracked by the runner, so `runner.cleanup()`
-    still drains and closes them.
+    still drains and closes them. `fast_handler` serves the requests it accepts on each connection's
+    fast lane (serving/fast_lane.py).
     """
     manager = runner.server
     if manager is None:
@@ -54,6 +57,7 @@ async def listen(
             manager,
             loop=loop,
             header_timeout=timeouts.read_header,
+            fast_handler=fast_handler,
             keepalive_timeout=timeouts.idle or _NEVER,
             access_log_class=access_log_class,
             access_log=access_log,

@@ -24,6 +24,7 @@ from ..base.query import query_bool
 from ..observability.access_log import ENDED_KEY, SHUTDOWN, mark_ended, sent_response
 from ..proxy.paths import is_long_running as is_long_running_proxy_call
 from .aiohttp_protocol import GatewayRequestHandler, request_started
+from .fast_request import FastRequest
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class InFlight:
     """
 
     def __init__(self) -> None:
-        self._requests: dict[asyncio.Task[Any], web.Request] = {}
+        self._requests: dict[asyncio.Task[Any], web.Request | FastRequest] = {}
         self._changed = asyncio.Event()
         self.shutting_down = False
         self.draining = False
@@ -91,10 +92,18 @@ class InFlight:
                 await _end_stream(request)
             raise
         finally:
-            del self._requests[task]
-            self._changed.set()
+            self.untrack(task)
             if protocol is not None:
                 protocol.request_finished()
+
+    def track(self, task: asyncio.Task[Any], request: FastRequest) -> None:
+        """Track a request the fast lane serves (it ends its own stream when cancelled with `ended` SHUTDOWN)."""
+        self._requests[task] = request
+
+    def untrack(self, task: asyncio.Task[Any]) -> None:
+        """The request of `task` ended."""
+        del self._requests[task]
+        self._changed.set()
 
     async def shutdown(self, server: web.Server | None, stop_listening: Callable[[], None], delay: float, grace: float) -> None:
         """Run the sequence: unready, wait `delay`, stop accepting, end streams, give the rest `grace` seconds."""
@@ -128,14 +137,17 @@ class InFlight:
         self._cancel(
             (task, request)
             for task, request in self._requests.items()
-            if request.get(ENDED_KEY) != SHUTDOWN and is_long_running(request.path, request.query, request.headers)
+            if _ended(request) != SHUTDOWN and is_long_running(request.path, request.query, request.headers)
         )
 
     @staticmethod
-    def _cancel(items: Iterable[tuple[asyncio.Task[Any], web.Request]]) -> None:
+    def _cancel(items: Iterable[tuple[asyncio.Task[Any], web.Request | FastRequest]]) -> None:
         for task, request in list(items):
-            if request.get(ENDED_KEY) != SHUTDOWN:
-                mark_ended(request, SHUTDOWN)
+            if _ended(request) != SHUTDOWN:
+                if isinstance(request, FastRequest):
+                    request.ended = SHUTDOWN
+                else:
+                    mark_ended(request, SHUTDOWN)
                 task.cancel()
 
     async def _wait_idle(self, timeout: float) -> None:
@@ -145,6 +157,10 @@ class InFlight:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - time.monotonic()):
                     await self._changed.wait()
+
+
+def _ended(request: web.Request | FastRequest) -> str | None:
+    return request.ended if isinstance(request, FastRequest) else request.get(ENDED_KEY)
 
 
 async def _end_stream(request: web.Request) -> None:
