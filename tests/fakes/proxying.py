@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from gateway_apiserver.proxy import TRANSPORT_POOL, ProxySettings, TransportPool
@@ -31,10 +33,13 @@ def token_secret(name: str, member: FakeMemberAPIServer, rv: int = 1, **kwargs: 
     return cluster_secret(name, rv, endpoint=kwargs.pop("endpoint", member.url), **kwargs)
 
 
+FAST_PATH = True  # --proxy-fast-path of `gateway`: a test module may run its tests on both lanes (see use_both_lanes)
+
+
 @asynccontextmanager
 async def gateway(tmp_path: Path, *secrets: dict[str, Any], **settings: Any) -> AsyncIterator[RunningGateway]:
     """A running gateway serving `secrets`, its proxy tuned with `settings` (ProxySettings fields)."""
-    async with running_gateway(tmp_path, ManualSecretSource(list(secrets))) as gw:
+    async with running_gateway(tmp_path, ManualSecretSource(list(secrets)), proxy_fast_path=FAST_PATH) as gw:
         pool(gw).settings = ProxySettings(**settings)
         yield gw
 
@@ -128,3 +133,10 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture(params=["fast-lane", "aiohttp"])
+def use_both_lanes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with plain proxied requests on the fast lane, then with aiohttp serving them (--proxy-fast-path=false)."""
+    monkeypatch.setattr(sys.modules[__name__], "FAST_PATH", request.param == "fast-lane")
+    return str(request.param)

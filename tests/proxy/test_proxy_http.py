@@ -23,12 +23,14 @@ from yarl import URL
 from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.gateway import kubectl_with
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.proxying import PROXY, eventually, exec_secret, gateway, pool, proxied, status_of, token_secret
+from tests.fakes.proxying import PROXY, eventually, exec_secret, gateway, pool, proxied, status_of, token_secret, use_both_lanes
 from tests.fakes.secrets import cluster_secret
 
-pytestmark = pytest.mark.timeout(60)
+# Every test twice: plain proxied requests on the fast lane, then on aiohttp's path (--proxy-fast-path=false).
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("use_both_lanes")]
 CALLER_TOKEN = "caller-token-must-not-leak"
 NS = "/api/v1/namespaces/default"
+__all__ = ["use_both_lanes"]  # the fixture, imported so pytest finds it
 
 
 @pytest.fixture
