@@ -35,22 +35,22 @@ class UpstreamExchange:
     """A request sent to a member and its answer, whose head has arrived; the body is relayed on demand."""
 
     __slots__ = (
-        "status",
-        "reason",
-        "headers",
-        "content_length",
-        "answered",
+        "_closed",
         "_connection",
-        "_head",
-        "_sink",
+        "_done",
         "_early",
         "_early_size",
-        "_done",
-        "_finished",
         "_error",
-        "_closed",
-        "_paused",
+        "_finished",
+        "_head",
         "_held",
+        "_paused",
+        "_sink",
+        "answered",
+        "content_length",
+        "headers",
+        "reason",
+        "status",
     )
 
     def __init__(self, connection: UpstreamConnection, loop: asyncio.AbstractEventLoop) -> None:

@@ -8,6 +8,7 @@ one for as long as it lasts, and a request never queues behind another (as aioht
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 from ..upstream_errors import DialFailed
@@ -122,10 +123,8 @@ class UpstreamPool:
 
     def idle_connection_lost(self, connection: UpstreamConnection) -> None:
         """An idle connection closed (the member closed it, or the pool did): it leaves the pool."""
-        try:
+        with contextlib.suppress(ValueError):
             self._idle.remove(connection)
-        except ValueError:
-            pass
 
     def _close_expired(self) -> None:
         self._sweep = None

@@ -15,9 +15,7 @@ def pool_to(
 ) -> Iterator[UpstreamPool]:
     """A pool to host:port trusting `ca_pem` (plain HTTP when None), closed afterwards."""
     tls = client_ssl_context(ca_pem) if ca_pem is not None else None
-    pool = UpstreamPool(
-        host, port, tls, server_hostname=None, connect_timeout=connect_timeout, idle_timeout=idle_timeout
-    )
+    pool = UpstreamPool(host, port, tls, server_hostname=None, connect_timeout=connect_timeout, idle_timeout=idle_timeout)
     try:
         yield pool
     finally:
@@ -47,4 +45,3 @@ async def fetch(pool: UpstreamPool, head: bytes, body: bytes = b"", *, idempoten
     """(status, body) of one exchange."""
     exchange = await pool.send(head, body, idempotent=idempotent)
     return exchange.status, await body_of(exchange)
-
