@@ -204,6 +204,10 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close at once, failing the exchange in flight (the pool is shut down under it)."""
+        self._fail(ConnectionAbortedError("the gateway closed its connection to the member"))
+
     def abandon(self) -> None:
         """The exchange was given up: close the connection at once, never to be reused."""
         self.exchange = None

@@ -34,7 +34,7 @@ class UpstreamPool:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._idle: list[UpstreamConnection] = []  # oldest first; taken from the end
-        self._active = 0
+        self._active: set[UpstreamConnection] = set()  # carrying an exchange
         self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -46,7 +46,7 @@ class UpstreamPool:
     @property
     def active(self) -> int:
         """Connections carrying an exchange now (a held watch counts until it ends)."""
-        return self._active
+        return len(self._active)
 
     async def send(self, head: bytes, body: bytes = b"", *, idempotent: bool) -> UpstreamExchange:
         """Send one request (`head`: request line, headers and blank line; `body`: the whole body) and return
@@ -66,7 +66,7 @@ class UpstreamPool:
             if not connection.usable():
                 continue
             exchange = connection.start(data)
-            self._active += 1
+            self._active.add(connection)
             try:
                 await _head_of(exchange)
             except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
@@ -76,7 +76,7 @@ class UpstreamPool:
             return exchange
         connection = await self._dial()
         exchange = connection.start(data)
-        self._active += 1
+        self._active.add(connection)
         await _head_of(exchange)
         return exchange
 
@@ -107,11 +107,17 @@ class UpstreamPool:
             self._sweep.cancel()
             self._sweep = None
 
+    def abort(self) -> None:
+        """Close every connection now: idle ones, and active ones, whose exchanges fail with ConnectionAbortedError."""
+        self.close()
+        for connection in list(self._active):
+            connection.abort()
+
     # --- ConnectionOwner -----------------------------------------------------------------------
 
     def exchange_ended(self, connection: UpstreamConnection, reusable: bool) -> None:
         """Back to the pool if `reusable` and the pool is open; closed otherwise."""
-        self._active -= 1
+        self._active.discard(connection)
         if not reusable or self.closed:
             connection.close()
             return
