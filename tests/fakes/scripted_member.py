@@ -97,6 +97,8 @@ async def scripted_member(script: Script, *, tls: bool = True) -> AsyncIterator[
             await script(conn)
         except (ConnectionError, OSError):
             pass  # the client went away while the script ran
+        except asyncio.CancelledError:
+            pass  # the member is stopping (asyncio logs a cancelled connection callback as an error)
         finally:
             tasks.discard(task)
 

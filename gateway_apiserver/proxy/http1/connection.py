@@ -77,9 +77,16 @@ class UpstreamExchange:
         if self._done is not None:
             raise RuntimeError("relay() was already called")
         early, self._early, self._early_size = self._early, [], 0
-        for chunk in early:
-            sink(chunk)
-        done = self._done = self._head.get_loop().create_future()
+        done = self._head.get_loop().create_future()
+        try:
+            for chunk in early:
+                sink(chunk)
+        except Exception as exc:  # the caller's sink failed: the exchange is given up, as on_body does
+            self.close()
+            self._done = done
+            done.set_exception(exc)
+            return done
+        self._done = done
         if self._error is not None:
             done.set_exception(self._error)
         elif self._finished:

@@ -59,6 +59,8 @@ class UpstreamPool:
         """
         if self.closed:
             raise RuntimeError("the upstream pool is closed")
+        if head.startswith(b"HEAD "):
+            raise ValueError("HEAD requests are not for the raw pool: their answers' lengths describe no body")
         data = head + body if body else head
         idle = self._idle
         while idle:

@@ -371,3 +371,71 @@ async def test_a_cancelled_send_abandons_its_connection() -> None:
                     await pool.send(get(member.port), idempotent=True)
             assert (pool.idle, pool.active) == (0, 0)
             await eventually(member.connections[0].reader.at_eof)
+
+
+async def test_a_large_body_waits_in_the_member_until_relay_is_called() -> None:
+    size = 32 * 1024 * 1024
+    written = asyncio.Event()
+
+    async def script(conn: ScriptedConnection) -> None:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+        written.set()
+        await conn.wait_closed_by_peer()
+
+    received = bytearray()
+    # Plain TCP: an asyncio TLS server's drain() returns before its peer has read the bytes.
+    async with scripted_member(script, tls=False) as member:
+        with pool_to(member.port, None) as pool:
+            exchange = await pool.send(get(member.port), idempotent=True)
+            await asyncio.sleep(0.3)
+            written_before_relay = written.is_set()  # the client stopped reading: the member's writes back up
+            await asyncio.wait_for(exchange.relay(received.extend), 10)
+            assert pool.idle == 1
+    assert (written_before_relay, len(received), written.is_set()) == (False, size, True)
+
+
+async def test_an_answer_nobody_asked_for_drops_the_idle_connection() -> None:
+    async def script(conn: ScriptedConnection) -> None:
+        await conn.read_request()
+        await conn.send(OK)
+        await asyncio.sleep(0.05)
+        await conn.send(OK)  # a second answer to a single request
+        await conn.wait_closed_by_peer()
+
+    async with scripted_member(script) as member:
+        with pool_to(member.port, member.ca.cert_pem) as pool:
+            assert await fetch(pool, get(member.port)) == (200, b"ok")
+            await eventually(lambda: pool.idle == 0, timeout=2)
+            await eventually(member.connections[0].reader.at_eof)
+
+
+@pytest.mark.parametrize("with_the_head", [True, False], ids=["chunk-with-the-head", "later-chunk"])
+async def test_a_sink_that_raises_fails_the_relay_with_its_error_and_the_connection_closes(with_the_head: bool) -> None:
+    async def script(conn: ScriptedConnection) -> None:
+        await conn.read_request()
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
+        await conn.send(head + b"ha" if with_the_head else head)
+        await asyncio.sleep(0.1)
+        await conn.send(b"ha" if with_the_head else b"half")
+        await conn.wait_closed_by_peer()
+
+    def sink(chunk: bytes) -> None:
+        raise ValueError("the client's side broke")
+
+    async with scripted_member(script) as member:
+        with pool_to(member.port, member.ca.cert_pem) as pool:
+            exchange = await pool.send(get(member.port), idempotent=True)
+            if with_the_head:
+                await asyncio.sleep(0.05)  # the first chunk waits for relay()
+            with pytest.raises(ValueError, match="the client's side broke"):
+                await exchange.relay(sink)
+            assert (pool.idle, pool.active) == (0, 0)
+            await eventually(member.connections[0].reader.at_eof)
+
+
+async def test_head_requests_are_refused_before_anything_is_sent() -> None:
+    async with scripted_member(lambda conn: answer_each(conn, OK)) as member:
+        with pool_to(member.port, member.ca.cert_pem) as pool, pytest.raises(ValueError, match="HEAD requests are not"):
+            await pool.send(request("HEAD", "/x", port=member.port), idempotent=True)
+    assert member.connections == []
