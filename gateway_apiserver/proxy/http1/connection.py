@@ -174,7 +174,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.exchange: UpstreamExchange | None = None
-        self.served = 0  # exchanges started on it: above 1, the connection was reused
         self.idle_since = 0.0  # loop time it went back to the pool
         self.lost = False
         self._failure: InvalidAnswer | None = None  # why a callback stopped the parser
@@ -188,7 +187,6 @@ class UpstreamConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None and self._loop is not None and self.exchange is None
         exchange = self.exchange = UpstreamExchange(self, self._loop)
-        self.served += 1
         self._chunked = self._in_body = self._informational = False
         transport.write(data)
         return exchange
