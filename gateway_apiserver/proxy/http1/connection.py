@@ -72,8 +72,10 @@ class UpstreamExchange:
         self._held = False  # by the exchange itself: too many early chunks
 
     def relay(self, sink: Sink) -> Awaitable[None]:
-        """Pass each body chunk to `sink` as it arrives (those already here first); completes at the body's
-        end, or raises asyncio.IncompleteReadError, ConnectionResetError or InvalidAnswer if it fails midway."""
+        """Pass each body chunk (chunked framing decoded) to `sink`, synchronously, as it arrives (those already
+        here first, within this call). The awaitable completes at the body's end; it raises
+        asyncio.IncompleteReadError, ConnectionResetError or InvalidAnswer if the answer fails midway,
+        ConnectionAbortedError if the exchange is closed first, or what `sink` raised (the exchange is then closed)."""
         if self._done is not None:
             raise RuntimeError("relay() was already called")
         early, self._early, self._early_size = self._early, [], 0
