@@ -3,8 +3,9 @@
 `state="idle"`: pooled keep-alive connections waiting for the next request. `state="active"`:
 pooled connections carrying a request now (a watch holds one for as long as it lasts), plus the
 member connection of each upgrade tunnel (exec, attach, port-forward), which bypasses the pool and
-is counted from its dial until it closes. Both samples appear for every cluster the gateway has a
-transport for (one used since it started, or one still closing after its Secret changed), and
+is counted from its dial until it closes. Each count sums the aiohttp session's connections and those
+of the fast path's raw HTTP/1.1 pools (proxy/http1). Both samples appear for every cluster the gateway
+has a transport for (one used since it started, or one still closing after its Secret changed), and
 leave with it. Nothing here runs on the request path.
 
 The pool's counts are read from aiohttp's connector, which has no public API for them (the
@@ -80,6 +81,9 @@ class UpstreamConnectionsCollector(Collector):
                     log.warning("this aiohttp's connection pool cannot be read: upstream connections go unreported")
                 continue
             idle, active = pooled
+            for fast in transport.http1_pools():  # the fast path's raw HTTP/1.1 connections
+                idle += fast.idle
+                active += fast.active
             samples = counts.setdefault(transport.name, [0.0, 0.0])
             samples[0] += idle
             samples[1] += active + getattr(transport, "tunnels", 0)

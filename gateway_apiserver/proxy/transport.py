@@ -4,6 +4,8 @@ The reference builds a transport (and so a TCP+TLS handshake) per request. Here 
 cluster keeps one `ClientSession` with a keep-alive connector, rebuilt only when the
 cluster's connection facts (endpoint, CA, proxy, credential) change in its Secret; the old
 one is retired gracefully: closed when its last in-flight request ends (or after a grace).
+Beside the session, a cluster reached directly (no proxy-url, no Konnectivity tunnel) lends the
+fast path raw HTTP/1.1 pools (proxy/http1), one per TLS context, closed with the transport.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..base.status import StatusError
 from ..registry.cache import ChangeEvent
 from ..registry.model import ClusterGateway, EndpointType
 from .credentials import CredentialProvider, ResolvedCredential, credential_provider, load_client_certificate
+from .http1 import UpstreamPool
 from .konnectivity.channel import KonnectivitySettings
 from .konnectivity.connector import KonnectivityConnector, through_tunnel, upgrade_dialer
 from .konnectivity.tunnel import ProxyServerTunnels
@@ -37,6 +40,8 @@ from .upstream_errors import Hop, ProxyFailure
 log = logging.getLogger(__name__)
 
 Dialer = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+MAX_HTTP1_POOLS = 2  # per transport: the current client certificate's and the previous one's
 
 # aiohttp adds these unless told not to; a proxy forwards the client's own or none.
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -176,8 +181,11 @@ class ClusterTransport:
             max_field_size=64 * 1024,
             max_line_size=64 * 1024,
         )
-        # Reached without a proxy-url proxy or a ClusterProxy tunnel: what the fast path's raw pools can dial.
+        # The fast path's raw HTTP/1.1 pools, one per TLS context (a client certificate has its own), newest last;
+        # none for a cluster behind its proxy-url proxy or a Konnectivity tunnel (those keep the session).
         self.direct = self._tunnels is None and not cluster.proxy_url
+        self._http1_pools: dict[ssl.SSLContext | bool, UpstreamPool] = {}
+        self._idle_timeout = settings.idle_timeout
         self._active = 0
         self.tunnels = 0  # upgrade tunnels (exec, attach, port-forward) open now: each holds its own member connection
         self._idle = asyncio.Event()
@@ -199,6 +207,37 @@ class ClusterTransport:
         load_client_certificate(ctx, cred.client_cert_pem, cred.client_key_pem)
         self._ssl_for = (cred, ctx)
         return cred, ctx
+
+    def http1_pool(self, ssl_context: ssl.SSLContext | bool) -> UpstreamPool | None:
+        """The fast path's pool for requests authenticated with `ssl_context` (as `authenticate` returned it,
+        False for http); None when the cluster is reached through a proxy or a tunnel (use the session).
+
+        A new context (a rotated client certificate) gets a new pool; the previous one stays for requests
+        that authenticated before the rotation, its connections closing after the idle timeout; older ones close.
+        """
+        pool = self._http1_pools.get(ssl_context)
+        if pool is not None or not self.direct:
+            return pool
+        if self.retired:
+            return None  # closing: a late request is served by the session, which closes with it
+        tls = ssl_context if isinstance(ssl_context, ssl.SSLContext) else None
+        pool = UpstreamPool(
+            self.base_url.host or "",
+            self.base_url.port or (443 if self.is_tls else 80),
+            tls,
+            server_hostname=None,  # the URL's host, or tls-server-name through _ServerNameContext
+            connect_timeout=self._connect_timeout,
+            idle_timeout=self._idle_timeout,
+        )
+        self._http1_pools[ssl_context] = pool
+        while len(self._http1_pools) > MAX_HTTP1_POOLS:
+            oldest = next(iter(self._http1_pools))
+            self._http1_pools.pop(oldest).close()  # its in-flight exchanges finish
+        return pool
+
+    def http1_pools(self) -> list[UpstreamPool]:
+        """The fast path's pools open now (for the connection metrics)."""
+        return list(self._http1_pools.values())
 
     def hop(self, url: URL) -> Hop:
         """Where a request to `url` goes (member and proxy), to describe a failure to reach it."""
@@ -264,7 +303,11 @@ class ClusterTransport:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session (and its connections) and stop any credential work."""
+        """Close the session and the fast path's pools (and their connections) and stop any credential work."""
+        self.retired = True
+        pools, self._http1_pools = list(self._http1_pools.values()), {}
+        for pool in pools:
+            pool.abort()
         await self.credentials.close()
         await self.session.close()
 

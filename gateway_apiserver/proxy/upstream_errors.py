@@ -60,6 +60,20 @@ class ProxyFailure(ConnectionError):
         self.cause = cause
 
 
+class DialFailed(Exception):
+    """No connection to the member could be made (raised by the fast path's pool); `cause` is the raw error:
+    an OSError, socket.gaierror, ssl.SSLCertVerificationError, ssl.SSLError or TimeoutError."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__("could not connect to the member")
+        self.cause = cause
+
+
+class InvalidAnswer(Exception):
+    """The member's answer is not valid HTTP/1.1 (or a protocol switch nobody asked for); the message says how,
+    for logs only."""
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     """Where a request was going: the member, and the proxy in between if any."""
@@ -210,6 +224,8 @@ UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp_socks.ProxyTimeoutError,
     python_socks.ProxyError,
     python_socks.ProxyTimeoutError,
+    DialFailed,
+    InvalidAnswer,
 )
 
 
@@ -235,6 +251,8 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
 
     `connecting`: `exc` was raised while dialing (aiohttp says so itself with ClientConnectorError).
     """
+    if isinstance(exc, DialFailed):
+        return describe_failure(hop, exc.cause, connecting=True)
     cluster, where = hop.subject, hop.member
     tunnel = exc if isinstance(exc, TunnelError) else getattr(exc, "os_error", None)
     if isinstance(tunnel, TunnelError):  # a ClusterProxy cluster's tunnel: its message names the cause
@@ -265,7 +283,7 @@ def describe_failure(hop: Hop, exc: BaseException, *, connecting: bool = False) 
         return StatusError(503, f"{cluster} unreachable: connecting to {where} failed: {os_reason(err)}")
     if isinstance(exc, aiohttp.ServerDisconnectedError | asyncio.IncompleteReadError):
         return StatusError(502, f"{cluster} at {where} closed the connection without answering")
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, aiohttp.ClientResponseError | InvalidAnswer):
         return StatusError(502, f"{cluster} at {where} sent an answer that is not valid HTTP/1.1")
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
         return StatusError(502, f"{cluster} at {where} reset the connection without answering")

@@ -15,7 +15,7 @@ import pytest
 from gateway_apiserver.proxy import connection_metrics
 from gateway_apiserver.proxy.connection_metrics import pooled_connections
 from tests.fakes.member_apiserver import FakeMemberAPIServer
-from tests.fakes.proxying import gateway, proxied, token_secret
+from tests.fakes.proxying import gateway, pool, proxied, token_secret
 from tests.observability.test_metrics import scrape, send, series
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,3 +94,29 @@ async def test_an_unreadable_pool_leaves_the_series_out_and_the_scrape_answers(
     assert [r.getMessage() for r in caplog.records] == [
         "this aiohttp's connection pool cannot be read: upstream connections go unreported"
     ]  # once, not at every scrape
+
+
+async def test_the_fast_paths_connections_are_counted_with_the_sessions(member: FakeMemberAPIServer, tmp_path: Path) -> None:
+    async with gateway(tmp_path, token_secret("a", member)) as gw:
+        assert await send(gw, "GET", "a", CM) == 200  # one idle connection in the aiohttp session
+        transport = pool(gw).transports()[0]
+        credential, tls = await transport.authenticate()
+        fast = transport.http1_pool(tls)
+        assert fast is not None
+        auth = "".join(f"{name}: {value}\r\n" for name, value in credential.headers().items()).encode()
+
+        def head(path: str) -> bytes:
+            return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{member.port}\r\n".encode() + auth + b"\r\n"
+
+        watch = await fast.send(head(f"{CM}?watch=true"), idempotent=True)
+        relayed = watch.relay(lambda chunk: None)
+        listed = await fast.send(head(CM), idempotent=True)
+        await listed.relay(lambda chunk: None)
+        _, during = await scrape(gw)
+        watch.close()
+        with pytest.raises(ConnectionAbortedError):
+            await relayed
+        _, after = await scrape(gw)
+    assert series(during, CONNECTIONS) == connections("a", idle=2, active=1)  # session 1 idle; fast path 1 idle, 1 watch
+    assert series(after, CONNECTIONS) == connections("a", idle=2, active=0)
+    assert len(member.connections) == 3

@@ -24,7 +24,7 @@ from aiohttp import RequestInfo, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway_apiserver.proxy.upstream_errors import Hop, describe_failure
+from gateway_apiserver.proxy.upstream_errors import DialFailed, Hop, InvalidAnswer, describe_failure
 from tests.fakes.forward_proxies import http_connect_proxy, socks5_proxy
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.member_apiserver import FakeMemberAPIServer
@@ -298,6 +298,26 @@ HOP = Hop("c1", URL("https://member.example:6443"), "http://user:pw-must-not-lea
             'cluster "c1" at member.example:6443 sent an answer that is not valid HTTP/1.1',
         ),
         (
+            InvalidAnswer("unparsable answer: Invalid constant string"),  # the fast path's client
+            502,
+            'cluster "c1" at member.example:6443 sent an answer that is not valid HTTP/1.1',
+        ),
+        (
+            InvalidAnswer("the member switched protocols (101) though no upgrade was asked for"),
+            502,
+            'cluster "c1" at member.example:6443 sent an answer that is not valid HTTP/1.1',
+        ),
+        (
+            DialFailed(ConnectionRefusedError(111, "Connect call failed ('10.0.0.1', 6443)")),
+            503,
+            'cluster "c1" unreachable: connecting to member.example:6443 failed: connection refused',
+        ),
+        (
+            asyncio.IncompleteReadError(b"", None),
+            502,
+            'cluster "c1" at member.example:6443 closed the connection without answering',
+        ),
+        (
             ConnectionResetError(104, "Connection reset by peer"),
             502,
             'cluster "c1" at member.example:6443 reset the connection without answering',
@@ -319,4 +339,3 @@ def test_a_connect_timeout_through_a_proxy_names_both_hops() -> None:
     where = "member.example:6443 through its proxy http://proxy.example:3128"
     message = f'cluster "c1" unreachable: connecting to {where} timed out after 2s'
     assert (error.code, error.message) == (503, message)
-
