@@ -69,9 +69,15 @@ def make_serving_cert(directory: Path) -> ServingCert:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -89,15 +95,11 @@ def make_serving_cert(directory: Path) -> ServingCert:
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -106,9 +108,7 @@ def make_serving_cert(directory: Path) -> ServingCert:
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return ServingCert(ca_file, cert_file, key_file)
 
@@ -155,9 +155,7 @@ ServeTLS = Callable[[web.Application], Awaitable[TLSServer]]
 
 
 @pytest.fixture
-def serve_tls(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], serving_cert: ServingCert
-) -> ServeTLS:
+def serve_tls(aiohttp_server: Callable[..., Awaitable[TestServer]], serving_cert: ServingCert) -> ServeTLS:
     """Start an app on https://127.0.0.1:<random port>; stopped when the test ends."""
 
     async def serve(app: web.Application) -> TLSServer:
@@ -193,8 +191,13 @@ def kubectl(tmp_path: Path) -> Kubectl:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
         env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig)}
         proc = await asyncio.create_subprocess_exec(
-            binary, f"--kubeconfig={kubeconfig}", f"--cache-dir={tmp_path / 'kube-cache'}", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            binary,
+            f"--kubeconfig={kubeconfig}",
+            f"--cache-dir={tmp_path / 'kube-cache'}",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
         assert proc.returncode is not None

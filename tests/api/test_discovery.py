@@ -224,9 +224,7 @@ async def test_apis_aggregated_document(http: aiohttp.ClientSession, accept: str
         ("application/json", "application/json"),  # a legacy client
     ],
 )
-async def test_apis_follows_the_clients_preference(
-    http: aiohttp.ClientSession, accept: str, content_type: str
-) -> None:
+async def test_apis_follows_the_clients_preference(http: aiohttp.ClientSession, accept: str, content_type: str) -> None:
     resp, _ = await fetch(http, "/apis", accept)
     assert resp.headers["Content-Type"] == content_type
     assert resp.headers["Vary"] == "Accept"
@@ -284,9 +282,7 @@ async def test_unsupported_accept_is_406_status(http: aiohttp.ClientSession, pat
     assert body["code"] == 406
 
 
-@pytest.mark.parametrize(
-    "accept", [f"{PROTOBUF}, */*", f"{PROTOBUF},application/json", "application/*", "*/*", ""]
-)
+@pytest.mark.parametrize("accept", [f"{PROTOBUF}, */*", f"{PROTOBUF},application/json", "application/*", "*/*", ""])
 @pytest.mark.parametrize("path", ["/apis", GV_PATH])
 async def test_json_is_served_when_acceptable_at_all(http: aiohttp.ClientSession, path: str, accept: str) -> None:
     resp, body = await fetch(http, path, accept)
@@ -334,9 +330,7 @@ def discover_with_python_client(server: TLSServer, cache_file: Path) -> Any:
         return dyn.resources.get(api_version="cluster.core.oam.dev/v1alpha1", kind="ClusterGateway")
 
 
-async def test_kubernetes_python_dynamic_client_finds_the_resource(
-    server: TLSServer, tmp_path: Path, seen: Seen
-) -> None:
+async def test_kubernetes_python_dynamic_client_finds_the_resource(server: TLSServer, tmp_path: Path, seen: Seen) -> None:
     # The sync client must not block the event loop that serves it.
     resource = await asyncio.to_thread(discover_with_python_client, server, tmp_path / "discovery.json")
     assert resource.group_version == "cluster.core.oam.dev/v1alpha1"
@@ -358,9 +352,7 @@ API_RESOURCES_ROW = re.compile(
 )
 
 
-async def test_kubectl_api_resources_lists_clustergateways(
-    server: TLSServer, kubectl: Kubectl, seen: Seen
-) -> None:
+async def test_kubectl_api_resources_lists_clustergateways(server: TLSServer, kubectl: Kubectl, seen: Seen) -> None:
     result = await kubectl(server, "api-resources")
     assert result.returncode == 0, result.stderr
     print(result.stdout)

@@ -117,7 +117,8 @@ def get(path: str, *extra: str) -> bytes:
 
 
 def post(path: str, body: bytes, *extra: str) -> bytes:
-    return ("\r\n".join([f"POST {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}", *extra]) + "\r\n\r\n").encode() + body
+    head = "\r\n".join([f"POST {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}", *extra])
+    return (head + "\r\n\r\n").encode() + body
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -217,7 +218,7 @@ async def test_a_malformed_head_gets_aiohttps_status_answer_and_the_connection_c
     writer.write(get("/fast/1"))
     assert (await read_answer(reader))[2] == b"lane GET /fast/1 "
     writer.write(b"GET /fast/2 HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
-    status, headers, body = await read_answer(reader)
+    status, _, body = await read_answer(reader)
     assert status == 400
     assert b'"kind":"Status"' in body and b'"reason":"BadRequest"' in body
     assert await closed(reader)
@@ -250,20 +251,20 @@ async def test_an_answer_before_the_whole_body_ends_the_connection(served: Serve
 
 
 async def test_a_client_that_leaves_cancels_the_lane_request(served: Served) -> None:
-    reader, writer = await served.connect()
+    _, writer = await served.connect()
     writer.write(get("/fast/slow"))
     await asyncio.sleep(0.2)
     writer.transport.abort()
     async with asyncio.timeout(5):
-        while served.handler.cancelled != ["/fast/slow"]:
+        while served.handler.cancelled != ["/fast/slow"]:  # noqa: ASYNC110 - the handler's own list, polled
             await asyncio.sleep(0.02)
 
 
 async def test_a_slow_reader_pauses_the_lane_stream(served: Served) -> None:
-    reader, writer = await served.connect()
+    _, writer = await served.connect()
     writer.write(get("/fast/stream"))
     async with asyncio.timeout(10):
-        while not served.handler.paused_seen:  # nobody reads: the transport passes its high-water mark
+        while not served.handler.paused_seen:  # noqa: ASYNC110 - nobody reads: the transport passes its high-water mark
             await asyncio.sleep(0.02)
     writer.transport.abort()
 
@@ -290,4 +291,3 @@ async def test_the_header_deadline_applies_to_the_request_after_a_lane_request()
         assert await closed(reader)
         assert time.monotonic() - started < 0.5 + 2.0
         assert s.handler.served == ["/fast/1"]
-
