@@ -41,7 +41,7 @@ class Upstream(asyncio.Protocol):
         if self in self.pool:
             self.pool.remove(self)
         if self.client is not None:
-            self.client.transport.close()
+            self.client.transport.abort()  # a body cut short must not look complete
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
@@ -55,18 +55,20 @@ class Upstream(asyncio.Protocol):
         status = self.parser.get_status_code()
         head = b"HTTP/1.1 %d OK\r\n" % status + b"".join(self.headers) + b"\r\n"
         self.headers = []
-        assert self.client is not None
-        self.client.transport.write(head)
+        if self.client is not None:
+            self.client.transport.write(head)
 
     def on_body(self, body: bytes) -> None:
-        assert self.client is not None
+        if self.client is None:
+            return
         if self.chunked:
             self.client.transport.write(b"%x\r\n" % len(body) + body + b"\r\n")
         else:
             self.client.transport.write(body)
 
     def on_message_complete(self) -> None:
-        assert self.client is not None
+        if self.client is None:
+            return
         if self.chunked:
             self.client.transport.write(b"0\r\n\r\n")
         self.chunked = False
@@ -85,12 +87,19 @@ class Downstream(asyncio.Protocol):
         self.url = b""
         self.headers: list[bytes] = []
         self.body: list[bytes] = []
+        self.upstream: Upstream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        upstream = self.upstream
+        if upstream is not None and upstream.client is self and upstream.transport is not None:
+            upstream.client = None
+            upstream.transport.abort()  # the client left mid-answer (a watch): its member connection goes too
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -115,7 +124,7 @@ class Downstream(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self.proxy.send(self, head + body))
 
     def done(self) -> None:
-        pass
+        self.upstream = None
 
 
 class RawProxy:
@@ -134,6 +143,7 @@ class RawProxy:
             loop = asyncio.get_running_loop()
             _, upstream = await loop.create_connection(lambda: Upstream(self.pool), *self.address, ssl=self.tls)
         upstream.client = client
+        client.upstream = upstream
         assert upstream.transport is not None
         upstream.transport.write(request)
 

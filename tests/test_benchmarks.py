@@ -117,7 +117,7 @@ GO_REASON = "Go is not installed"
 def assert_peers_beside_the_gateway(r: dict[str, Any], *, go: bool) -> None:
     """Every direct-vs-gateway measurement has the peers' columns: the Go ones only when Go built the peer, and
     otherwise the run says why they are missing."""
-    expected = {"go_peer", "go_peer_per_request", "minimal"} if go else {"minimal"}
+    expected = {"go_peer", "go_peer_per_request", "minimal", "raw"} if go else {"minimal", "raw"}
     measured = [r["reference"][case] for case in ("crud", "get_namespace", "list_namespaces")]
     measured += [r["throughput"], r["streaming"]["list"], r["streaming"]["watch"], r["watches"]]
     for x in measured:
@@ -174,7 +174,7 @@ def test_without_go_the_go_peer_columns_are_left_out_and_the_run_says_why(tmp_pa
         "unavailable": {"go_peer": "turned off (--go-peer off)", "go_peer_per_request": "turned off (--go-peer off)"},
     }
     for case in ("crud", "get_namespace", "list_namespaces"):
-        assert set(r["reference"][case]["peers"]) == {"minimal"} and "gateway_vs_go_peer" not in r["reference"][case]
+        assert set(r["reference"][case]["peers"]) == {"minimal", "raw"} and "gateway_vs_go_peer" not in r["reference"][case]
     assert "the Go peer columns are left out: turned off (--go-peer off)" in proc.stderr
     assert "Go peer: left out, turned off (--go-peer off)" in proc.stdout
     # The README's table shows a dash in each Go column and the reason under it.
