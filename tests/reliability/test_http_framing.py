@@ -19,6 +19,7 @@ the request's version may be what failed).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import time
@@ -580,6 +581,40 @@ async def test_pipelined_requests_in_one_write_are_answered_in_order(
             assert answer.json()["kind"] == "APIGroupList"
     assert seen(member) == forwarded
     await assert_served_and_still_open(conn, member)
+
+
+async def test_requests_aiohttp_keeps_serving_alternate_with_proxied_ones_on_one_connection(
+    conn: RawConnection, member: FakeMemberAPIServer
+) -> None:
+    # A chunked body, `Expect: 100-continue` and HEAD stay with aiohttp while plain proxied GETs may not.
+    await conn.send(request(f"GET {PROXY}/echo/1 HTTP/1.1"))
+    echoed(await conn.response(), "GET", f"{member.prefix}/echo/1")
+    await conn.send(request(POST_ECHO, b"Transfer-Encoding: chunked", body=b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"))
+    echoed(await conn.response(), "POST", f"{member.prefix}/echo", b"hello")
+    await conn.send(request(POST_ECHO, b"Content-Length: 5", b"Expect: 100-continue"))
+    assert await conn.reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await conn.send(b"hello")
+    echoed(await conn.response(), "POST", f"{member.prefix}/echo", b"hello")
+    await conn.send(request(f"HEAD {PROXY}/echo/2 HTTP/1.1"))
+    head = await conn.reader.readuntil(b"\r\n\r\n")  # a HEAD answer has headers only, whatever its Content-Length
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    await conn.send(request(f"GET {PROXY}/echo/3 HTTP/1.1"))
+    echoed(await conn.response(), "GET", f"{member.prefix}/echo/3")
+    assert seen(member) == [("GET", "/echo/1"), ("POST", "/echo"), ("POST", "/echo"), ("HEAD", "/echo/2"), ("GET", "/echo/3")]
+    assert len(member.connections) == 1
+
+
+async def test_a_request_written_in_pieces_is_one_request(conn: RawConnection, member: FakeMemberAPIServer) -> None:
+    body = b"x" * 100_000
+    raw = request(POST_ECHO, b"Content-Length: %d" % len(body), body=body) + request(f"GET {PROXY}/echo/next HTTP/1.1")
+    cuts = [0, 3, 40, raw.index(b"\r\n\r\n") + 2, raw.index(b"\r\n\r\n") + 4, 60_000, len(raw) - 10, len(raw)]
+    for start, end in itertools.pairwise(cuts):  # mid-method, mid-target, mid-CRLFCRLF, mid-body, mid-next
+        await conn.send(raw[start:end])
+        await asyncio.sleep(0.02)  # separate TLS records, read separately
+    echo = echoed(await conn.response(), "POST", f"{member.prefix}/echo", body)
+    assert echo["bodyLength"] == len(body)
+    echoed(await conn.response(), "GET", f"{member.prefix}/echo/next")
+    assert seen(member) == [("POST", "/echo"), ("GET", "/echo/next")]
 
 
 # --- 8: how a connection ends ----------------------------------------------------------------
