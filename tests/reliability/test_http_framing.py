@@ -337,11 +337,11 @@ async def test_bytes_after_a_body_are_the_next_request_and_authenticated_on_thei
     await assert_served_and_still_open(conn, member)
 
 
-async def test_bytes_after_a_body_that_are_not_http_refuse_only_themselves_today_they_swallow_the_request(
+async def test_bytes_after_a_body_that_are_not_http_are_refused_and_nothing_is_forwarded(
     conn: RawConnection, member: FakeMemberAPIServer
 ) -> None:
-    # Today aiohttp parses both in one read, and the parse error replaces every request of that read:
-    # the POST is neither forwarded nor answered; the client gets one Status and the connection closes.
+    # Today's answer. aiohttp parses both in one read and the parse error replaces every request of that
+    # read, so the POST is swallowed too: replace this test by its xfail twin below once that is fixed.
     await conn.send(request(POST_ECHO, b"Content-Length: 5", body=b"hello\x16\x03\x01 not http\r\n\r\n"))
     await assert_refused(conn, NOT_ALLOWED, "MethodNotAllowed", BAD_METHOD)
     assert seen(member) == []
@@ -631,10 +631,11 @@ async def test_connection_close_on_a_proxied_request_is_answered_then_closed(
     assert seen(member) == [("GET", "/echo")]
 
 
-async def test_a_request_pipelined_after_connection_close_is_refused_with_the_first_today(
+async def test_a_request_pipelined_after_connection_close_is_never_forwarded(
     conn: RawConnection, member: FakeMemberAPIServer
 ) -> None:
-    # llhttp calls bytes after a `Connection: close` request an error, and the error replaces the whole read.
+    # Today's answer. llhttp calls bytes after a `Connection: close` request an error, and the error replaces
+    # the whole read (the first request too): replace this test by its xfail twin below once that is fixed.
     await conn.send(request(f"GET {PROXY}/echo HTTP/1.1", b"Connection: close") + SMUGGLED)
     await assert_refused(conn, BAD_REQUEST, "BadRequest", NOT_HTTP_11)
     assert seen(member) == []
