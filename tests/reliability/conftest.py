@@ -15,7 +15,7 @@ from tests.fakes.loops import LoopFactory
 from tests.fakes.loops import pytest_asyncio_loop_factories as both_loops
 from tests.fakes.member_apiserver import FakeMemberAPIServer
 
-_TRANSPORT_TESTS = {"test_slowloris", "test_protocol_errors", "test_shutdown", "test_member_faults"}
+_TRANSPORT_TESTS = {"test_slowloris", "test_protocol_errors", "test_shutdown", "test_member_faults", "test_http_framing"}
 MEMBER_PREFIX = "/k8s/clusters/c-abc"
 
 
