@@ -5,8 +5,9 @@ the full gateway's CPU per 1,000 proxied GETs minus this variant's, both measure
 
 Parts (benchmark-only: the product has no switch for them):
   metrics      the proxy handler is not instrumented and responses are not remembered for their byte counts
-               (observability/metrics.py); /metrics is still served
-  log-context  no request_context middleware (observability/logs.py): log lines would not name the request
+               (observability/metrics.py), and the fast lane counts nothing (proxy/fast_path.py); /metrics is still served
+  log-context  no request_context middleware (observability/logs.py), and the fast lane sets no log context:
+               log lines would not name the request
   tunnel-reuse ClusterProxy connections are not kept alive (force_close): every request dials a new tunnel and
                does a new TLS handshake with the member, as cluster-gateway does (for `./dev bench konnectivity`;
                the gRPC channel to the proxy-server stays shared)
@@ -29,7 +30,7 @@ from aiohttp import web
 import gateway_apiserver.server as server_module
 from gateway_apiserver import cli
 from gateway_apiserver.observability import logs, metrics
-from gateway_apiserver.proxy import handler
+from gateway_apiserver.proxy import fast_path, handler
 from gateway_apiserver.proxy import transport as transport_module
 from gateway_apiserver.proxy.konnectivity.connector import KonnectivityConnector
 
@@ -48,6 +49,10 @@ def leave_out(parts: set[str]) -> None:
     """Rewire the product before it builds its application."""
     if "metrics" in parts:
         handler.instrument = lambda app, handler, cluster_of: handler  # type: ignore[attr-defined]
+        fast_path.METRICS = web.AppKey("no-metrics-on-the-fast-lane", metrics.GatewayMetrics)  # type: ignore[attr-defined]
+    if "log-context" in parts:
+        fast_path.enter_request = lambda request: None  # type: ignore[attr-defined,assignment,return-value]
+        fast_path.leave_request = lambda token: None  # type: ignore[attr-defined]
     if "tunnel-reuse" in parts:
         transport_module.KonnectivityConnector = TunnelPerRequestConnector  # type: ignore[attr-defined]
     build_app: Callable[..., web.Application] = server_module.build_app  # type: ignore[attr-defined]

@@ -196,7 +196,9 @@ def proxy_block() -> str:
         latency_row(
             f"GET namespace {X}{get['n']:,}: p50 (added p50)",
             get,
-            goals(f"< 1 ms added: {met(get['added_p50_ms'] < 1)}", go_goal(get.get("gateway_vs_go_peer", {}).get("added_p50"), 1.0)),
+            goals(
+                f"< 1 ms added: {met(get['added_p50_ms'] < 1)}", go_goal(get.get("gateway_vs_go_peer", {}).get("added_p50"), 1.0)
+            ),
         ),
         latency_row(f"LIST namespaces `limit=100` {X}{lst['n']:,}: p50 (added p50)", lst),
         loop_row(

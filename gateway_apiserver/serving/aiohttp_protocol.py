@@ -140,6 +140,11 @@ class GatewayRequestHandler(RequestHandler):
             self._keepalive_handle = self._event_loop.call_at(close_time, self._process_keepalive)
         self.request_finished()
 
+    def head_pending(self) -> None:
+        """A partial head waits in the lane (it came with an earlier request): the header deadline runs now."""
+        if not self._active:
+            self._arm()
+
     def _process_keepalive(self) -> None:
         if self._lane is not None and self._lane.busy:
             self._keepalive_handle = None  # re-armed when the lane's request ends

@@ -59,6 +59,9 @@ class LaneHost(Protocol):
     def fast_request_finished(self, keep_alive: bool) -> None:
         """The lane's request was answered; the connection ends unless `keep_alive`."""
 
+    def head_pending(self) -> None:
+        """Part of a request's head is waiting (it came with an earlier request): its header deadline runs."""
+
 
 class HeadLimits:
     """aiohttp's limits for a request head, which the lane keeps too (beyond them aiohttp answers)."""
@@ -225,6 +228,8 @@ class FastLane:
             if end < 0:
                 if len(buffer) > self._limits.max_head or b"\n\n" in buffer:
                     self._stick()  # too long, or bare-LF line ends: aiohttp answers as it does today
+                else:
+                    self._host.head_pending()
                 return
             self._resume_reading()
             self._start(end + len(_HEAD_END))
