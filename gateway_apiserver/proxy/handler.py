@@ -13,8 +13,7 @@ import inspect
 import logging
 import ssl
 from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -104,8 +103,7 @@ async def _settle_trial(request: web.BaseRequest, response: web.StreamResponse) 
         request.app[FAIL_FAST].settle(trial, answered=response.status < 500)
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamCall:
+class UpstreamCall(NamedTuple):
     """One request to a member, ready to send: URL, headers (credential and impersonation set), TLS."""
 
     transport: ClusterTransport
@@ -115,8 +113,7 @@ class UpstreamCall:
     credential: ResolvedCredential
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
     """Who asks, and from where: what a member request is prepared from besides its cluster and path."""
 
     headers: CIMultiDictProxy[str] | CIMultiDict[str]

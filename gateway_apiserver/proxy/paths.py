@@ -8,7 +8,7 @@ prefix (`https://rancher/k8s/clusters/c-abc` must never become `https://rancher/
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, unquote_plus
 
 from yarl import URL
@@ -24,8 +24,7 @@ _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _LONG_RUNNING_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyTarget:
+class ProxyTarget(NamedTuple):
     """Where one proxied request goes, and what the query string asked of the gateway itself."""
 
     url: URL

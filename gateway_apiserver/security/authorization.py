@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from multidict import MultiMapping
 
@@ -32,8 +32,7 @@ ALWAYS_ALLOWED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "
 _PROBE_PREFIXES = ("/healthz/", "/livez/", "/readyz/")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestAttributes:
+class RequestAttributes(NamedTuple):
     """What authorization decides on (kube's `authorizer.Attributes`)."""
 
     user: UserInfo

@@ -10,7 +10,7 @@ tests/security/test_request_info.py.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from multidict import MultiMapping
 
@@ -37,9 +37,8 @@ class _Undecodable(Exception):
     """The list options do not decode as kube decodes them (never shown to anyone)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """kube's `request.RequestInfo`: what a request asks for, as authorization sees it."""
+class RequestInfo(NamedTuple):
+    """kube's `request.RequestInfo`: what a request asks for, as authorization sees it (a NamedTuple: built per request)."""
 
     resource_request: bool
     path: str
