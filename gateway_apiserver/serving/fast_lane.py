@@ -126,6 +126,7 @@ class FastLane:
         self._max_body = max_body
         self._state = _State.IDLE
         self._buffer = bytearray()  # received bytes not handed on yet
+        self._scanned = 0  # bytes of the buffer already searched for the end of a head (a head may come byte by byte)
         self._aiohttp_left = 0  # bytes of aiohttp's current request still to hand it
         self._aiohttp_answered = False
         self._request: FastRequest | None = None
@@ -185,6 +186,7 @@ class FastLane:
     def _stick(self) -> None:
         """aiohttp owns the connection from here on, with everything buffered."""
         self._state = _State.STICKY
+        self._scanned = 0
         data, self._buffer = bytes(self._buffer), bytearray()
         self._resume_reading()
         if data:
@@ -224,17 +226,20 @@ class FastLane:
             if buffer[0] in (0x0D, 0x0A):
                 self._stick()  # empty lines before a request: rare, and aiohttp's parser knows the rules
                 return
-            end = buffer.find(_HEAD_END)
+            start = max(0, self._scanned - len(_HEAD_END) + 1)
+            end = buffer.find(_HEAD_END, start)
             if end < 0:
-                if len(buffer) > self._limits.max_head or b"\n\n" in buffer:
+                if len(buffer) > self._limits.max_head or buffer.find(b"\n\n", start) >= 0:
                     self._stick()  # too long, or bare-LF line ends: aiohttp answers as it does today
                 else:
+                    self._scanned = len(buffer)
                     self._host.head_pending()
                 return
             self._resume_reading()
             self._start(end + len(_HEAD_END))
 
     def _start(self, head_length: int) -> None:
+        self._scanned = 0  # the head leaves the buffer: what remains is searched afresh
         head = _Head()
         try:
             head.parser.feed_data(bytes(self._buffer[:head_length]))
