@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from multidict import CIMultiDictProxy, MultiDictProxy
@@ -27,8 +28,6 @@ _REASON_PHRASES: dict[int, bytes] = {}
 def _reason(status: int) -> bytes:
     phrase = _REASON_PHRASES.get(status)
     if phrase is None:
-        from http import HTTPStatus
-
         try:
             phrase = HTTPStatus(status).phrase.encode()
         except ValueError:
