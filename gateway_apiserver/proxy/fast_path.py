@@ -16,12 +16,13 @@ directly (no proxy-url proxy, no ClusterProxy tunnel). Everything else stays on 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
 from yarl import URL
 
 from ..app_keys import REGISTRY
@@ -40,8 +41,9 @@ from ..observability.access_log import (
 from ..observability.logs import enter_request, leave_request
 from ..observability.metrics import CLIENT_CLOSED_REQUEST, METRICS, ProxiedRequest
 from ..registry.model import ClusterGateway
-from ..security.authorization import Authorizer, request_attributes
+from ..security.authorization import Authorizer, attributes_of
 from ..security.middleware import RequestAuthenticator, authorize
+from ..security.request_info import RequestInfo, request_info
 from ..security.tls import transport_peer_certificate
 from ..serving.fast_request import DATE, FastRequest
 from ..serving.shutdown import InFlight
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX = f"{API_PREFIX}/clustergateways/"
 _PREFIX_SEGMENTS = _PREFIX.count("/") + 1  # apis, group, version, clustergateways, {name}, proxy
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})  # aiohttp's client sends Content-Length: 0 for these without a body
 _DROPPED = frozenset(name.encode() for name in HOP_BY_HOP) | {b"content-length", b"audit-id"}
@@ -165,9 +168,9 @@ class FastProxy:
         request.user = await self._authenticator.authenticate(
             headers=request.headers, peer_certificate=transport_peer_certificate(request.transport)
         )
-        request.attributes = attrs = request_attributes(request.method, request.path, request.query, request.user)
+        name = request.target[len(_PREFIX) :].partition("/")[0]  # accepts() took only literal names
+        request.attributes = attrs = attributes_of(proxy_request_info(request.method, name), request.path, request.user)
         await authorize(self._authorizer, attrs, request.method, request.query, authorize_proxy_subpath=self._subpath)
-        name = attrs.name
         try:
             return self._app[REGISTRY].get(name)
         except StatusError as exc:
@@ -193,12 +196,15 @@ class FastProxy:
         complete = False
         with call.transport.track():
             try:
-                async with asyncio.timeout(timeout):
+                with _Deadline(timeout):
                     await request.body_ready
                     exchange = await self._open(request, call, pool)
                     settle(exchange.status)  # as soon as the answer starts: a watch need not end first
-                    request.write_head(exchange.status, exchange.reason, _answer_headers(exchange), exchange.content_length)
-                    await exchange.relay(_relay_to(request, exchange))
+                    headers = _answer_headers(exchange)
+                    request.write_head(exchange.status, exchange.reason, headers, exchange.content_length, hold=True)
+                    relayed = exchange.relay(_relay_to(request, exchange))  # what came with the head: sent with it
+                    request.flush()
+                    await relayed
                     request.write_eof()
                     complete = True
             except TimeoutError:
@@ -272,6 +278,13 @@ async def _send(pool: UpstreamPool, call: UpstreamCall, method: str, headers: CI
         raise describe_failure(transport.hop(call.url), exc) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def proxy_request_info(method: str, name: str) -> RequestInfo:
+    """What `method` on `clustergateways/<name>/proxy/...` asks for: the same whatever follows /proxy and
+    whatever the query (a named object's subresource is never a list or a watch). Cached: names are few."""
+    return request_info(method, f"{_PREFIX}{name}/proxy", _NO_QUERY)
+
+
 def member_request_head(method: str, url: URL, headers: CIMultiDict[str], body: bytes) -> bytes:
     """The request line and headers for the member, as aiohttp's client writes them (Host from the URL,
     Content-Length for a body and for POST, PUT and PATCH). A value with a line break raises ValueError."""
@@ -314,6 +327,36 @@ def _answer_headers(exchange: UpstreamExchange) -> list[bytes]:
     if not has_date:
         lines.append(b"Date: " + DATE.value())
     return lines
+
+
+class _Deadline:
+    """asyncio.timeout's contract (TimeoutError out of the block once `timeout` seconds pass; None: never),
+    without its state machine: one timer per request, set once. A cancellation from elsewhere stays one."""
+
+    __slots__ = ("_cancelling", "_handle", "_task", "expired")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        if timeout is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._task, self._cancelling = task, task.cancelling()
+            self._handle = asyncio.get_running_loop().call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> _Deadline:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        # As asyncio.timeout: only our own cancellation becomes a TimeoutError, not one the caller also asked for.
+        if self.expired and kind is asyncio.CancelledError and self._task.uncancel() <= self._cancelling:
+            raise TimeoutError from exc
 
 
 class _Settle:

@@ -21,7 +21,7 @@ from multidict import MultiMapping
 from ..base.status import StatusError, bad_request
 from ..observability.cache_counts import CacheCounts
 from .identity import UserInfo
-from .request_info import RequestInfoError, request_info
+from .request_info import RequestInfo, RequestInfoError, request_info
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,11 @@ def request_attributes(method: str, path: str, query: MultiMapping[str], user: U
         info = request_info(method, path, query)
     except RequestInfoError as exc:
         raise bad_request(f"{exc}: the path names no resource after the verb") from None
+    return attributes_of(info, path, user)
+
+
+def attributes_of(info: RequestInfo, path: str, user: UserInfo) -> RequestAttributes:
+    """The attributes of `user`'s request to `path`, as read into `info`."""
     return RequestAttributes(
         user,
         info.verb,

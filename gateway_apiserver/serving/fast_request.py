@@ -65,6 +65,7 @@ class FastRequest:
 
     __slots__ = (
         "_chunked",
+        "_held_head",
         "_url",
         "attributes",
         "audit_id",
@@ -104,6 +105,7 @@ class FastRequest:
         self.transport = transport
         self._url: URL | None = None
         self._chunked = False
+        self._held_head = b""  # a head written with hold=True: it goes out with the first body bytes (one TLS record)
         self.body = b""
         self.body_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.started = time.perf_counter()
@@ -159,11 +161,14 @@ class FastRequest:
 
     # -- the answer --
 
-    def write_head(self, status: int, reason: str | bytes, headers: Iterable[bytes], content_length: int | None) -> None:
+    def write_head(
+        self, status: int, reason: str | bytes, headers: Iterable[bytes], content_length: int | None, *, hold: bool = False
+    ) -> None:
         """Send the status line and headers (each `headers` item a complete `Name: value` line without CRLF).
 
         Adds Audit-Id, Server, Date (unless given), and Content-Length or chunked framing; `Connection: close`
-        when this answer ends the connection.
+        when this answer ends the connection. With `hold`, the head waits for the first body bytes (or `flush`),
+        so a small answer leaves in one write.
         """
         phrase = reason.encode("latin-1") if isinstance(reason, str) else reason
         lines = [b"HTTP/1.1 %d %s" % (status, phrase or _reason(status)), *headers]
@@ -180,9 +185,18 @@ class FastRequest:
         lines.append(b"\r\n")
         data = b"\r\n".join(lines)
         self.output_size += len(data)
-        self.transport.write(data)
         self.head_sent = True
         self.status_sent = status
+        if hold:
+            self._held_head = data
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send a held head now (a stream's head must not wait for its first event)."""
+        if self._held_head:
+            head, self._held_head = self._held_head, b""
+            self.transport.write(head)
 
     def write_body(self, chunk: bytes) -> None:
         """One piece of the body, framed as the head announced; sent at once (watch events are not held back)."""
@@ -192,19 +206,26 @@ class FastRequest:
         if self._chunked:
             chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
         self.output_size += len(chunk)
+        if self._held_head:
+            chunk, self._held_head = self._held_head + chunk, b""
         self.transport.write(chunk)
 
     def write_eof(self) -> None:
         """The end of the body (the final chunk of a chunked one)."""
+        last = b""
         if self._chunked:
             self.output_size += 5
-            self.transport.write(b"0\r\n\r\n")
+            last = b"0\r\n\r\n"
             self._chunked = False
+        if self._held_head or last:
+            data, self._held_head = self._held_head + last, b""
+            self.transport.write(data)
 
     def end_stream(self) -> None:
         """Shutdown ends this answer: a chunked body gets its final chunk (a clean end), a fixed-length one is cut."""
         if not self.head_sent or self.transport.is_closing():
             return
+        self.flush()
         if self._chunked:
             self.write_eof()
         else:
@@ -214,9 +235,10 @@ class FastRequest:
         """The whole answer for `error`: a Status object, as the aiohttp path's status_response."""
         body = status_body(error)
         extra = [f"{name}: {value}".encode("latin-1") for name, value in error.headers.items()]
-        self.write_head(error.code, b"", [b"Content-Type: application/json", *extra], len(body))
+        self.write_head(error.code, b"", [b"Content-Type: application/json", *extra], len(body), hold=True)
         self.write_body(body)
 
     def abort(self) -> None:
         """Cut the connection: a body cut short must never look complete."""
+        self._held_head = b""
         self.transport.abort()
