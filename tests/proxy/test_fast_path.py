@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
@@ -70,7 +71,8 @@ def test_an_ipv6_member_is_named_in_brackets() -> None:
     assert head.split(b"\r\n")[1] == b"Host: [::1]:6443"
 
 
-def exchange(headers: list[tuple[bytes, bytes]], status: int = 200, content_length: int | None = 5) -> SimpleNamespace:
+def exchange(headers: list[tuple[bytes, bytes]], status: int = 200, content_length: int | None = 5) -> Any:
+    """What _answer_headers reads of an UpstreamExchange."""
     return SimpleNamespace(headers=headers, status=status, content_length=content_length)
 
 
