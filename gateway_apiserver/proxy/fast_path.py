@@ -20,6 +20,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
@@ -46,7 +47,6 @@ from ..security.middleware import RequestAuthenticator, authorize
 from ..security.request_info import RequestInfo, request_info
 from ..security.tls import transport_peer_certificate
 from ..serving.fast_request import DATE, FastRequest
-from ..serving.shutdown import InFlight
 from .fail_fast import FailFast, Trial
 from .handler import FAIL_FAST, TRANSPORT_POOL, Caller, UpstreamCall, fresh_credential, prepare_member_call
 from .headers import HOP_BY_HOP
@@ -65,6 +65,18 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})  # aiohttp's client sends Conte
 _DROPPED = frozenset(name.encode() for name in HOP_BY_HOP) | {b"content-length", b"audit-id"}
 
 
+class RequestTracker(Protocol):
+    """What graceful shutdown needs to know of the lane's requests (serving/shutdown.py's InFlight)."""
+
+    draining: bool
+
+    def track(self, task: asyncio.Task[Any], request: FastRequest) -> None:
+        """`task` serves `request` from now on."""
+
+    def untrack(self, task: asyncio.Task[Any]) -> None:
+        """The request of `task` ended."""
+
+
 class FastProxy:
     """The fast lane's handler (serving/fast_lane.py FastHandler) for proxied requests."""
 
@@ -75,7 +87,7 @@ class FastProxy:
         authorizer: Authorizer,
         *,
         authorize_proxy_subpath: bool,
-        in_flight: InFlight | None,
+        in_flight: RequestTracker | None,
         access_log: logging.Logger,
     ) -> None:
         self._app = app
