@@ -44,7 +44,7 @@ from benchmarks.harness import (
     process_tree,
 )
 from benchmarks.member import NAMESPACES
-from benchmarks.recording import provenance, reproducing_command
+from benchmarks.recording import provenance, reproducing_command, write_results
 
 FANOUT = PROXY.format(name="-") + "/api/v1/namespaces"
 FIRST_ITEM = b'"items":[{'
@@ -183,9 +183,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     result = asyncio.run(run(args))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.json, result)
     f, t = result["fanout"], result["in_turn"]
     rss = f["gateway_rss_mb"]
     print(

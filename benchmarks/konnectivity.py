@@ -37,7 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import PROXY, ROOT, GatewayProcess, LocalMember, Member, cpu_seconds, percentiles, timed
-from benchmarks.recording import provenance, reproducing_command
+from benchmarks.recording import provenance, reproducing_command, write_results
 from benchmarks.suite import crud_loop
 
 POOLED, PER_REQUEST = "tunnel", "tunnel-per-request"  # the ClusterProxy clusters, one per gateway
@@ -267,9 +267,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     result = asyncio.run(run(args))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.json, result)
     report(result)
 
 

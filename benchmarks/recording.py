@@ -8,6 +8,7 @@ recorded files, and tests/test_benchmarks.py checks that the README matches them
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -85,3 +86,10 @@ def provenance(command: str, note: str | None = None) -> dict[str, Any]:
     if note:
         run["note"] = note
     return run
+
+
+def write_results(path: Path | None, results: dict[str, Any]) -> None:
+    """Write a run's results as indented JSON to `path` (its directory made), when one was asked for."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import ssl
@@ -33,7 +32,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.recording import provenance, reproducing_command
+from benchmarks.recording import provenance, reproducing_command, write_results
 from tests.fakes.kube_apiserver import FakeKubeAPIServer
 from tests.fakes.kube_store import PolicyRule
 from tests.fakes.pki import issue_client_cert, make_ca
@@ -241,7 +240,5 @@ if __name__ == "__main__":
     arguments = parse_args()
     out = asyncio.run(main(arguments))
     report(out)
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(arguments.json, out)
     os._exit(0)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from benchmarks.harness import (
     rss_mb,
     timed,
 )
-from benchmarks.recording import provenance, reproducing_command
+from benchmarks.recording import provenance, reproducing_command, write_results
 
 # workers last: it restarts the gateway
 SECTIONS = ("reference", "throughput", "streaming", "watches", "costs", "wan", "workers")
@@ -700,9 +699,7 @@ def main() -> None:
         runner = asyncio.Runner()
     with runner:
         results = runner.run(run(args))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_results(args.json, results)
     report(results)
 
 

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..base.status import StatusError, status_response
+from ..base.status import StatusError, internal_error, status_response
 
 log = logging.getLogger(__name__)
 
@@ -46,4 +46,4 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
 def _internal_error(request: web.Request) -> web.Response:
     # The client gets a generic message; the details (never credentials) go to our log.
     log.exception("internal error serving %s %s", request.method, request.path)
-    return status_response(StatusError(500, "an internal error occurred; see the gateway-apiserver log"))
+    return status_response(internal_error())

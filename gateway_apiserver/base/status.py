@@ -112,6 +112,14 @@ def method_not_allowed(method: str, what: str) -> StatusError:
     )
 
 
+INTERNAL_ERROR_MESSAGE = "an internal error occurred; see the gateway-apiserver log"
+
+
+def internal_error() -> StatusError:
+    """500 for a failure of our own: the client gets a generic message; the details (never credentials) go to our log."""
+    return StatusError(500, INTERNAL_ERROR_MESSAGE)
+
+
 def bad_request(message: str) -> StatusError:
     """400 BadRequest."""
     return StatusError(400, message)

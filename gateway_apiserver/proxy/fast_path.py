@@ -29,7 +29,7 @@ from yarl import URL
 from ..app_keys import REGISTRY
 from ..base.api_group import API_PREFIX
 from ..base.query import query_bool
-from ..base.status import StatusError, no_such_cluster
+from ..base.status import StatusError, internal_error, no_such_cluster
 from ..observability.access_log import (
     CLIENT_DISCONNECT,
     COMPLETE,
@@ -43,17 +43,17 @@ from ..observability.logs import enter_request, leave_request
 from ..observability.metrics import CLIENT_CLOSED_REQUEST, METRICS, ProxiedRequest
 from ..registry.model import ClusterGateway
 from ..security.authorization import Authorizer, attributes_of
-from ..security.middleware import RequestAuthenticator, authorize
+from ..security.middleware import RequestAuthenticator, authorize, proxied_path
 from ..security.request_info import RequestInfo, request_info
 from ..security.tls import transport_peer_certificate
 from ..serving.fast_request import DATE, FastRequest
 from .fail_fast import FailFast, Trial
 from .handler import FAIL_FAST, TRANSPORT_POOL, Caller, UpstreamCall, fresh_credential, prepare_member_call
 from .headers import HOP_BY_HOP
-from .http1 import DialFailed, UpstreamExchange, UpstreamPool
+from .http1 import UpstreamExchange, UpstreamPool
 from .paths import is_long_running, remainder_of, request_timeout
 from .transport import ClusterTransport
-from .upstream_errors import InvalidAnswer, describe_failure
+from .upstream_errors import UPSTREAM_ERRORS, InvalidAnswer, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,8 @@ class FastProxy:
 
     def accepts(self, method: str, target: str) -> bool:
         """A proxied request to a served cluster that is reached directly; named without escapes (aiohttp decodes them)."""
-        if not target.startswith(_PREFIX):
-            return False
-        name, slash, rest = target[len(_PREFIX) :].partition("/")
-        if not slash or not name or "%" in name or not (rest == "proxy" or rest.startswith(("proxy/", "proxy?"))):
+        name = _cluster_name(target)
+        if name is None:
             return False
         cluster = self._app[REGISTRY].lookup(name)
         if cluster is None:
@@ -137,7 +135,7 @@ class FastProxy:
             if request.head_sent:
                 request.abort()
             else:
-                request.write_status(StatusError(500, "an internal error occurred; see the gateway-apiserver log"))
+                request.write_status(internal_error())
         finally:
             self._log(request)
             if self._in_flight is not None:
@@ -153,12 +151,12 @@ class FastProxy:
         metrics = self._app.get(METRICS)
         counted: ProxiedRequest | None = None
         if metrics is not None:
-            parts = request.path.split("/", 7)  # "", apis, group, version, clustergateways, name, proxy, inner path
+            inner = (proxied_path(request.path) or "/")[1:]  # as the aiohttp route's {path}: no leading slash
             watching = query_bool(request.query.get("watch"))
             counted = metrics.start_proxied(
                 cluster.name,
                 request.method,
-                parts[7] if len(parts) > 7 else "",
+                inner,
                 request.attributes.verb,
                 watching=watching,
                 tunnel=False,
@@ -180,7 +178,7 @@ class FastProxy:
         request.user = await self._authenticator.authenticate(
             headers=request.headers, peer_certificate=transport_peer_certificate(request.transport)
         )
-        name = request.target[len(_PREFIX) :].partition("/")[0]  # accepts() took only literal names
+        name = _cluster_name(request.target) or ""  # accepts() took only targets that name one
         request.attributes = attrs = attributes_of(proxy_request_info(request.method, name), request.path, request.user)
         await authorize(self._authorizer, attrs, request.method, request.query, authorize_proxy_subpath=self._subpath)
         try:
@@ -281,13 +279,22 @@ async def _send(pool: UpstreamPool, call: UpstreamCall, method: str, headers: CI
         head = member_request_head(method, call.url, headers, body)
     except ValueError:
         log.error("a header for cluster %s holds a line break; refusing to send it", transport.name)
-        raise StatusError(500, "an internal error occurred; see the gateway-apiserver log") from None
+        raise internal_error() from None
     try:
         return await pool.send(head, body, idempotent=method in _IDEMPOTENT)
-    except DialFailed as exc:
-        raise describe_failure(transport.hop(call.url), exc.cause, connecting=True) from None
-    except (OSError, asyncio.IncompleteReadError, InvalidAnswer) as exc:
+    except UPSTREAM_ERRORS as exc:  # DialFailed included: describe_failure words it as a failure to connect
         raise describe_failure(transport.hop(call.url), exc) from None
+
+
+def _cluster_name(target: str) -> str | None:
+    """The cluster a `clustergateways/<name>/proxy[/...]` target names literally (no escapes: aiohttp decodes
+    them, and its answer must stay the one); None for any other target."""
+    if not target.startswith(_PREFIX):
+        return None
+    name, slash, rest = target[len(_PREFIX) :].partition("/")
+    if not slash or not name or "%" in name or not (rest == "proxy" or rest.startswith(("proxy/", "proxy?"))):
+        return None
+    return name
 
 
 @functools.lru_cache(maxsize=4096)

@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 
-from ..base.status import StatusError
+from ..base.status import INTERNAL_ERROR_MESSAGE, StatusError
 
 HEADER_TOO_LARGE = "RequestHeaderFieldsTooLarge"
 METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS"
@@ -77,4 +77,4 @@ def handler_error_status(code: int) -> StatusError:
     """The Status for a failure aiohttp itself answers outside our middlewares (500, 504)."""
     if code == 504:
         return StatusError(504, "the request timed out", reason="Timeout")
-    return StatusError(code, "an internal error occurred; see the gateway-apiserver log")
+    return StatusError(code, INTERNAL_ERROR_MESSAGE)
